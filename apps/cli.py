@@ -1,0 +1,39 @@
+"""The `drrobot` command: one entry point, one subcommand per job.
+
+    drrobot data  --robot panda --preset cpu-quick --out outputs/panda-data
+    drrobot <command> --help
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("drrobot.data.generate", "render a training dataset of a robot with MuJoCo"),
+}
+"""Subcommand -> (module with a `main(argv)` function, one-line help). Modules load lazily."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"drrobot: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    result = module.main(rest)
+    return int(result or 0)
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "usage: drrobot <command> [options]\n\ncommands:\n" + "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
