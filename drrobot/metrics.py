@@ -1,0 +1,93 @@
+"""Image and geometry metrics shared by the trainer, the evaluation and the apps.
+
+Images are float tensors in [0, 1] with shape [..., H, W, 3] (channels last, as everywhere in drrobot).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image.
+
+    pred, target: [..., H, W, C] in [0, 1]; mask: [..., H, W] or None (mean over masked pixels only).
+    Returns [...].
+    """
+    err = (pred - target).square().mean(dim=-1)  # [..., H, W]
+    if mask is None:
+        mse = err.mean(dim=(-2, -1))
+    else:
+        mask = mask.to(err.dtype)
+        mse = (err * mask).sum(dim=(-2, -1)) / mask.sum(dim=(-2, -1)).clamp_min(1.0)
+    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+
+
+@functools.lru_cache(maxsize=8)
+def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    window = (g[:, None] * g[None, :]).to(dtype=dtype, device=device)  # [size, size]
+    return window.expand(channels, 1, size, size).contiguous()  # [C, 1, size, size]
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity (Wang et al. 2004, Gaussian window 11 / sigma 1.5, valid region) per image.
+
+    pred, target: [..., H, W, C] in [0, 1]. Returns [...].
+    """
+    batch_shape = pred.shape[:-3]
+    h, w, c = pred.shape[-3:]
+    x = pred.reshape(-1, h, w, c).permute(0, 3, 1, 2)  # [B, C, H, W]
+    y = target.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+    size = min(window_size, h, w)
+    window = _gaussian_window(size, sigma, c, x.dtype, str(x.device))
+
+    def blur(z: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(z, window, groups=c)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(1, 2, 3)).reshape(batch_shape)
+
+
+def l1_dssim_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
+    """The 3DGS photometric loss (1 - w) * L1 + w * (1 - SSIM) / 2, averaged. pred, target: [..., H, W, C]."""
+    l1 = (pred - target).abs().mean()
+    if ssim_weight == 0:
+        return l1
+    dssim = (1.0 - ssim(pred, target)).mean() / 2.0
+    return (1.0 - ssim_weight) * l1 + ssim_weight * dssim
+
+
+def chamfer_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Symmetric Chamfer distance: mean nearest-neighbour distance a->b plus b->a (in the input's unit).
+
+    a: [..., N, 3], b: [..., M, 3] (same leading dims). Returns [...]. Memory is bounded by `chunk`.
+    """
+    return _nearest_distance(a, b, chunk).mean(dim=-1) + _nearest_distance(b, a, chunk).mean(dim=-1)
+
+
+def _nearest_distance(src: torch.Tensor, dst: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Distance from each src point to its nearest dst point. src [..., N, 3], dst [..., M, 3] -> [..., N]."""
+    parts = [torch.cdist(src[..., i : i + chunk, :], dst).amin(dim=-1) for i in range(0, src.shape[-2], chunk)]
+    return torch.cat(parts, dim=-1)
+
+
+def silhouette_iou(pred_alpha: torch.Tensor, target_mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Intersection over union of a rendered silhouette and a ground-truth mask.
+
+    pred_alpha: [..., H, W] in [0, 1]; target_mask: [..., H, W] bool. Returns [...]; 1.0 where both are empty.
+    """
+    pred = pred_alpha > threshold
+    inter = (pred & target_mask).sum(dim=(-2, -1)).float()
+    union = (pred | target_mask).sum(dim=(-2, -1)).float()
+    return torch.where(union > 0, inter / union.clamp_min(1.0), torch.ones_like(union))
