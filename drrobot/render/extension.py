@@ -1,0 +1,47 @@
+"""JIT build of the optional C++ CPU compositing kernel, with a clean fall-back to pure torch.
+
+Built once per machine with `torch.utils.cpp_extension.load` (needs a C++ compiler and the `ninja`
+package from PyPI) into torch's extension cache. Set ``DRROBOT_RENDER_NO_EXT=1`` to force the
+pure-torch compositing path; a failed build warns once and falls back.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+
+ENV_DISABLE = "DRROBOT_RENDER_NO_EXT"
+_SOURCE = Path(__file__).parent / "csrc" / "composite_cpu.cpp"
+
+
+def extension_disabled() -> bool:
+    return os.environ.get(ENV_DISABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def load_extension():
+    """The compiled module (with `forward` / `backward`), or None when disabled or unbuildable."""
+    return None if extension_disabled() else _build()
+
+
+@functools.lru_cache(maxsize=None)
+def _build():
+    try:
+        from torch.utils.cpp_extension import load
+
+        return load(
+            name="drrobot_composite_cpu",
+            sources=[str(_SOURCE)],
+            extra_cflags=["-O3", "-fopenmp", "-fno-math-errno"],
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
+    except Exception as err:  # noqa: BLE001 - any build problem means: use the torch path
+        warnings.warn(
+            f"drrobot.render: C++ compositing extension unavailable ({type(err).__name__}: {err}); "
+            f"using the pure-torch path (set {ENV_DISABLE}=1 to silence this).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None

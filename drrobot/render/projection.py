@@ -1,0 +1,132 @@
+"""Geometry stage: 3D Gaussians -> per-camera 2D Gaussians (EWA splatting), pure torch autograd.
+
+Follows gsplat 1.5.3 (`ProjectionEWA3DGSFused.cu`, pinhole camera) exactly: world->camera transform,
+perspective Jacobian with the 0.3*tan(fov) frustum clamp, 2D covariance dilated by `eps2d`, conic =
+inverse 2D covariance, per-axis radii `ceil(extend * sqrt(cov2d_ii))` with the opacity-aware
+`extend = min(3.33, sqrt(2 log(255 * opacity)))`, and culling (radii = 0) outside [near, far], for a
+non-positive determinant, for opacity < 1/255 and for boxes entirely outside the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+ALPHA_THRESHOLD = 1.0 / 255.0  # contributions below this are skipped (gsplat's ALPHA_THRESHOLD)
+MAX_EXTEND = 3.33  # bounding-box half-size in standard deviations when opacity is unknown
+
+
+@dataclass
+class Projection:
+    """Per-camera 2D Gaussians; entries with `radii == 0` are culled."""
+
+    means2d: Tensor  # [C, N, 2] pixel coordinates (pixel centres at +0.5)
+    conics: Tensor  # [C, N, 3] upper triangle (a, b, c) of the inverse 2D covariance
+    depths: Tensor  # [C, N] camera-space z
+    radii: Tensor  # [C, N, 2] int32 bounding-box half-sizes in pixels (x, y); 0 = culled
+    compensations: Optional[Tensor]  # [C, N] sqrt(det(cov2d) / det(cov2d + eps2d I)) or None
+
+
+def quat_to_rotmat(quats: Tensor) -> Tensor:
+    """Rotation matrices from (w, x, y, z) quaternions, normalised here.
+
+    quats: [..., 4]. Returns [..., 3, 3].
+    """
+    w, x, y, z = torch.unbind(quats / quats.norm(dim=-1, keepdim=True), dim=-1)
+    R = torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    )
+    return R.reshape(quats.shape[:-1] + (3, 3))
+
+
+def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
+    """3D covariances R S S^T R^T.
+
+    quats: [..., 4] (wxyz, any norm), scales: [..., 3] (linear). Returns [..., 3, 3].
+    """
+    M = quat_to_rotmat(quats) * scales[..., None, :]
+    return M @ M.transpose(-1, -2)
+
+
+def project_gaussians(
+    means: Tensor,  # [N, 3]
+    covars: Tensor,  # [N, 3, 3]
+    viewmats: Tensor,  # [C, 4, 4] world->camera
+    Ks: Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    radius_clip: float = 0.0,
+    opacities: Optional[Tensor] = None,  # [N]; enables gsplat's opacity-aware (tighter) radii
+    calc_compensations: bool = False,
+) -> Projection:
+    """EWA projection of 3D Gaussians into C pinhole cameras, differentiable w.r.t. means,
+    covars and viewmats (radii are integers and carry no gradient)."""
+    R = viewmats[:, :3, :3]  # [C, 3, 3]
+    t = viewmats[:, :3, 3]  # [C, 3]
+    means_c = torch.einsum("cij,nj->cni", R, means) + t[:, None, :]  # [C, N, 3]
+    covars_c = R[:, None] @ covars[None] @ R[:, None].transpose(-1, -2)  # [C, N, 3, 3]
+    x, y, z = means_c.unbind(-1)  # [C, N]
+
+    in_depth = (z >= near_plane) & (z <= far_plane)
+    z = torch.where(in_depth, z, torch.ones_like(z))  # keeps culled entries finite (and their grads 0)
+    fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]  # [C, 1]
+    cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
+    lim_x_pos = (width - cx) / fx + 0.3 * (0.5 * width / fx)
+    lim_x_neg = cx / fx + 0.3 * (0.5 * width / fx)
+    lim_y_pos = (height - cy) / fy + 0.3 * (0.5 * height / fy)
+    lim_y_neg = cy / fy + 0.3 * (0.5 * height / fy)
+    rz = 1.0 / z
+    tx = z * torch.minimum(torch.maximum(x * rz, -lim_x_neg), lim_x_pos)
+    ty = z * torch.minimum(torch.maximum(y * rz, -lim_y_neg), lim_y_pos)
+    zero = torch.zeros_like(z)
+    J = torch.stack([fx * rz, zero, -fx * tx * rz * rz, zero, fy * rz, -fy * ty * rz * rz], -1)
+    J = J.reshape(z.shape + (2, 3))  # [C, N, 2, 3]
+    cov2d = J @ covars_c @ J.transpose(-1, -2)  # [C, N, 2, 2]
+    means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], dim=-1)  # [C, N, 2]
+
+    c00, c01, c11 = cov2d[..., 0, 0], cov2d[..., 0, 1], cov2d[..., 1, 1]
+    det_orig = c00 * c11 - c01 * c01
+    c00, c11 = c00 + eps2d, c11 + eps2d
+    det = c00 * c11 - c01 * c01
+    valid = in_depth & (det > 0)
+    det = torch.where(valid, det, torch.ones_like(det))
+    conics = torch.stack([c11 / det, -c01 / det, c00 / det], dim=-1)  # [C, N, 3]
+    compensations = None
+    if calc_compensations:
+        compensations = torch.sqrt(torch.clamp(det_orig / det, min=0.0))
+
+    with torch.no_grad():
+        extend = torch.full_like(z, MAX_EXTEND)
+        if opacities is not None:
+            opac = opacities[None].expand_as(z)
+            if compensations is not None:
+                opac = opac * compensations
+            valid = valid & (opac >= ALPHA_THRESHOLD)
+            extend = torch.sqrt(2.0 * torch.log(opac.clamp(min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
+            extend = extend.clamp(max=MAX_EXTEND)
+        radius = torch.ceil(extend[..., None] * torch.stack([c00, c11], -1).clamp(min=0).sqrt())
+        valid = valid & (radius > radius_clip).any(-1)
+        mx, my = means2d[..., 0], means2d[..., 1]
+        valid = valid & (mx + radius[..., 0] > 0) & (mx - radius[..., 0] < width)
+        valid = valid & (my + radius[..., 1] > 0) & (my - radius[..., 1] < height)
+        radii = torch.where(valid[..., None], radius, torch.zeros_like(radius)).to(torch.int32)
+    return Projection(means2d, conics, means_c[..., 2], radii, compensations)
+
+
+def camera_centres(viewmats: Tensor) -> Tensor:
+    """World-space camera centres. viewmats: [C, 4, 4] world->camera. Returns [C, 3]."""
+    return torch.linalg.inv(viewmats)[:, :3, 3]
+
+
+__all__ = ["Projection", "quat_to_rotmat", "quat_scale_to_covar", "project_gaussians", "camera_centres", "ALPHA_THRESHOLD"]
