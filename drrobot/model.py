@@ -1,0 +1,290 @@
+"""`RobotModel`: canonical Gaussians + implicit LBS + appearance deformation, posed by differentiable FK.
+
+>>> model = RobotModel.from_surface("panda", points_local, link_ids, colors)   # surface.npz arrays
+>>> out = model.render(joints, viewmats, Ks, 256, 256, background=torch.ones(3))
+>>> out.images      # [B, C, H, W, 3], differentiable w.r.t. joints, viewmats, Ks and all parameters
+>>> posed = model.pose_gaussians(joints)                 # PosedGaussians: means [B, N, 3], quats, ...
+>>> uv, depth = project_points(posed.means, viewmats, Ks)   # [B, C, N, 2], [B, C, N]
+
+Joints are pose vectors [B, J] in `model.joint_spec.names` order (radians / metres). A vector of the wrong
+length or with non-finite entries raises ValueError. Entries outside the joint limits are handled by
+`ModelConfig.joint_limits`: "clamp" (default) clamps them into the limits (continuous joints excepted) and
+warns; "error" raises ValueError naming the joints. Clamping stops gradients past a limit, so optimisers
+should keep joints inside (e.g. joints = `joint_spec.denormalize(tanh(z))`) or project after each step.
+
+Parameters for a trainer: `model.gaussians.params` (ParameterDict, one optimizer per key, gsplat strategy
+contract), `model.skinning.parameters()`, `model.appearance.parameters()` (None when disabled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from drrobot.appearance import AppearanceConfig, AppearanceField
+from drrobot.gaussians import CanonicalGaussians
+from drrobot.kinematics import RobotKinematics
+from drrobot.render import rasterize
+from drrobot.robots import RobotDescription, load_robot
+from drrobot.skinning import SkinningConfig, SkinningField, blend_transforms, relative_transforms
+
+JOINT_LIMIT_POLICIES = ("clamp", "error")
+LIMIT_TOLERANCE = 1e-5  # radians / metres outside a limit that pass silently (float round trips)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a `RobotModel` besides the robot and its tensors (saved in checkpoints)."""
+
+    sh_degree: int = 3  # SH degree of the Gaussians' colours (0..3)
+    init_opacity: float = 0.3  # opacity of new Gaussians
+    init_scale_factor: float = 1.0  # initial scale = factor x mean distance to 3 nearest surface samples
+    joint_limits: str = "clamp"  # "clamp" (with a warning) or "error" for joints outside the limits
+    skinning: SkinningConfig = field(default_factory=SkinningConfig)
+    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        skinning = SkinningConfig(**d.pop("skinning", {}))
+        appearance = AppearanceConfig(**d.pop("appearance", {}))
+        return cls(**d, skinning=skinning, appearance=appearance)
+
+
+@dataclass
+class PosedGaussians:
+    """Gaussians at B poses, activated, ready for `rasterize`."""
+
+    means: Tensor  # [B, N, 3] world
+    quats: Tensor  # [B, N, 4] unit wxyz
+    scales: Tensor  # [B, N, 3] linear standard deviations
+    opacities: Tensor  # [B, N] in (0, 1)
+    sh: Tensor  # [B, N, K, 3] SH coefficients
+    weights: Tensor  # [N, L] skinning weights
+    link_poses: Tensor  # [B, L, 4, 4] world poses of the links
+
+
+@dataclass
+class RenderOutput:
+    """`RobotModel.render` results for B poses x C cameras."""
+
+    images: Tensor  # [B, C, H, W, 3]
+    alphas: Tensor  # [B, C, H, W, 1]
+    depths: Tensor | None  # [B, C, H, W, 1] expected depth (render_mode "RGB+ED"), else None
+    means2d: Tensor  # [B, C, N, 2] projected Gaussian means, pixels
+    radii: Tensor  # [B, C, N, 2] int32, 0 = culled
+    posed: PosedGaussians
+    metas: list[dict]  # per pose, rasterize's meta (its `means2d` retains grad, for densification)
+
+
+class RobotModel(nn.Module):
+    """A robot's differentiable self-model (see the module docstring)."""
+
+    def __init__(self, robot: RobotDescription | str, gaussians: CanonicalGaussians, config: ModelConfig | None = None):
+        super().__init__()
+        self.robot = robot if isinstance(robot, RobotDescription) else load_robot(robot)
+        self.config = config or ModelConfig()
+        if self.config.joint_limits not in JOINT_LIMIT_POLICIES:
+            raise ValueError(f"joint_limits must be one of {JOINT_LIMIT_POLICIES}, got {self.config.joint_limits!r}")
+        if gaussians.sh_degree != self.config.sh_degree:
+            raise ValueError(f"Gaussians have SH degree {gaussians.sh_degree}, config says {self.config.sh_degree}")
+        device = gaussians.means.device
+        self.kinematics = RobotKinematics.from_robot(self.robot, device=device)
+        spec = self.kinematics.joint_spec
+        # Derived from the robot (not saved): canonical pose and link poses, joint limits.
+        self.register_buffer("canonical_joints", self.kinematics.canonical_joints(), persistent=False)  # [J]
+        canonical_poses = self.kinematics.link_poses(self.canonical_joints[None])[0]  # [L, 4, 4]
+        self.register_buffer("canonical_link_poses", canonical_poses, persistent=False)  # [L, 4, 4]
+        self.register_buffer("joint_lower", torch.as_tensor(spec.lower, dtype=torch.float32), persistent=False)  # [J]
+        self.register_buffer("joint_upper", torch.as_tensor(spec.upper, dtype=torch.float32), persistent=False)  # [J]
+        self.register_buffer("joint_limited", torch.as_tensor(~spec.continuous), persistent=False)  # [J] bool
+
+        self.gaussians = gaussians
+        with torch.no_grad():
+            lo, hi = gaussians.means.min(0).values, gaussians.means.max(0).values
+            center, half_extent = (lo + hi) / 2, ((hi - lo).max() / 2).clamp_min(1e-3)
+        self.skinning = SkinningField(self.config.skinning, center, half_extent, canonical_poses)
+        self.appearance = (
+            AppearanceField(self.config.appearance, center, half_extent, spec.dof, self.config.sh_degree)
+            if self.config.appearance.enabled
+            else None
+        )
+        self.to(device)
+
+    @classmethod
+    def from_surface(
+        cls,
+        robot: RobotDescription | str,
+        points_local: Tensor | np.ndarray,  # [P, 3] in link frames
+        link_ids: Tensor | np.ndarray,  # [P] link index (body id - 1)
+        colors: Tensor | np.ndarray,  # [P, 3] in [0, 1]
+        config: ModelConfig | None = None,
+        device: torch.device | str | None = None,
+    ) -> "RobotModel":
+        """A fresh model from surface samples (the dataset's `surface.npz`): one Gaussian per sample, placed at
+        the canonical pose, skinning prior on its link, appearance deformation at identity."""
+        config = config or ModelConfig()
+        robot = robot if isinstance(robot, RobotDescription) else load_robot(robot)
+        kinematics = RobotKinematics.from_robot(robot, device=device)
+        link_ids = torch.as_tensor(np.asarray(link_ids), dtype=torch.long, device=kinematics.device)  # [P]
+        num_links = len(kinematics.link_names)
+        if link_ids.numel() and (link_ids.min() < 0 or link_ids.max() >= num_links):
+            raise ValueError(f"link ids must be in [0, {num_links}) for robot {robot.name!r}")
+        points_local = torch.as_tensor(np.asarray(points_local), dtype=torch.float32, device=kinematics.device)
+        poses = kinematics.link_poses(kinematics.canonical_joints()[None])[0][link_ids]  # [P, 4, 4]
+        points = (poses[:, :3, :3] @ points_local[:, :, None]).squeeze(-1) + poses[:, :3, 3]  # [P, 3]
+        gaussians = CanonicalGaussians.from_points(
+            points,
+            torch.as_tensor(np.asarray(colors), dtype=torch.float32),
+            link_ids,
+            sh_degree=config.sh_degree,
+            init_opacity=config.init_opacity,
+            scale_factor=config.init_scale_factor,
+        )
+        return cls(robot, gaussians, config)
+
+    # --- properties ------------------------------------------------------------------------------------------
+
+    @property
+    def joint_spec(self):
+        """The robot's `JointSpec`: names, limits, normalize/denormalize."""
+        return self.kinematics.joint_spec
+
+    @property
+    def link_names(self) -> list[str]:
+        return self.kinematics.link_names
+
+    @property
+    def device(self) -> torch.device:
+        return self.canonical_link_poses.device
+
+    # --- posing and rendering --------------------------------------------------------------------------------
+
+    def check_joints(self, joints: Tensor | np.ndarray) -> Tensor:
+        """Validate pose vectors [B, J] and apply the joint-limit policy. Returns a float tensor [B, J]."""
+        joints = torch.as_tensor(joints, dtype=torch.float32, device=self.device)
+        if joints.ndim != 2:
+            raise ValueError(f"joints must be [B, J] (J = {self.joint_spec.dof}), got shape {tuple(joints.shape)}")
+        self.joint_spec.check(joints)
+        with torch.no_grad():
+            outside = self.joint_limited & (
+                (joints < self.joint_lower - LIMIT_TOLERANCE) | (joints > self.joint_upper + LIMIT_TOLERANCE)
+            )  # [B, J]
+        if outside.any():
+            names = [n for n, bad in zip(self.joint_spec.names, outside.any(0).tolist()) if bad]
+            message = f"joints outside their limits for robot {self.robot.name!r}: {', '.join(names)}"
+            if self.config.joint_limits == "error":
+                raise ValueError(message)
+            warnings.warn(message + " (clamped)", stacklevel=3)
+        return torch.where(self.joint_limited, joints.clamp(self.joint_lower, self.joint_upper), joints)
+
+    def skinning_weights(self) -> Tensor:
+        """Skinning weights [N, L] of the current canonical Gaussians."""
+        return self.skinning(self.gaussians.means, self.gaussians.link_ids)
+
+    def pose_gaussians(self, joints: Tensor, base_pose: Tensor | None = None) -> PosedGaussians:
+        """Gaussians at poses `joints` [B, J] (floating base: `base_pose` [B, 7] xyz + wxyz or None)."""
+        joints = self.check_joints(joints)  # [B, J]
+        g = self.gaussians
+        link_poses = self.kinematics.link_poses(joints, base_pose)  # [B, L, 4, 4]
+        weights = self.skinning_weights()  # [N, L]
+        blend = blend_transforms(weights, relative_transforms(link_poses, self.canonical_link_poses))
+        means = blend.apply_points(g.means)  # [B, N, 3]
+        sh = g.colors_sh()  # [N, K, 3]
+        log_scales, opacity_logits, quats = g.scales, g.opacities, g.quats  # [N, 3], [N], [N, 4]
+        if self.appearance is not None:
+            delta = self.appearance(g.means, means, self.joint_spec.normalize(joints))
+            log_scales = log_scales + delta.scales  # [B, N, 3]
+            opacity_logits = opacity_logits + delta.opacities  # [B, N]
+            quats = quats + delta.quats  # [B, N, 4]
+            sh_rest = g.shN + delta.shN if delta.shN is not None else g.shN.expand(len(joints), *g.shN.shape)
+            sh = torch.cat([g.sh0 + delta.sh0, sh_rest], dim=2)  # [B, N, K, 3]
+        B = len(joints)
+        return PosedGaussians(
+            means=means,
+            quats=blend.apply_quats(quats),
+            scales=log_scales.exp().expand(B, -1, -1),
+            opacities=torch.sigmoid(opacity_logits).expand(B, -1),
+            sh=sh.expand(B, *sh.shape[-3:]),
+            weights=weights,
+            link_poses=link_poses,
+        )
+
+    def render(
+        self,
+        joints: Tensor,  # [B, J]
+        viewmats: Tensor,  # [B, C, 4, 4] world->camera (OpenCV)
+        Ks: Tensor,  # [B, C, 3, 3]
+        width: int,
+        height: int,
+        background: Tensor | None = None,  # [B, C, 3], [3] or anything broadcastable to [B, C, 3]; None: black
+        base_pose: Tensor | None = None,  # [B, 7] floating-base robots only
+        sh_degree: int | None = None,  # active SH degree (<= config.sh_degree); None: all
+        render_mode: str = "RGB",  # "RGB" or "RGB+ED" (adds expected depth)
+        **rasterize_kwargs,  # near_plane, far_plane, eps2d, backend, ...
+    ) -> RenderOutput:
+        """Render B poses, each from its C cameras; differentiable w.r.t. joints, base pose, cameras, parameters."""
+        if render_mode not in ("RGB", "RGB+ED"):
+            raise ValueError(f"render_mode must be 'RGB' or 'RGB+ED', got {render_mode!r}")
+        posed = self.pose_gaussians(joints, base_pose)
+        B = posed.means.shape[0]
+        if viewmats.shape[:1] != (B,) or viewmats.shape[-2:] != (4, 4) or viewmats.ndim != 4:
+            raise ValueError(f"viewmats must be [B={B}, C, 4, 4], got {tuple(viewmats.shape)}")
+        C = viewmats.shape[1]
+        if tuple(Ks.shape) != (B, C, 3, 3):
+            raise ValueError(f"Ks must be [B={B}, C={C}, 3, 3], got {tuple(Ks.shape)}")
+        degree = self.config.sh_degree if sh_degree is None else sh_degree
+        if not 0 <= degree <= self.config.sh_degree:
+            raise ValueError(f"sh_degree must be in [0, {self.config.sh_degree}], got {sh_degree}")
+        sh = posed.sh[:, :, : (degree + 1) ** 2]  # [B, N, K', 3]
+        backgrounds = None
+        if background is not None:
+            backgrounds = torch.as_tensor(background, dtype=torch.float32, device=self.device).broadcast_to(B, C, 3)
+        outputs = [
+            rasterize(
+                posed.means[b], posed.quats[b], posed.scales[b], posed.opacities[b], sh[b], viewmats[b], Ks[b],
+                width, height, sh_degree=degree, render_mode=render_mode,
+                backgrounds=None if backgrounds is None else backgrounds[b], **rasterize_kwargs,
+            )  # fmt: skip
+            for b in range(B)
+        ]
+        colors = torch.stack([o[0] for o in outputs])  # [B, C, H, W, 3(+1)]
+        metas = [o[2] for o in outputs]
+        return RenderOutput(
+            images=colors[..., :3],
+            alphas=torch.stack([o[1] for o in outputs]),
+            depths=colors[..., 3:] if render_mode == "RGB+ED" else None,
+            means2d=torch.stack([m["means2d"] for m in metas]),
+            radii=torch.stack([m["radii"] for m in metas]),
+            posed=posed,
+            metas=metas,
+        )
+
+    # --- devices ---------------------------------------------------------------------------------------------
+
+    def _apply(self, fn, recurse=True):
+        """`.to(device)` / `.cuda()` also move the (non-Module) kinematics."""
+        super()._apply(fn, recurse)
+        if self.kinematics.device != self.device:
+            self.kinematics = RobotKinematics.from_robot(self.robot, device=self.device)
+        return self
+
+
+def project_points(points: Tensor, viewmats: Tensor, Ks: Tensor) -> tuple[Tensor, Tensor]:
+    """Pinhole projection, gsplat conventions (pixel centres at +0.5, so it matches rasterize's means2d).
+
+    points [B, N, 3] world, viewmats [B, C, 4, 4] world->camera, Ks [B, C, 3, 3].
+    Returns pixel coordinates [B, C, N, 2] and camera-space depths [B, C, N].
+    """
+    cam = torch.einsum("bcij,bnj->bcni", viewmats[:, :, :3, :3], points) + viewmats[:, :, None, :3, 3]  # [B, C, N, 3]
+    depth = cam[..., 2]  # [B, C, N]
+    pix = torch.einsum("bcij,bcnj->bcni", Ks, cam)  # [B, C, N, 3]
+    return pix[..., :2] / depth[..., None], depth
