@@ -1,0 +1,109 @@
+"""The dataset job: `drrobot data --robot panda --preset cpu-quick --out outputs/panda-data`.
+
+Resolves the robot, checks or creates the output directory (resume / refuse / --overwrite), writes the
+manifest and the surface sample, renders the samples not yet on disk with parallel workers and a progress
+bar, then marks the manifest complete and prints a summary line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+
+from tqdm import tqdm
+
+from drrobot.data import manifest as manifest_io
+from drrobot.data.config import DataConfig, parse_config, validate
+from drrobot.data.files import npz_bytes, remove_stale_temps, write_atomic
+from drrobot.data.mujoco_render import RenderBackendError, select_gl_backend
+from drrobot.data.poses import PoseError
+from drrobot.data.sample import SPLITS, canonical_surface, sample_path, split_sizes
+from drrobot.data.workers import WorkerError, run
+from drrobot.joints import JointSpec
+from drrobot.robots import RobotNotFoundError, load_robot
+
+USER_ERRORS = (RobotNotFoundError, manifest_io.DatasetError, WorkerError, PoseError, RenderBackendError, ValueError)
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a run did."""
+
+    written: int  # samples rendered by this run
+    skipped: int  # samples already on disk (resumed)
+    views: int  # views rendered by this run
+    wall_s: float
+    worker_s: float  # summed per-sample time in workers
+    render_s: float  # summed time inside MuJoCo's render calls
+
+    @property
+    def overhead(self) -> float:
+        """Worker time outside MuJoCo's render calls, relative to the render time."""
+        return (self.worker_s - self.render_s) / self.render_s if self.render_s else 0.0
+
+    def line(self, robot: str, out: os.PathLike) -> str:
+        rate = self.views / self.wall_s if self.wall_s else 0.0
+        text = (
+            f"{robot}: wrote {self.written} samples ({self.views} views) to {out} in {self.wall_s:.1f} s "
+            f"({rate:.1f} views/s), {self.skipped} already done"
+        )
+        if self.render_s:
+            text += f"; MuJoCo render calls {self.render_s:.1f} s, generation overhead {100 * self.overhead:.0f}%"
+        return text
+
+
+def generate(config: DataConfig, progress: bool = True) -> Summary:
+    """Make (or finish) the dataset described by `config` in `config.out`."""
+    start = time.perf_counter()
+    validate(config)
+    robot = load_robot(config.robot)
+    model = robot.mj_model()
+    spec = JointSpec.from_mj_model(model)
+    manifest = manifest_io.build_manifest(config, robot, model, spec)
+    root = config.out
+    manifest_io.prepare_output(root, manifest, config.overwrite)
+    for split in SPLITS:
+        remove_stale_temps(root / split)
+    surface_file = root / manifest_io.SURFACE
+    if not surface_file.exists():
+        write_atomic(surface_file, npz_bytes(canonical_surface(model, config).arrays(), config.compress))
+
+    sizes = split_sizes(config)
+    every = [(split, i) for split in SPLITS for i in range(sizes[split])]
+    todo = [(split, i) for split, i in every if not sample_path(root, split, i).exists()]
+    workers = min(config.workers or os.cpu_count() or 1, max(len(todo), 1))
+    if config.backend == "multiprocessing" and todo:
+        select_gl_backend(config.gl)  # probe once here; workers inherit $MUJOCO_GL
+    summary = Summary(written=0, skipped=len(every) - len(todo), views=0, wall_s=0.0, worker_s=0.0, render_s=0.0)
+    bar = tqdm(total=len(every), initial=summary.skipped, unit="sample", desc=robot.name, disable=not progress)
+    with bar:
+        for stats in run(todo, config, robot.path, robot.content_hash, workers):
+            summary.written += 1
+            summary.views += stats.views
+            summary.worker_s += stats.total_s
+            summary.render_s += stats.render_s
+            bar.update(1)
+    manifest_io.mark_complete(root, manifest)
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (`drrobot data ...`); returns the exit status."""
+    config = parse_config(argv)
+    try:
+        summary = generate(config)
+    except USER_ERRORS as err:
+        print(f"drrobot data: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("drrobot data: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(summary.line(config.robot, config.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Headless MuJoCo rendering of RGB, metric depth and a per-pixel link-id mask through a placed camera.
+
+Two render passes per view: an unlit segmentation pass read back with its depth buffer (mask + depth), and
+a lit RGB pass. Only robot geoms are drawn (world-body geoms are hidden); no skybox, so the background is
+black. OpenGL comes from EGL, falling back to OSMesa (`select_gl_backend`).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import os
+import subprocess
+import sys
+import time
+
+import mujoco
+import numpy as np
+
+from drrobot.data.cameras import Orbit
+from drrobot.data.config import CameraConfig, LightingConfig
+
+GL_BACKENDS = ("egl", "osmesa")
+_PROBE = "import sys, mujoco.{0} as m; c = m.GLContext(8, 8); c.make_current(); c.free()"
+
+
+class RenderBackendError(RuntimeError):
+    """No headless OpenGL backend works on this machine."""
+
+
+@functools.lru_cache(maxsize=None)
+def select_gl_backend(preference: str = "auto") -> str:
+    """The headless OpenGL backend to use: `preference` if given, else $MUJOCO_GL if it names one, else the
+    first of EGL, OSMesa that can create a context (probed in a subprocess, since PyOpenGL binds to one
+    platform per process). The choice is exported as $MUJOCO_GL for worker processes."""
+    if preference != "auto":
+        backend = preference
+    elif os.environ.get("MUJOCO_GL", "").lower() in GL_BACKENDS:
+        backend = os.environ["MUJOCO_GL"].lower()
+    else:
+        errors = []
+        for candidate in GL_BACKENDS:
+            env = {**os.environ, "MUJOCO_GL": candidate}
+            env.pop("PYOPENGL_PLATFORM", None)
+            probe = subprocess.run(
+                [sys.executable, "-c", _PROBE.format(candidate)], env=env, capture_output=True, text=True
+            )
+            if probe.returncode == 0:
+                backend = candidate
+                break
+            errors.append(f"{candidate}: {probe.stderr.strip().splitlines()[-1:] or ['failed']}")
+        else:
+            raise RenderBackendError(
+                "no headless OpenGL backend works: " + "; ".join(errors) + ". Install EGL drivers (GPU) or "
+                "OSMesa (`apt-get install libosmesa6`), or set MUJOCO_GL."
+            )
+    os.environ["MUJOCO_GL"] = backend
+    return backend
+
+
+class MujocoRenderer:
+    """Renders one robot model (a private copy configured for rendering) at a fixed resolution.
+
+    `render(data, orbit)` -> rgb [H, W, 3] uint8, depth [H, W] float32 metres (z-depth along the optical
+    axis, 0 on background), mask [H, W] int16 link id (-1 on background). `render_seconds` accumulates the
+    time spent in MuJoCo's scene update, render and read-back calls.
+    """
+
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        camera: CameraConfig,
+        lighting: LightingConfig,
+        geom_groups: tuple[int, ...],
+        gl: str = "auto",
+    ):
+        self.model = model = _render_model(model, camera, lighting)
+        self.height, self.width = camera.height, camera.width
+        backend = select_gl_backend(gl)
+        self._gl = importlib.import_module(f"mujoco.{backend}").GLContext(self.width, self.height)
+        self._gl.make_current()
+        self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100.value)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._context)
+        self._context.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
+        self._scene = mujoco.MjvScene(model, maxgeom=max(1000, 2 * model.ngeom))
+        flags = self._scene.flags
+        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = lighting.shadows
+        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = lighting.reflections
+        flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = False
+        flags[mujoco.mjtRndFlag.mjRND_FOG] = False
+        flags[mujoco.mjtRndFlag.mjRND_HAZE] = False
+        self._option = mujoco.MjvOption()
+        self._option.geomgroup[:] = [g in geom_groups for g in range(len(self._option.geomgroup))]
+        self._option.sitegroup[:] = 0
+        self._camera = mujoco.MjvCamera()
+        self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+        self._rect = mujoco.MjrRect(0, 0, self.width, self.height)
+        self._ids = np.empty((self.height, self.width, 3), np.uint8)
+        self._zbuf = np.empty((self.height, self.width), np.float32)
+        self.rgb_buffer = np.empty((self.height, self.width, 3), np.uint8)
+        self.render_seconds = 0.0
+
+    def render(self, data: mujoco.MjData, orbit: Orbit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render the posed `data` (after mj_kinematics/mj_forward) from `orbit`."""
+        near, far = self._place_camera(orbit)
+        start = time.perf_counter()
+        self._gl.make_current()
+        mujoco.mjv_updateScene(
+            self.model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL.value, self._scene
+        )
+        flags = self._scene.flags
+        flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = True
+        mujoco.mjr_render(self._rect, self._scene, self._context)
+        mujoco.mjr_readPixels(self._ids, self._zbuf, self._rect, self._context)
+        flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = False
+        mujoco.mjr_render(self._rect, self._scene, self._context)
+        mujoco.mjr_readPixels(self.rgb_buffer, None, self._rect, self._context)
+        self.render_seconds += time.perf_counter() - start
+        rgb = self.rgb_buffer[::-1].copy()  # OpenGL rows are bottom-up
+        mask = self._decode_mask()[::-1]
+        depth = _metric_depth(self._zbuf[::-1], near, far)
+        depth[mask < 0] = 0.0
+        return rgb, depth, np.ascontiguousarray(mask)
+
+    def scene_camera(self) -> mujoco.MjvGLCamera:
+        """The OpenGL camera MuJoCo used for the last render (for checks)."""
+        return self._scene.camera[0]
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._gl.make_current()
+            self._context.free()
+            self._gl.free()
+            self._context = None
+
+    def _place_camera(self, orbit: Orbit) -> tuple[float, float]:
+        """Point the free camera at the orbit; near/far planes bracket the robot's bounding sphere."""
+        cam = self._camera
+        cam.lookat[:] = orbit.target
+        cam.distance = orbit.distance
+        cam.azimuth = orbit.azimuth_deg
+        cam.elevation = -orbit.elevation_deg
+        # The robot lies within [distance - r, distance + r] with r < distance (shell >= bounding sphere).
+        near, far = 0.25 * orbit.distance, 4.0 * orbit.distance
+        extent = self.model.stat.extent
+        self.model.vis.map.znear = near / extent
+        self.model.vis.map.zfar = far / extent
+        return near, far
+
+    def _decode_mask(self) -> np.ndarray:  # [H, W] int16 link id, -1 background
+        ids = self._ids.astype(np.int32)
+        segid = ids[..., 0] + (ids[..., 1] << 8) + (ids[..., 2] << 16)  # 0: background, k: scene geom k-1
+        lookup = np.full(self._scene.ngeom + 1, -1, np.int16)
+        for k in range(self._scene.ngeom):
+            geom = self._scene.geoms[k]
+            if geom.objtype == mujoco.mjtObj.mjOBJ_GEOM and geom.segid >= 0:
+                lookup[geom.segid + 1] = self.model.geom_bodyid[geom.objid] - 1
+        return lookup[np.where(segid < lookup.size, segid, 0)]
+
+
+def _render_model(model: mujoco.MjModel, camera: CameraConfig, lighting: LightingConfig) -> mujoco.MjModel:
+    """A copy of `model` set up for rendering: robot-only, our fov, lighting and framebuffer size."""
+    model = copy.deepcopy(model)
+    model.geom_rgba[model.geom_bodyid == 0, 3] = 0.0  # MuJoCo skips alpha-0 geoms: hide the world's
+    model.vis.global_.fovy = camera.fovy_deg
+    model.vis.global_.ipd = 0.0  # both eyes of MuJoCo's (mono) camera at the orbit's eye
+    model.vis.global_.offwidth = max(model.vis.global_.offwidth, camera.width)
+    model.vis.global_.offheight = max(model.vis.global_.offheight, camera.height)
+    model.vis.quality.offsamples = lighting.msaa_samples
+    model.vis.headlight.active = 1
+    model.vis.headlight.ambient[:] = lighting.headlight_ambient
+    model.vis.headlight.diffuse[:] = lighting.headlight_diffuse
+    model.vis.headlight.specular[:] = lighting.headlight_specular
+    if not lighting.model_lights:
+        model.light_active[:] = 0
+    return model
+
+
+def _metric_depth(zbuf: np.ndarray, near: float, far: float) -> np.ndarray:  # [H, W] float32 metres
+    """Reversed-Z depth-buffer values -> z-depth in metres (inverse of glFrustum's mapping)."""
+    c = -(far + near) / (far - near)
+    d = -(2.0 * far * near) / (far - near)
+    c, d = -0.5 * c - 0.5, -0.5 * d  # reversed-Z remap (mjDEPTH_ZEROFAR)
+    return (d / (zbuf.astype(np.float64) + c)).astype(np.float32)
