@@ -147,8 +147,8 @@ class CanonicalGaussians(nn.Module):
         )
 
     @classmethod
-    def empty_like_shapes(cls, num: int, sh_degree: int) -> "CanonicalGaussians":
-        """Zero-filled Gaussians of the given size, to load a state dict into."""
+    def zeros(cls, num: int, sh_degree: int) -> "CanonicalGaussians":
+        """`num` zero-filled Gaussians, to load a state dict into."""
         shapes = {"means": (num, 3), "quats": (num, 4), "scales": (num, 3), "opacities": (num,), "sh0": (num, 1, 3),
                   "shN": (num, num_sh_bases(sh_degree) - 1, 3), "link_ids": (num,)}  # fmt: skip
         return cls({name: torch.zeros(shape) for name, shape in shapes.items()})

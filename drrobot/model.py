@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 from drrobot.appearance import AppearanceConfig, AppearanceField
 from drrobot.gaussians import CanonicalGaussians
 from drrobot.kinematics import RobotKinematics
+from drrobot.ply import export_ply
 from drrobot.render import rasterize
 from drrobot.robots import RobotDescription, load_robot
 from drrobot.skinning import SkinningConfig, SkinningField, blend_transforms, relative_transforms
@@ -267,6 +269,17 @@ class RobotModel(nn.Module):
             posed=posed,
             metas=metas,
         )
+
+    @torch.no_grad()
+    def export_ply(self, path: str | Path, joints: Tensor | None = None, base_pose: Tensor | None = None) -> Path:
+        """Write the canonical Gaussians (joints None) or those at one pose (joints [J] or [1, J], appearance
+        deformation applied) as a standard 3DGS `.ply` (see `drrobot.ply`)."""
+        if joints is None:
+            g = self.gaussians
+            return export_ply(path, g.means, g.quats, g.scales.exp(), torch.sigmoid(g.opacities), g.colors_sh())
+        base_pose = None if base_pose is None else torch.as_tensor(base_pose).reshape(1, 7)
+        posed = self.pose_gaussians(torch.as_tensor(joints).reshape(1, -1), base_pose)
+        return export_ply(path, posed.means[0], posed.quats[0], posed.scales[0], posed.opacities[0], posed.sh[0])
 
     # --- devices ---------------------------------------------------------------------------------------------
 

@@ -18,9 +18,10 @@ class PositionEncoder(nn.Module):
     def __init__(self, center: Tensor, half_extent: float | Tensor, num_freqs: int):
         super().__init__()
         self.num_freqs = num_freqs
-        self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32).reshape(3))  # [3]
-        self.register_buffer("half_extent", torch.as_tensor(half_extent, dtype=torch.float32).reshape(()))  # []
-        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(num_freqs, dtype=torch.float32))  # [F]
+        self.register_buffer("center", torch.as_tensor(center, dtype=torch.float32).reshape(3).clone())  # [3]
+        self.register_buffer("half_extent", torch.as_tensor(half_extent, dtype=torch.float32).reshape(()).clone())  # []
+        freqs = math.pi * 2.0 ** torch.arange(num_freqs, dtype=torch.float32)
+        self.register_buffer("freqs", freqs, persistent=False)  # [F]
 
     @property
     def out_dim(self) -> int:

@@ -44,7 +44,8 @@ class SkinningField(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = PositionEncoder(center, half_extent, config.num_freqs)
-        self.register_buffer("link_origins", canonical_link_poses[:, :3, 3].float().clone())  # [L, 3]
+        origins = canonical_link_poses[:, :3, 3].float().clone()  # derived from the robot: not saved
+        self.register_buffer("link_origins", origins, persistent=False)  # [L, 3]
         num_links = self.link_origins.shape[0]
         self.mlp = mlp(self.encoder.out_dim + 3 * num_links, config.hidden, config.layers, num_links)
 
