@@ -51,7 +51,9 @@ def _run_here(tasks: list[Task], config: DataConfig, robot_path: Path) -> Iterat
 def _run_pool(tasks: list[Task], config: DataConfig, robot_path: Path, workers: int) -> Iterator[SampleStats]:
     # spawn: fresh interpreters, each with its own GL context (EGL/OSMesa state does not survive fork).
     context = multiprocessing.get_context("spawn")
-    pool = context.Pool(workers, initializer=_init_worker, initargs=(config, str(robot_path), os.environ["MUJOCO_GL"]))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    initargs = (config, str(robot_path), os.environ["MUJOCO_GL"], threads)
+    pool = context.Pool(workers, initializer=_init_worker, initargs=initargs)
     try:
         yield from pool.imap_unordered(_pool_task, tasks, chunksize=1)
         pool.close()
@@ -60,10 +62,11 @@ def _run_pool(tasks: list[Task], config: DataConfig, robot_path: Path, workers: 
         pool.join()
 
 
-def _init_worker(config: DataConfig, robot_path: str, gl_backend: str) -> None:
+def _init_worker(config: DataConfig, robot_path: str, gl_backend: str, threads: int) -> None:
     global _maker, _out
     _die_with_parent()
     os.environ["MUJOCO_GL"] = gl_backend
+    os.environ.setdefault("LP_NUM_THREADS", str(threads))  # software GL (llvmpipe): share the cores, don't oversubscribe
     _maker, _out = SampleMaker(config, robot_path), config.out
 
 
