@@ -128,9 +128,11 @@ class JointSpec:
                 f"joint vector must have length {self.dof} ({', '.join(self.names) or 'no joints'}), got shape {shape}"
             )
         if isinstance(joints, torch.Tensor):
-            finite = torch.isfinite(joints.detach()).reshape(-1, self.dof).all(0).cpu().numpy()
-        else:
-            finite = np.isfinite(joints).reshape(-1, self.dof).all(0)
+            joints = joints.detach()
+            if bool(torch.isfinite(joints).all()):
+                return
+            joints = joints.cpu().numpy()
+        finite = np.isfinite(joints).reshape(-1, self.dof).all(0)  # [J]
         if not finite.all():
             bad = [name for name, ok in zip(self.names, finite) if not ok]
             raise ValueError(f"joint vector has non-finite values for joint(s) {', '.join(bad)}")
