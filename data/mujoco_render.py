@@ -128,11 +128,25 @@ class MujocoRenderer:
         return self._scene.camera[0]
 
     def close(self) -> None:
-        if self._context is not None:
+        """Free the GL resources with this renderer's context current (freeing them under another context
+        would delete that context's buffers, which share the same GL ids)."""
+        if getattr(self, "_context", None) is not None:
             self._gl.make_current()
             self._context.free()
             self._gl.free()
             self._context = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the GL library may already be gone
+            pass
+
+    def __enter__(self) -> "MujocoRenderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _place_camera(self, orbit: Orbit) -> tuple[float, float]:
         """Point the free camera at the orbit; near/far planes bracket the robot's bounding sphere."""

@@ -117,3 +117,9 @@ class SampleMaker:
 
     def close(self) -> None:
         self.renderer.close()
+
+    def __enter__(self) -> "SampleMaker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
