@@ -46,6 +46,12 @@ def num_sh_bases(sh_degree: int) -> int:
     return (sh_degree + 1) ** 2
 
 
+def param_shapes(num: int, sh_degree: int) -> dict[str, tuple[int, ...]]:
+    """Shape of each entry of `CanonicalGaussians.params` for `num` Gaussians."""
+    return {"means": (num, 3), "quats": (num, 4), "scales": (num, 3), "opacities": (num,), "sh0": (num, 1, 3),
+            "shN": (num, num_sh_bases(sh_degree) - 1, 3), "link_ids": (num,)}  # fmt: skip
+
+
 def knn_mean_distance(points: Tensor, k: int = 3, window: int = 16, passes: int = 4) -> Tensor:
     """Approximate mean distance of each point to its k nearest other points. points: [N, 3]. Returns [N].
 
@@ -95,15 +101,12 @@ class CanonicalGaussians(nn.Module):
         missing = set(PARAM_NAMES) - set(params)
         if missing:
             raise ValueError(f"Gaussian parameters missing: {sorted(missing)}")
-        n = params["means"].shape[0]
         k = params["shN"].shape[1] + 1
-        expected = {"means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,), "sh0": (n, 1, 3),
-                    "shN": (n, k - 1, 3), "link_ids": (n,)}  # fmt: skip
-        for name, shape in expected.items():
-            if tuple(params[name].shape) != shape:
-                raise ValueError(f"Gaussian parameter {name!r} has shape {tuple(params[name].shape)}, expected {shape}")
         if math.isqrt(k) ** 2 != k:
             raise ValueError(f"shN holds {k - 1} bands; K = {k} is not (degree + 1)^2")
+        for name, shape in param_shapes(params["means"].shape[0], math.isqrt(k) - 1).items():
+            if tuple(params[name].shape) != shape:
+                raise ValueError(f"Gaussian parameter {name!r} has shape {tuple(params[name].shape)}, expected {shape}")
         self.params = nn.ParameterDict(
             {
                 name: nn.Parameter(
@@ -149,9 +152,7 @@ class CanonicalGaussians(nn.Module):
     @classmethod
     def zeros(cls, num: int, sh_degree: int) -> "CanonicalGaussians":
         """`num` zero-filled Gaussians, to load a state dict into."""
-        shapes = {"means": (num, 3), "quats": (num, 4), "scales": (num, 3), "opacities": (num,), "sh0": (num, 1, 3),
-                  "shN": (num, num_sh_bases(sh_degree) - 1, 3), "link_ids": (num,)}  # fmt: skip
-        return cls({name: torch.zeros(shape) for name, shape in shapes.items()})
+        return cls({name: torch.zeros(shape) for name, shape in param_shapes(num, sh_degree).items()})
 
     def __len__(self) -> int:
         return self.params["means"].shape[0]

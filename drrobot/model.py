@@ -1,10 +1,13 @@
 """`RobotModel`: canonical Gaussians + implicit LBS + appearance deformation, posed by differentiable FK.
 
->>> model = RobotModel.from_surface("panda", points_local, link_ids, colors)   # surface.npz arrays
->>> out = model.render(joints, viewmats, Ks, 256, 256, background=torch.ones(3))
->>> out.images      # [B, C, H, W, 3], differentiable w.r.t. joints, viewmats, Ks and all parameters
->>> posed = model.pose_gaussians(joints)                 # PosedGaussians: means [B, N, 3], quats, ...
->>> uv, depth = project_points(posed.means, viewmats, Ks)   # [B, C, N, 2], [B, C, N]
+>>> s = drrobot.data.reader.load_surface("datasets/panda")                 # the dataset's surface.npz
+>>> model = RobotModel.from_surface("panda", s["points_local"], s["link_ids"], s["colors"])
+>>> out = model.render(joints, viewmats, Ks, 256, 256, background=torch.ones(3))   # RenderOutput
+>>> out.images, out.alphas          # [B, C, H, W, 3], [B, C, H, W, 1]; differentiable w.r.t. joints, viewmats,
+>>> out.means2d                     # [B, C, N, 2]                          Ks, base_pose and all parameters
+>>> posed = model.pose_gaussians(joints)                    # PosedGaussians: means [B, N, 3], quats, ...
+>>> uv, depth = project_points(posed.means, viewmats, Ks)   # [B, C, N, 2], [B, C, N]  (point objectives)
+>>> model.export_ply("robot.ply", joints=None)              # canonical (or posed) Gaussians, 3DGS .ply
 
 Joints are pose vectors [B, J] in `model.joint_spec.names` order (radians / metres). A vector of the wrong
 length or with non-finite entries raises ValueError. Entries outside the joint limits are handled by
@@ -12,8 +15,11 @@ length or with non-finite entries raises ValueError. Entries outside the joint l
 warns; "error" raises ValueError naming the joints. Clamping stops gradients past a limit, so optimisers
 should keep joints inside (e.g. joints = `joint_spec.denormalize(tanh(z))`) or project after each step.
 
-Parameters for a trainer: `model.gaussians.params` (ParameterDict, one optimizer per key, gsplat strategy
-contract), `model.skinning.parameters()`, `model.appearance.parameters()` (None when disabled).
+For a trainer: `model.gaussians.params` (ParameterDict, one optimizer per key: the gsplat strategy contract;
+`out.metas[b]["means2d"]` retains its grad for densification), `model.skinning.parameters()` (fit first with a
+Chamfer loss between `pose_gaussians(joints).means` and the dataset's point clouds), and
+`model.appearance.parameters()` (`model.appearance` is None when disabled). `render(sh_degree=d)` renders
+with the first d SH bands (progressive SH). Save/load with `drrobot.checkpoint`.
 """
 
 from __future__ import annotations
@@ -136,16 +142,16 @@ class RobotModel(nn.Module):
         config = config or ModelConfig()
         robot = robot if isinstance(robot, RobotDescription) else load_robot(robot)
         kinematics = RobotKinematics.from_robot(robot, device=device)
-        link_ids = torch.as_tensor(np.asarray(link_ids), dtype=torch.long, device=kinematics.device)  # [P]
+        link_ids = torch.as_tensor(link_ids, dtype=torch.long, device=kinematics.device)  # [P]
         num_links = len(kinematics.link_names)
         if link_ids.numel() and (link_ids.min() < 0 or link_ids.max() >= num_links):
             raise ValueError(f"link ids must be in [0, {num_links}) for robot {robot.name!r}")
-        points_local = torch.as_tensor(np.asarray(points_local), dtype=torch.float32, device=kinematics.device)
+        points_local = torch.as_tensor(points_local, dtype=torch.float32, device=kinematics.device)  # [P, 3]
         poses = kinematics.link_poses(kinematics.canonical_joints()[None])[0][link_ids]  # [P, 4, 4]
         points = (poses[:, :3, :3] @ points_local[:, :, None]).squeeze(-1) + poses[:, :3, 3]  # [P, 3]
         gaussians = CanonicalGaussians.from_points(
             points,
-            torch.as_tensor(np.asarray(colors), dtype=torch.float32),
+            torch.as_tensor(colors, dtype=torch.float32),
             link_ids,
             sh_degree=config.sh_degree,
             init_opacity=config.init_opacity,
