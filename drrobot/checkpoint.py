@@ -236,7 +236,9 @@ def _load_tensors(path: Path, meta: dict, name: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {path}: {name} is missing")
     size = file.stat().st_size
     if size != record["bytes"]:
-        raise CheckpointError(f"checkpoint {path}: {name} is truncated or corrupt ({size} bytes, expected {record['bytes']})")
+        raise CheckpointError(
+            f"checkpoint {path}: {name} is truncated or corrupt ({size} bytes, expected {record['bytes']})"
+        )
     if _sha256(file) != record["sha256"]:
         raise CheckpointError(f"checkpoint {path}: {name} is corrupt (sha256 differs from {META_FILE})")
     try:

@@ -40,7 +40,13 @@ class SkinningConfig:
 class SkinningField(nn.Module):
     """Per-Gaussian skinning weights over the robot's links (see the module docstring)."""
 
-    def __init__(self, config: SkinningConfig, center: Tensor, half_extent: float | Tensor, canonical_link_poses: Tensor):
+    def __init__(
+        self,
+        config: SkinningConfig,
+        center: Tensor,  # [3] centre of the canonical bounding box
+        half_extent: float | Tensor,  # half its longest side (metres)
+        canonical_link_poses: Tensor,  # [L, 4, 4] world poses of the links at the canonical pose
+    ):
         super().__init__()
         self.config = config
         self.encoder = PositionEncoder(center, half_extent, config.num_freqs)

@@ -31,7 +31,8 @@ def saved(tmp_path_factory):
         opt.step()
     path = tmp_path_factory.mktemp("ckpt") / "toy"
     state = {k: opt.state_dict() for k, opt in optimizers.items()}
-    save_checkpoint(path, model, config={"lr": 1e-3, "preset": "cpu-quick"}, metrics={"psnr": 30.5}, step=7, optimizer_state=state)
+    config = {"lr": 1e-3, "preset": "cpu-quick"}
+    save_checkpoint(path, model, config=config, metrics={"psnr": 30.5}, step=7, optimizer_state=state)
     return model, path, optimizers
 
 

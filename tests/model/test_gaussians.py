@@ -12,12 +12,14 @@ from drrobot.gaussians import CanonicalGaussians, knn_mean_distance, rgb_to_sh0,
 def random_gaussians(n=200, sh_degree=3, seed=0) -> CanonicalGaussians:
     g = torch.Generator().manual_seed(seed)
     points = torch.rand(n, 3, generator=g)
-    return CanonicalGaussians.from_points(points, torch.rand(n, 3, generator=g), torch.randint(0, 4, (n,), generator=g), sh_degree)
+    colors, links = torch.rand(n, 3, generator=g), torch.randint(0, 4, (n,), generator=g)
+    return CanonicalGaussians.from_points(points, colors, links, sh_degree)
 
 
 def test_from_points_shapes_and_values():
     colors = torch.rand(50, 3)
-    g = CanonicalGaussians.from_points(torch.rand(50, 3), colors, torch.zeros(50, dtype=torch.long), sh_degree=2, init_opacity=0.4)
+    links = torch.zeros(50, dtype=torch.long)
+    g = CanonicalGaussians.from_points(torch.rand(50, 3), colors, links, sh_degree=2, init_opacity=0.4)
     assert len(g) == 50 and g.sh_degree == 2
     assert g.shN.shape == (50, 8, 3) and g.colors_sh().shape == (50, 9, 3)
     assert torch.allclose(sh0_to_rgb(g.sh0[:, 0]), colors, atol=1e-6)
