@@ -39,7 +39,9 @@ UNLIMITED_SLIDE_RANGE = (-1.0, 1.0)
 # MuJoCo enum values as plain ints: numpy ints from model arrays do not compare reliably with mujoco's enums.
 _HINGE, _SLIDE, _BALL, _FREE = (int(t) for t in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE, mujoco.mjtJoint.mjJNT_BALL, mujoco.mjtJoint.mjJNT_FREE))
 _LOOP_SAMPLES = 33  # driver values at which a closed loop is solved before fitting its followers
-_LOOP_TOL = 1e-7  # metres: loop closure residual accepted by the solver
+_LOOP_TOL = 1e-10  # metres: loop closure residual accepted by the solver
+_LOOP_FIT_EXACT = 1e-7  # radians / metres: a fit this close to the solved loop is exact
+_LOOP_FIT_TOL = 1e-3  # radians / metres: warn when a follower's quartic misses the solved loop by more
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +80,12 @@ class JointSpec:
 
     @classmethod
     def from_mj_model(cls, model: mujoco.MjModel) -> "JointSpec":
-        joints = [j for j in range(model.njnt) if int(model.jnt_type[j]) in (_HINGE, _SLIDE)]
-        base_qposadr = _free_joint_qposadr(model)
+        """The pose vector of a compiled model; couplings per the module docstring. Ball joints are rejected."""
         for j in range(model.njnt):
             if int(model.jnt_type[j]) == _BALL:
                 raise ValueError(f"ball joint {_joint_name(model, j)!r} is not supported (hinge, slide, free only)")
+        joints = [j for j in range(model.njnt) if int(model.jnt_type[j]) in (_HINGE, _SLIDE)]
+        base_qposadr = _free_joint_qposadr(model)
         index = {j: i for i, j in enumerate(joints)}
         couplings = _joint_equality_couplings(model, index)
         couplings += _loop_couplings(model, index, couplings)
@@ -152,12 +155,12 @@ class JointSpec:
     def to_qpos(self, joints: Array, base_pose: Array | None = None) -> np.ndarray:
         """MuJoCo qpos [..., nq] for pose vectors `joints` [..., J] and, for a floating base, `base_pose` [..., 7]
         (xyz + wxyz quaternion; None: the model's qpos0 base). Dependent joints are derived."""
-        joints = np.asarray(joints, dtype=np.float64)
+        joints = _numpy(joints)
         self.check(joints)
         qpos = np.broadcast_to(self.qpos0, joints.shape[:-1] + (self.nq,)).copy()
         qpos[..., self.joint_qposadr] = self.full_joints(joints)
         if base_pose is not None:
-            base_pose = self._check_base_pose(np.asarray(base_pose, dtype=np.float64))
+            base_pose = self._check_base_pose(_numpy(base_pose))
             quat = base_pose[..., 3:] / np.linalg.norm(base_pose[..., 3:], axis=-1, keepdims=True)
             adr = self.base_qposadr
             qpos[..., adr : adr + 3] = base_pose[..., :3]
@@ -198,6 +201,10 @@ class JointSpec:
         if isinstance(x, torch.Tensor):
             return tuple(torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (self.lower, self.upper))
         return self.lower, self.upper
+
+
+def _numpy(x: Array) -> np.ndarray:
+    return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
 
 
 def _joint_name(model: mujoco.MjModel, j: int) -> str:
@@ -326,10 +333,18 @@ class _ConnectLoop:
                 qpos[adr_d] = samples[s]
                 qpos[adr_f] = self._close(qpos, adr_f)
                 solved[s] = qpos[adr_f]
-        x = samples - m.qpos0[adr_d]
+        x = samples - m.qpos0[adr_d]  # [S]
         couplings = []
         for k, f in enumerate(followers):
-            coef = np.polynomial.polynomial.polyfit(x, solved[:, k] - m.qpos0[m.jnt_qposadr[f]], 4)
+            y = solved[:, k] - m.qpos0[m.jnt_qposadr[f]]  # [S]
+            for degree in range(1, 5):  # the lowest degree that fits: a parallelogram stays linear
+                coef = np.polynomial.polynomial.polyfit(x, y, degree)
+                error = np.abs(np.polynomial.polynomial.polyval(x, coef) - y).max()
+                if error < _LOOP_FIT_EXACT:
+                    break
+            if error > _LOOP_FIT_TOL:
+                warnings.warn(f"closed loop {self.name}: quartic fit of {_joint_name(m, f)!r} is off by up to {error:.1e}")
+            coef = np.pad(coef, (0, 5 - len(coef)))
             couplings.append(Coupling(index[f], index[driver], tuple(float(c) for c in coef)))
         return couplings
 

@@ -44,6 +44,26 @@ COUPLED_XML = """
 </mujoco>"""
 
 
+# A crank-rocker four-bar (not a parallelogram: coupler and rocker are non-linear in the actuated crank).
+FOUR_BAR_XML = """
+<mujoco>
+  <compiler angle="radian"/>
+  <worldbody>
+    <body name="crank" pos="0 0 0"><joint name="crank" axis="0 1 0" range="-0.4 0.4"/>
+      <geom type="capsule" fromto="0 0 0 0 0 0.1" size="0.01"/>
+      <body name="coupler" pos="0 0 0.1"><joint name="coupler" axis="0 1 0"/>
+        <geom type="capsule" fromto="0 0 0 0.14 0 0.03" size="0.01"/>
+      </body>
+    </body>
+    <body name="rocker" pos="0.12 0 0"><joint name="rocker" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0.02 0 0.13" size="0.01"/>
+    </body>
+  </worldbody>
+  <equality><connect body1="coupler" body2="rocker" anchor="0.14 0 0.03"/></equality>
+  <actuator><position joint="crank"/></actuator>
+</mujoco>"""
+
+
 @pytest.mark.parametrize(
     "name, names",
     [
@@ -112,6 +132,22 @@ def test_xarm7_closed_loops_stay_closed():
     s = JointSpec.from_mj_model(model)
     qpos = s.to_qpos(s.sample(np.random.default_rng(2), 20))
     assert max(equality_violation(model, p) for p in qpos) < 1e-6  # metres (connect) and radians (joint)
+
+
+def test_closed_loop_followers_are_fitted():
+    model = mujoco.MjModel.from_xml_string(FOUR_BAR_XML)
+    s = JointSpec.from_mj_model(model)
+    assert s.names == ("crank",)
+    assert {s.joint_names[c.dependent] for c in s.couplings} == {"coupler", "rocker"}
+    qpos = s.to_qpos(s.sample(np.random.default_rng(5), 50))
+    assert max(equality_violation(model, p) for p in qpos) < 1e-5  # metres
+
+
+def test_closed_loop_with_two_driven_joints_stays_independent():
+    xml = FOUR_BAR_XML.replace('<position joint="crank"/>', '<position joint="crank"/><position joint="rocker"/>')
+    with pytest.warns(UserWarning, match="2 driven joints"):
+        s = spec_from_xml(xml)
+    assert s.names == ("crank", "coupler", "rocker") and not s.couplings
 
 
 def test_limits_continuous_and_canonical():
