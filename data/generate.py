@@ -31,12 +31,13 @@ USER_ERRORS = (RobotNotFoundError, manifest_io.DatasetError, WorkerError, PoseEr
 class Summary:
     """What a run did."""
 
-    written: int  # samples rendered by this run
     skipped: int  # samples already on disk (resumed)
-    views: int  # views rendered by this run
-    wall_s: float
-    worker_s: float  # summed per-sample time in workers
-    render_s: float  # summed time inside MuJoCo's render calls
+    written: int = 0  # samples rendered by this run
+    views: int = 0  # views rendered by this run
+    wall_s: float = 0.0
+    worker_s: float = 0.0  # summed per-sample time in workers
+    render_s: float = 0.0  # summed time inside MuJoCo's render calls
+    cpu_s: float = 0.0  # summed worker CPU time
 
     @property
     def overhead(self) -> float:
@@ -64,8 +65,8 @@ def generate(config: DataConfig, progress: bool = True) -> Summary:
     manifest = manifest_io.build_manifest(config, robot, model, spec)
     root = config.out
     manifest_io.prepare_output(root, manifest, config.overwrite)
-    for split in SPLITS:
-        remove_stale_temps(root / split)
+    for folder in (root, *(root / split for split in SPLITS)):
+        remove_stale_temps(folder)
     surface_file = root / manifest_io.SURFACE
     if not surface_file.exists():
         write_atomic(surface_file, npz_bytes(canonical_surface(model, config).arrays(), config.compress))
@@ -76,14 +77,15 @@ def generate(config: DataConfig, progress: bool = True) -> Summary:
     workers = min(config.workers or os.cpu_count() or 1, max(len(todo), 1))
     if config.backend == "multiprocessing" and todo:
         select_gl_backend(config.gl)  # probe once here; workers inherit $MUJOCO_GL
-    summary = Summary(written=0, skipped=len(every) - len(todo), views=0, wall_s=0.0, worker_s=0.0, render_s=0.0)
+    summary = Summary(skipped=len(every) - len(todo))
     bar = tqdm(total=len(every), initial=summary.skipped, unit="sample", desc=robot.name, disable=not progress)
     with bar:
-        for stats in run(todo, config, robot.path, robot.content_hash, workers):
+        for stats in run(todo, config, robot.path, robot.content_hash, workers) if todo else ():
             summary.written += 1
             summary.views += stats.views
             summary.worker_s += stats.total_s
             summary.render_s += stats.render_s
+            summary.cpu_s += stats.cpu_s
             bar.update(1)
     manifest_io.mark_complete(root, manifest)
     summary.wall_s = time.perf_counter() - start
