@@ -26,6 +26,7 @@ class Config:
     runs: int = 20  # timed runs per robot (median reported)
     warmup: int = 3
     device: str = "cpu"
+    threads: int | None = None  # torch CPU threads (None: torch's default); 1 is steadier on a busy machine
     seed: int = 0
 
 
@@ -68,6 +69,8 @@ def bench(name: str, cfg: Config) -> tuple[int, int, float, float]:
 
 
 def main(cfg: Config) -> None:
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     print(f"batch {cfg.batch}, float32, {cfg.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, median of {cfg.runs}\n")
     print("| robot | links | dof | forward (ms) | forward+backward (ms) |")
     print("|---|---:|---:|---:|---:|")
