@@ -64,8 +64,9 @@ class RobotKinematics:
         frames = self.chain.forward_kinematics_tensor(theta)  # [F, B, 4, 4]
         poses = frames[self._link_frames].transpose(0, 1)  # [B, L, 4, 4]
         if self.joint_spec.floating_base:
-            base = self._base_matrix(base_pose, batch).reshape(-1, 1, 4, 4)  # [B, 1, 4, 4]
-            poses = torch.where(self._floating_links[:, None, None], base @ poses, poses)
+            base = self._base_matrix(base_pose, batch).reshape(-1, 4, 4)  # [B, 4, 4]
+            moved = torch.einsum("bij,bljk->blik", base, poses)  # [B, L, 4, 4]; einsum: one matmul per pose, not per link
+            poses = torch.where(self._floating_links[:, None, None], moved, poses)
         elif base_pose is not None:
             raise ValueError("this robot has a fixed base: it takes no base_pose")
         return poses.reshape(*batch, len(self.link_names), 4, 4)
