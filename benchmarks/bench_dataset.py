@@ -105,7 +105,8 @@ def main() -> None:
     for r in rows:
         print(
             f"| {r['resolution']} | {r['workers']} | {r['views']} | {r['wall_views_per_s']:.1f} | "
-            f"{r['steady_views_per_s_per_worker']:.1f} | {r['render_ms_per_view']:.1f} | {r['total_ms_per_view']:.1f} | "
+            f"{r['steady_views_per_s_per_worker']:.1f} | {r['render_ms_per_view']:.1f} | "
+            f"{r['total_ms_per_view']:.1f} | "
             f"{r['overhead_pct']:.0f}% | {r['cpu_ms_per_view']:.1f} | {r['mujoco_renderer_ms_per_view']:.1f} |"
         )
     for res in args.resolutions:

@@ -88,7 +88,7 @@ class DataConfig:
     backend: Literal["multiprocessing", "ray"] = "multiprocessing"
     """`ray` distributes samples over an existing Ray cluster (`pip install ray`)."""
     ray_address: str = "auto"
-    """Ray cluster address for `--backend ray` ("auto" or host:port)."""
+    """Ray cluster for `--backend ray`: "auto" (the running cluster), host:port, or "local" (start one here)."""
     gl: Literal["auto", "egl", "osmesa"] = "auto"
     """Headless OpenGL backend (auto: $MUJOCO_GL if set, else EGL with an OSMesa fallback)."""
     overwrite: bool = False

@@ -6,6 +6,7 @@ build one `SampleMaker` each (a GL context per process) and, locally, write thei
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import multiprocessing
 import os
@@ -29,7 +30,9 @@ class WorkerError(RuntimeError):
     """A sample failed in a worker (the message names the sample)."""
 
 
-def run(tasks: list[Task], config: DataConfig, robot_path: Path, content_hash: str, workers: int) -> Iterator[SampleStats]:
+def run(
+    tasks: list[Task], config: DataConfig, robot_path: Path, content_hash: str, workers: int
+) -> Iterator[SampleStats]:
     """Render and write `tasks` under `config.out` with the configured backend."""
     if config.backend == "ray":
         yield from _run_ray(tasks, config, robot_path, content_hash)
@@ -66,7 +69,7 @@ def _init_worker(config: DataConfig, robot_path: str, gl_backend: str, threads: 
     global _maker, _out
     _die_with_parent()
     os.environ["MUJOCO_GL"] = gl_backend
-    os.environ.setdefault("LP_NUM_THREADS", str(threads))  # software GL (llvmpipe): share the cores, don't oversubscribe
+    os.environ.setdefault("LP_NUM_THREADS", str(threads))  # software GL (llvmpipe): share the cores
     _maker, _out = SampleMaker(config, robot_path), config.out
 
 
@@ -89,7 +92,9 @@ def _write(maker: SampleMaker, root: Path, split: str, index: int) -> SampleStat
         raise WorkerError(f"sample {split}/{index:06d} failed: {type(err).__name__}: {err}") from err
 
 
-def _run_ray(tasks: list[Task], config: DataConfig, robot_path: Path, content_hash: str) -> Iterator[SampleStats]:
+def _run_ray(
+    tasks: list[Task], config: DataConfig, robot_path: Path, content_hash: str
+) -> Iterator[SampleStats]:
     try:
         import ray
     except ImportError as err:
@@ -97,18 +102,29 @@ def _run_ray(tasks: list[Task], config: DataConfig, robot_path: Path, content_ha
             "--backend ray needs Ray, which is optional: `pip install ray` (or `pip install drrobot[ray]`), "
             "or use the default --backend multiprocessing"
         ) from err
+    connected_here = not ray.is_initialized()
     try:
         ray.init(address=config.ray_address, ignore_reinit_error=True, log_to_driver=False)
     except Exception as err:  # ray raises ConnectionError / RuntimeError variants
         raise WorkerError(
             f"cannot connect to a Ray cluster at --ray-address {config.ray_address!r}: {err}. "
-            "Start one with `ray start --head` or pass its host:port"
+            "Start one with `ray start --head`, pass its host:port, or use --ray-address local"
         ) from err
+    try:
+        yield from _ray_samples(ray, tasks, config, robot_path, content_hash)
+    finally:
+        if connected_here:
+            ray.shutdown()
+
+
+def _ray_samples(
+    ray, tasks: list[Task], config: DataConfig, robot_path: Path, content_hash: str
+) -> Iterator[SampleStats]:
     remote = ray.remote(_ray_task)
-    pending, queue = {}, list(tasks)
+    pending, queue = {}, collections.deque(tasks)
     while queue or pending:
         while queue and len(pending) < RAY_WINDOW:
-            split, index = queue.pop(0)
+            split, index = queue.popleft()
             pending[remote.remote(config, str(robot_path), content_hash, split, index)] = (split, index)
         done, _ = ray.wait(list(pending), num_returns=1)
         split, index = pending.pop(done[0])

@@ -163,6 +163,14 @@ def test_invalid_settings_are_refused(tmp_path):
         generate(tiny_config(tmp_path, camera=CameraConfig(margin=(0.5, 1.0))), progress=False)
 
 
+@pytest.mark.slow
+def test_ray_backend_writes_the_same_bytes(tmp_path):
+    pytest.importorskip("ray")
+    generate(tiny_config(tmp_path / "ray", backend="ray", ray_address="local"), progress=False)
+    generate(tiny_config(tmp_path / "local"), progress=False)
+    assert_identical(tmp_path / "ray", tmp_path / "local")
+
+
 def test_ray_backend_is_optional(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(WorkerError, match="pip install ray"):

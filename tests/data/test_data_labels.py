@@ -14,7 +14,8 @@ CAMERA = CameraConfig(height=72, width=96, views=4)
 
 @pytest.fixture(scope="module")
 def panda():
-    with SampleMaker(tiny_config("unused", robot="panda", camera=CAMERA, surface_points=2000), load_robot("panda").path) as maker:
+    config = tiny_config("unused", robot="panda", camera=CAMERA, surface_points=2000)
+    with SampleMaker(config, load_robot("panda").path) as maker:
         yield maker, [maker.arrays("canonical", 0), maker.arrays("train", 0), maker.arrays("train", 1)]
 
 
@@ -52,7 +53,8 @@ def test_opengl_convention_bug_cannot_pass(panda):
     to_opengl = np.diag([1.0, -1.0, -1.0, 1.0])  # the classic bug: an OpenGL camera used as OpenCV
     seen, exact, _ = label_agreement(samples[1], lambda v: to_opengl @ v)
     assert seen < 0.05 or exact < 0.5
-    flipped = dict(samples[1], mask=samples[1]["mask"][:, ::-1], depth=samples[1]["depth"][:, ::-1])  # image upside down
+    upside_down = {"mask": samples[1]["mask"][:, ::-1], "depth": samples[1]["depth"][:, ::-1]}
+    flipped = dict(samples[1], **upside_down)
     seen, exact, _ = label_agreement(flipped)
     assert seen < 0.1 or exact < 0.5
 
@@ -96,12 +98,12 @@ def test_mujoco_camera_is_the_stored_camera(panda):
 
 def test_robot_fully_in_view_and_cameras_outside_it(panda):
     maker, samples = panda
-    verts = np.concatenate([surface.geom_mesh(maker.model, g)[0] for g in surface.visible_geoms(maker.model, (0, 1, 2))])
-    links = np.concatenate(
-        [np.full(len(surface.geom_mesh(maker.model, g)[0]), maker.model.geom_bodyid[g] - 1) for g in surface.visible_geoms(maker.model, (0, 1, 2))]
-    )
+    geoms = surface.visible_geoms(maker.model, (0, 1, 2))
+    meshes = [surface.geom_mesh(maker.model, g)[0] for g in geoms]
+    verts = np.concatenate(meshes)  # every visual mesh vertex, link frames
+    links = np.concatenate([np.full(len(m), maker.model.geom_bodyid[g] - 1) for m, g in zip(meshes, geoms)])
     for arrays in samples:
-        world = surface.pose_points(verts, links, arrays["link_poses"].astype(np.float64))  # every mesh vertex
+        world = surface.pose_points(verts, links, arrays["link_poses"].astype(np.float64))
         center, radius = surface.bounding_sphere(world)
         mask = arrays["mask"]
         border = np.concatenate([mask[:, 0], mask[:, -1], mask[:, :, 0], mask[:, :, -1]], axis=1)
