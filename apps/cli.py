@@ -1,6 +1,8 @@
 """The `drrobot` command: one entry point, one subcommand per job.
 
     drrobot data  --robot panda --preset cpu-quick --out outputs/panda-data
+    drrobot train --robot panda --preset cpu-quick
+    drrobot eval  outputs/panda-model/checkpoint
     drrobot <command> --help
 """
 
@@ -11,6 +13,8 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("drrobot.data.generate", "render a training dataset of a robot with MuJoCo"),
+    "train": ("drrobot.train.run", "train a robot self-model (makes the dataset if missing), then evaluate it"),
+    "eval": ("drrobot.train.evaluate", "evaluate a checkpoint on held-out test poses (PSNR, SSIM, Chamfer, IoU)"),
 }
 """Subcommand -> (module with a `main(argv)` function, one-line help). Modules load lazily."""
 
