@@ -37,7 +37,9 @@ UNLIMITED_SLIDE_RANGE = (-1.0, 1.0)
 """Sampling/normalisation range (metres) assumed for a slide joint without limits."""
 
 # MuJoCo enum values as plain ints: numpy ints from model arrays do not compare reliably with mujoco's enums.
-_HINGE, _SLIDE, _BALL, _FREE = (int(t) for t in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE, mujoco.mjtJoint.mjJNT_BALL, mujoco.mjtJoint.mjJNT_FREE))
+_HINGE, _SLIDE, _BALL, _FREE = (
+    int(t) for t in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE, mujoco.mjtJoint.mjJNT_BALL, mujoco.mjtJoint.mjJNT_FREE)
+)
 _LOOP_SAMPLES = 33  # driver values at which a closed loop is solved before fitting its followers
 _LOOP_TOL = 1e-10  # metres: loop closure residual accepted by the solver
 _LOOP_FIT_EXACT = 1e-7  # radians / metres: a fit this close to the solved loop is exact
@@ -169,14 +171,20 @@ class JointSpec:
 
     def default_base_pose(self) -> np.ndarray:
         """The floating base's pose in qpos0, xyz + wxyz [7]."""
-        self._check_base_pose(np.zeros(7))
+        self._require_floating_base()
         return self.qpos0[self.base_qposadr : self.base_qposadr + 7].copy()
 
-    def _check_base_pose(self, base_pose: np.ndarray) -> np.ndarray:
+    def _require_floating_base(self) -> None:
         if not self.floating_base:
             raise ValueError("this robot has a fixed base: it takes no base_pose")
-        if base_pose.shape[-1:] != (7,) or not np.isfinite(base_pose).all():
-            raise ValueError(f"base_pose must be finite xyz + wxyz quaternion [..., 7], got shape {base_pose.shape}")
+
+    def _check_base_pose(self, base_pose: np.ndarray) -> np.ndarray:
+        self._require_floating_base()
+        valid = base_pose.shape[-1:] == (7,) and np.isfinite(base_pose).all()
+        if not valid or (np.linalg.norm(base_pose[..., 3:], axis=-1) == 0).any():
+            raise ValueError(
+                f"base_pose must be finite xyz + non-zero wxyz quaternion [..., 7], got shape {base_pose.shape}"
+            )
         return base_pose
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
