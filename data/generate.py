@@ -17,7 +17,7 @@ from tqdm import tqdm
 from drrobot.data import manifest as manifest_io
 from drrobot.data.config import DataConfig, parse_config, validate
 from drrobot.data.files import npz_bytes, remove_stale_temps, write_atomic
-from drrobot.data.mujoco_render import RenderBackendError, select_gl_backend
+from drrobot.data.mujoco_render import RenderBackendError
 from drrobot.data.poses import PoseError
 from drrobot.data.sample import SPLITS, canonical_surface, sample_path, split_sizes
 from drrobot.data.workers import WorkerError, run
@@ -75,8 +75,6 @@ def generate(config: DataConfig, progress: bool = True) -> Summary:
     every = [(split, i) for split in SPLITS for i in range(sizes[split])]
     todo = [(split, i) for split, i in every if not sample_path(root, split, i).exists()]
     workers = min(config.workers or os.cpu_count() or 1, max(len(todo), 1))
-    if config.backend == "multiprocessing" and todo:
-        select_gl_backend(config.gl)  # probe once here; workers inherit $MUJOCO_GL
     summary = Summary(skipped=len(every) - len(todo))
     bar = tqdm(total=len(every), initial=summary.skipped, unit="sample", desc=robot.name, disable=not progress)
     with bar:

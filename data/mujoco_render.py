@@ -33,7 +33,7 @@ class RenderBackendError(RuntimeError):
 def select_gl_backend(preference: str = "auto") -> str:
     """The headless OpenGL backend to use: `preference` if given, else $MUJOCO_GL if it names one, else the
     first of EGL, OSMesa that can create a context (probed in a subprocess, since PyOpenGL binds to one
-    platform per process). The choice is exported as $MUJOCO_GL for worker processes."""
+    platform per process)."""
     if preference != "auto":
         backend = preference
     elif os.environ.get("MUJOCO_GL", "").lower() in GL_BACKENDS:
@@ -55,7 +55,6 @@ def select_gl_backend(preference: str = "auto") -> str:
                 "no headless OpenGL backend works: " + "; ".join(errors) + ". Install EGL drivers (GPU) or "
                 "OSMesa (`apt-get install libosmesa6`), or set MUJOCO_GL."
             )
-    os.environ["MUJOCO_GL"] = backend
     return backend
 
 
@@ -77,9 +76,7 @@ class MujocoRenderer:
     ):
         self.model = model = _render_model(model, camera, lighting)
         self.height, self.width = camera.height, camera.width
-        backend = select_gl_backend(gl)
-        self._gl = importlib.import_module(f"mujoco.{backend}").GLContext(self.width, self.height)
-        self._gl.make_current()
+        self._gl = _gl_context(select_gl_backend(gl), self.width, self.height)
         self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100.value)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._context)
         self._context.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
@@ -171,6 +168,19 @@ class MujocoRenderer:
             if geom.objtype == mujoco.mjtObj.mjOBJ_GEOM and geom.segid >= 0:
                 lookup[geom.segid + 1] = self.model.geom_bodyid[geom.objid] - 1
         return lookup[np.where(segid < lookup.size, segid, 0)]
+
+
+def _gl_context(backend: str, width: int, height: int):
+    """A current headless GL context of `backend`, or a RenderBackendError saying what to install."""
+    try:
+        context = importlib.import_module(f"mujoco.{backend}").GLContext(width, height)
+        context.make_current()
+    except Exception as err:  # PyOpenGL/EGL/OSMesa report failures with many exception types
+        raise RenderBackendError(
+            f"cannot create a headless OpenGL context with MUJOCO_GL={backend} ({type(err).__name__}: {err}); "
+            "EGL needs GPU or Mesa EGL drivers, OSMesa needs `apt-get install libosmesa6`"
+        ) from err
+    return context
 
 
 def _render_model(model: mujoco.MjModel, camera: CameraConfig, lighting: LightingConfig) -> mujoco.MjModel:

@@ -13,7 +13,6 @@ import dataclasses
 
 import mujoco
 import numpy as np
-import trimesh
 from scipy.spatial import ConvexHull, QhullError
 
 _GEOM = mujoco.mjtGeom
@@ -56,27 +55,35 @@ def geom_mesh(model: mujoco.MjModel, geom_id: int) -> tuple[np.ndarray, np.ndarr
         f0, nf = model.mesh_faceadr[mesh_id], model.mesh_facenum[mesh_id]
         verts = model.mesh_vert[v0 : v0 + nv].astype(np.float64)
         faces = model.mesh_face[f0 : f0 + nf].astype(np.int64)
-    elif kind == _GEOM.mjGEOM_BOX:
-        tm = trimesh.creation.box(extents=2.0 * size)
-        verts, faces = tm.vertices, tm.faces
-    elif kind == _GEOM.mjGEOM_SPHERE:
-        tm = trimesh.creation.icosphere(subdivisions=3, radius=size[0])
-        verts, faces = tm.vertices, tm.faces
-    elif kind == _GEOM.mjGEOM_ELLIPSOID:
-        tm = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
-        verts, faces = tm.vertices * size, tm.faces
-    elif kind == _GEOM.mjGEOM_CAPSULE:
-        tm = trimesh.creation.capsule(height=2.0 * size[1], radius=size[0], count=[24, 24])
-        verts, faces = tm.vertices, tm.faces
-    elif kind == _GEOM.mjGEOM_CYLINDER:
-        tm = trimesh.creation.cylinder(radius=size[0], height=2.0 * size[1], sections=32)
-        verts, faces = tm.vertices, tm.faces
     else:
-        raise ValueError(f"geom {geom_id} ({model.geom(geom_id).name!r}): unsupported type {kind}")
+        primitive = _primitive_mesh(kind, size)
+        if primitive is None:
+            raise ValueError(f"geom {geom_id} ({model.geom(geom_id).name!r}): unsupported type {kind}")
+        verts, faces = primitive
     rot = np.empty(9)
     mujoco.mju_quat2Mat(rot, model.geom_quat[geom_id])
     verts = np.asarray(verts, dtype=np.float64) @ rot.reshape(3, 3).T + model.geom_pos[geom_id]
     return verts, np.asarray(faces, dtype=np.int64)
+
+
+def _primitive_mesh(kind: int, size: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vertices [n, 3] and faces [m, 3] of a primitive geom in its own frame (None for other types)."""
+    import trimesh.creation as create  # slow to import: only robots with primitive geoms pay for it
+
+    scale = np.ones(3)
+    if kind == _GEOM.mjGEOM_BOX:
+        mesh = create.box(extents=2.0 * size)
+    elif kind == _GEOM.mjGEOM_SPHERE:
+        mesh = create.icosphere(subdivisions=3, radius=size[0])
+    elif kind == _GEOM.mjGEOM_ELLIPSOID:
+        mesh, scale = create.icosphere(subdivisions=3, radius=1.0), size
+    elif kind == _GEOM.mjGEOM_CAPSULE:
+        mesh = create.capsule(height=2.0 * size[1], radius=size[0], count=[24, 24])
+    elif kind == _GEOM.mjGEOM_CYLINDER:
+        mesh = create.cylinder(radius=size[0], height=2.0 * size[1], sections=32)
+    else:
+        return None
+    return mesh.vertices * scale, mesh.faces
 
 
 def geom_color(model: mujoco.MjModel, geom_id: int) -> np.ndarray:  # [3] float in [0, 1]

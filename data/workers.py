@@ -7,6 +7,7 @@ build one `SampleMaker` each (a GL context per process) and, locally, write thei
 from __future__ import annotations
 
 import collections
+import dataclasses
 import ctypes
 import multiprocessing
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from drrobot.data.config import DataConfig
 from drrobot.data.files import write_atomic
+from drrobot.data.mujoco_render import select_gl_backend
 from drrobot.data.sample import SampleMaker, SampleStats, sample_path
 from drrobot.robots import description_hash
 
@@ -24,6 +26,7 @@ RAY_WINDOW = 256  # Ray tasks in flight at once
 
 _maker: SampleMaker | None = None
 _out: Path | None = None
+_init_error: str | None = None  # a pool worker that failed to start reports it on its first task
 
 
 class WorkerError(RuntimeError):
@@ -55,7 +58,7 @@ def _run_pool(tasks: list[Task], config: DataConfig, robot_path: Path, workers: 
     # spawn: fresh interpreters, each with its own GL context (EGL/OSMesa state does not survive fork).
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
-    initargs = (config, str(robot_path), os.environ["MUJOCO_GL"], threads)
+    initargs = (config, str(robot_path), select_gl_backend(config.gl), threads)
     pool = context.Pool(workers, initializer=_init_worker, initargs=initargs)
     try:
         yield from pool.imap_unordered(_pool_task, tasks, chunksize=1)
@@ -66,14 +69,19 @@ def _run_pool(tasks: list[Task], config: DataConfig, robot_path: Path, workers: 
 
 
 def _init_worker(config: DataConfig, robot_path: str, gl_backend: str, threads: int) -> None:
-    global _maker, _out
+    global _maker, _out, _init_error
     _die_with_parent()
-    os.environ["MUJOCO_GL"] = gl_backend
+    config = dataclasses.replace(config, gl=gl_backend)  # probed once by the parent
     os.environ.setdefault("LP_NUM_THREADS", str(threads))  # software GL (llvmpipe): share the cores
-    _maker, _out = SampleMaker(config, robot_path), config.out
+    try:  # an initializer that raises makes multiprocessing restart the worker forever
+        _maker, _out = SampleMaker(config, robot_path), config.out
+    except Exception as err:
+        _init_error = f"{type(err).__name__}: {err}"
 
 
 def _pool_task(task: Task) -> SampleStats:
+    if _maker is None:
+        raise WorkerError(f"a worker process failed to start: {_init_error}")
     return _write(_maker, _out, *task)
 
 

@@ -175,3 +175,16 @@ def test_ray_backend_is_optional(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(WorkerError, match="pip install ray"):
         generate(tiny_config(tmp_path, backend="ray"), progress=False)
+
+
+def _osmesa_works() -> bool:
+    env = {**os.environ, "MUJOCO_GL": "osmesa"}
+    env.pop("PYOPENGL_PLATFORM", None)
+    probe = "import mujoco.osmesa as m; c = m.GLContext(8, 8); c.make_current()"
+    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(_osmesa_works(), reason="OSMesa is installed here")
+def test_missing_gl_backend_is_a_clear_error_in_workers(tmp_path):
+    with pytest.raises(WorkerError, match="failed to start: RenderBackendError: .*MUJOCO_GL=osmesa.*libosmesa6"):
+        generate(tiny_config(tmp_path, gl="osmesa", workers=2), progress=False)
