@@ -276,6 +276,27 @@ class RobotModel(nn.Module):
             metas=metas,
         )
 
+    def render_canonical(
+        self,
+        viewmats: Tensor,  # [C, 4, 4] world->camera (OpenCV)
+        Ks: Tensor,  # [C, 3, 3]
+        width: int,
+        height: int,
+        background: Tensor | None = None,  # [C, 3] or [3]; None: black
+        sh_degree: int | None = None,
+        **rasterize_kwargs,
+    ) -> tuple[Tensor, Tensor, dict]:
+        """The canonical Gaussians as they are (no skinning or appearance field: the canonical pose, where both
+        are the identity at initialisation). Returns rasterize's (colors [C, H, W, 3], alphas, meta)."""
+        g = self.gaussians
+        degree = self.config.sh_degree if sh_degree is None else sh_degree
+        C = viewmats.shape[0]
+        backgrounds = None if background is None else torch.as_tensor(background, device=self.device).broadcast_to(C, 3)
+        return rasterize(
+            g.means, g.quats, g.scales.exp(), torch.sigmoid(g.opacities), g.colors_sh()[:, : (degree + 1) ** 2],
+            viewmats, Ks, width, height, sh_degree=degree, backgrounds=backgrounds, **rasterize_kwargs,
+        )  # fmt: skip
+
     @torch.no_grad()
     def export_ply(self, path: str | Path, joints: Tensor | None = None, base_pose: Tensor | None = None) -> Path:
         """Write the canonical Gaussians (joints None) or those at one pose (joints [J] or [1, J], appearance

@@ -193,14 +193,15 @@ class Trainer:
         degree = self.model.config.sh_degree
         if canonical and self.config.sh_degree_interval > 0:
             degree = min(degree, local // self.config.sh_degree_interval)
-        out = self.model.render(
-            batch.joints, batch.viewmats, batch.Ks, batch.width, batch.height, background=batch.background,
-            base_pose=batch.base_pose, sh_degree=degree, backend=self.config.backend, validate=False,
-        )  # fmt: skip
-        pred = out.images[0]  # [C, H, W, 3]
+        size = dict(width=batch.width, height=batch.height, background=batch.background, sh_degree=degree,
+                    backend=self.config.backend, validate=False)  # fmt: skip
+        if canonical:  # the canonical pose: skinning and appearance fields are not involved
+            pred, _, info = self.model.render_canonical(batch.viewmats[0], batch.Ks[0], **size)  # [C, H, W, 3]
+        else:
+            out = self.model.render(batch.joints, batch.viewmats, batch.Ks, base_pose=batch.base_pose, **size)
+            pred, info = out.images[0], out.metas[0]  # [C, H, W, 3]
         loss = l1_dssim_loss(pred, batch.target, self.config.ssim_weight)
         densify = canonical and self.strategy is not None
-        info = out.metas[0]
         if densify:
             info["gaussian_ids"] = None
             self.strategy.step_pre_backward(self.model.gaussians.params, self.gaussian_optimizers,
