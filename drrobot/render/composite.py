@@ -31,6 +31,7 @@ from .tiles import TileBins
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
 CHUNK_ELEMENTS = 1 << 21  # bound on tiles x pixels x Gaussians evaluated per vectorised step
+MAX_CHUNK = 64  # Gaussians per tile per step (smaller: earlier stops; larger: fewer steps)
 IMPLS = ("auto", "torch", "cpp")
 
 
@@ -140,8 +141,22 @@ class _TileWalker:
         self.colors = torch.cat([colors, colors.new_zeros(1, colors.shape[1])])  # [M + 1, D]
         self.P = ts * ts
 
-    def chunk_size(self) -> int:
-        return max(8, min(256, CHUNK_ELEMENTS // max(1, self.P * self.tiles.numel())))
+    def walk(self, end: Tensor, alive_fn=None):
+        """Yield (sel, k0, K): tile subsets and list ranges [k0, k0 + K), front to back, over the tiles
+        with end > k0 (and alive_fn(tiles) true); K adapts to the longest remaining list."""
+        alive = torch.arange(self.tiles.numel(), device=end.device)
+        k0 = 0
+        while True:
+            keep = end[alive] > k0
+            if alive_fn is not None:
+                keep &= alive_fn(alive)
+            alive = alive[keep]
+            if alive.numel() == 0:
+                return
+            K = min(MAX_CHUNK, 1 << (int(end[alive].max()) - k0 - 1).bit_length())
+            for sel in alive.split(max(1, CHUNK_ELEMENTS // (self.P * K))):
+                yield sel, k0, K
+            k0 += K
 
     def gather(self, sel: Tensor, k0: int, K: int):
         """Chunk k0..k0+K of tiles `sel` ([S] indices into the non-empty tiles). Returns
@@ -173,25 +188,17 @@ def _forward_torch(means2d, conics, colors, opacities, bins: TileBins):
     fg = torch.zeros(A, P, D, dtype=dt, device=dev)
     done = ~w.inside
     n_proc = torch.where(w.inside, w.count[:, None], torch.zeros_like(w.count[:, None]))  # [A, P]
-    K = w.chunk_size()
-    alive = torch.arange(A, device=dev)
-    k0 = 0
-    while True:
-        alive = alive[(w.count[alive] > k0) & ~done[alive].all(1)]
-        if alive.numel() == 0:
-            break
-        for sel in alive.split(max(1, CHUNK_ELEMENTS // (P * K))):
-            _, _, col, _, _, _, _, _, alpha = w.gather(sel, k0, K)
-            T0, done0 = T[sel], done[sel]
-            next_T = T0[..., None] * torch.cumprod(1 - alpha, dim=-1)  # [S, P, K]
-            ok = (next_T > MIN_TRANSMITTANCE) & ~done0[..., None]  # a prefix along K (next_T decreases)
-            weights = torch.where(ok, alpha * next_T / (1 - alpha), torch.zeros_like(alpha))
-            fg[sel] += torch.bmm(weights, col)
-            T[sel] = torch.where(ok, next_T, T0[..., None]).amin(-1)
-            stopping = ~done0 & (next_T[..., -1] <= MIN_TRANSMITTANCE)
-            n_proc[sel] = torch.where(stopping, k0 + ok.sum(-1), n_proc[sel])
-            done[sel] = done0 | stopping
-        k0 += K
+    for sel, k0, K in w.walk(w.count, lambda tiles: ~done[tiles].all(1)):
+        _, _, col, _, _, _, _, _, alpha = w.gather(sel, k0, K)
+        T0, done0 = T[sel], done[sel]
+        next_T = T0[..., None] * torch.cumprod(1 - alpha, dim=-1)  # [S, P, K]
+        ok = (next_T > MIN_TRANSMITTANCE) & ~done0[..., None]  # a prefix along K (next_T decreases)
+        weights = torch.where(ok, alpha * next_T / (1 - alpha), torch.zeros_like(alpha))
+        fg[sel] += torch.bmm(weights, col)
+        T[sel] = torch.where(ok, next_T, T0[..., None]).amin(-1)
+        stopping = ~done0 & (next_T[..., -1] <= MIN_TRANSMITTANCE)
+        n_proc[sel] = torch.where(stopping, k0 + ok.sum(-1), n_proc[sel])
+        done[sel] = done0 | stopping
     n_tiles = bins.n_tiles
     fg_all = torch.zeros(n_tiles, P, D, dtype=dt, device=dev)
     T_all = torch.ones(n_tiles, P, 1, dtype=dt, device=dev)
@@ -214,46 +221,38 @@ def _backward_torch(means2d, conics, colors, opacities, bins: TileBins, fg, alph
     end = torch.minimum(stop.amax(1), w.count)  # [A] entries any pixel of the tile went through
     T = torch.ones(A, P, dtype=dt, device=dev)
     G_acc = torch.zeros(A, P, dtype=dt, device=dev)
-    K = w.chunk_size()
-    alive = torch.arange(A, device=dev)
-    k0 = 0
-    while True:
-        alive = alive[end[alive] > k0]
-        if alive.numel() == 0:
-            break
-        for sel in alive.split(max(1, CHUNK_ELEMENTS // (P * K))):
-            gid, g, col, dx, dy, _, vis, raw, alpha = w.gather(sel, k0, K)
-            ok = (k0 + torch.arange(K, device=dev)) < stop[sel][..., None]  # [S, P, K]
-            alpha = torch.where(ok, alpha, torch.zeros_like(alpha))
-            one_m = 1 - alpha
-            T_incl = T[sel][..., None] * torch.cumprod(one_m, dim=-1)
-            T_excl = T_incl / one_m
-            weights = alpha * T_excl  # [S, P, K]
-            vf = v_fg_t[sel]  # [S, P, D]
-            gc = torch.bmm(vf, col.transpose(1, 2))  # [S, P, K] v_fg . c_i
-            G_cum = G_acc[sel][..., None] + torch.cumsum(weights * gc, dim=-1)
-            # d out / d a_i = c_i T_i - (colour behind i) / (1 - a_i) + alpha-output term
-            v_a = gc * T_excl + (extra[sel][..., None] - G_total[sel][..., None] + G_cum) / one_m
-            v_a = torch.where(ok & (alpha > 0) & (raw <= MAX_ALPHA), v_a, torch.zeros_like(v_a))
-            v_sig = -raw * v_a
-            sdx, sdy = (v_sig * dx).sum(1), (v_sig * dy).sum(1)  # [S, K]
-            a, b, c = g[..., 2], g[..., 3], g[..., 4]
-            chunk = torch.cat(
-                [
-                    torch.stack(
-                        [
-                            a * sdx + b * sdy, b * sdx + c * sdy,
-                            0.5 * (v_sig * dx * dx).sum(1), (v_sig * dx * dy).sum(1), 0.5 * (v_sig * dy * dy).sum(1),
-                            (vis * v_a).sum(1),
-                        ],
-                        dim=-1,
-                    ),
-                    torch.bmm(weights.transpose(1, 2), vf),
-                ],
-                dim=-1,
-            )  # [S, K, 6 + D]
-            grads.index_add_(0, gid.reshape(-1), chunk.reshape(-1, chunk.shape[-1]))
-            T[sel], G_acc[sel] = T_incl[..., -1], G_cum[..., -1]
-        k0 += K
+    for sel, k0, K in w.walk(end):
+        gid, g, col, dx, dy, _, vis, raw, alpha = w.gather(sel, k0, K)
+        ok = (k0 + torch.arange(K, device=dev)) < stop[sel][..., None]  # [S, P, K]
+        alpha = torch.where(ok, alpha, torch.zeros_like(alpha))
+        one_m = 1 - alpha
+        T_incl = T[sel][..., None] * torch.cumprod(one_m, dim=-1)
+        T_excl = T_incl / one_m
+        weights = alpha * T_excl  # [S, P, K]
+        vf = v_fg_t[sel]  # [S, P, D]
+        gc = torch.bmm(vf, col.transpose(1, 2))  # [S, P, K] v_fg . c_i
+        G_cum = G_acc[sel][..., None] + torch.cumsum(weights * gc, dim=-1)
+        # d out / d a_i = c_i T_i - (colour behind i) / (1 - a_i) + alpha-output term
+        v_a = gc * T_excl + (extra[sel][..., None] - G_total[sel][..., None] + G_cum) / one_m
+        v_a = torch.where(ok & (alpha > 0) & (raw <= MAX_ALPHA), v_a, torch.zeros_like(v_a))
+        v_sig = -raw * v_a
+        sdx, sdy = (v_sig * dx).sum(1), (v_sig * dy).sum(1)  # [S, K]
+        a, b, c = g[..., 2], g[..., 3], g[..., 4]
+        chunk = torch.cat(
+            [
+                torch.stack(
+                    [
+                        a * sdx + b * sdy, b * sdx + c * sdy,
+                        0.5 * (v_sig * dx * dx).sum(1), (v_sig * dx * dy).sum(1), 0.5 * (v_sig * dy * dy).sum(1),
+                        (vis * v_a).sum(1),
+                    ],
+                    dim=-1,
+                ),
+                torch.bmm(weights.transpose(1, 2), vf),
+            ],
+            dim=-1,
+        )  # [S, K, 6 + D]
+        grads.index_add_(0, gid.reshape(-1), chunk.reshape(-1, chunk.shape[-1]))
+        T[sel], G_acc[sel] = T_incl[..., -1], G_cum[..., -1]
     grads = grads[:-1]
     return grads[:, :2], grads[:, 2:5], grads[:, 6:], grads[:, 5]

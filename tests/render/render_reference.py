@@ -70,7 +70,7 @@ def reference_rasterize(
         if sh_degree is None:
             feat = colors[ci] if colors.dim() == 3 else colors
         else:
-            campos = -Rc.T @ tc
+            campos = torch.linalg.inv(viewmats[ci])[:3, 3]  # as gsplat (viewmat grads off the rigid manifold)
             shs = colors[ci] if colors.dim() == 4 else colors
             feat = torch.clamp(sh_colors(sh_degree, means - campos, shs) + 0.5, min=0.0)
         if render_mode in ("RGB+D", "RGB+ED"):

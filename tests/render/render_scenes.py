@@ -49,3 +49,19 @@ def awkward_scene(seed: int = 0, n_random: int = 16, width: int = 37, height: in
     Ks = torch.stack([intrinsics(width, height, 60.0), intrinsics(width, height, 50.0)])
     return dict(means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
                 viewmats=viewmats.to(dtype), Ks=Ks.to(dtype), width=width, height=height)
+
+
+def cluster_scene(n: int = 2000, width: int = 96, height: int = 80, seed: int = 0, dtype=torch.float32,
+                  device="cpu"):
+    """A denser scene: n small, mostly opaque Gaussians in a blob filling ~40% of two views."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(n, 3, generator=g, dtype=torch.float64) * torch.tensor([0.45, 0.35, 0.3], dtype=torch.float64)
+    scales = torch.exp(torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.4 - 3.3)
+    quats = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    opacities = torch.rand(n, generator=g, dtype=torch.float64) * 0.5 + 0.5
+    colors = torch.rand(n, 3, generator=g, dtype=torch.float64)
+    viewmats = torch.stack([look_at((0.0, 0.0, -3.0), (0.0, 0.0, 0.0)), look_at((1.5, -1.0, -2.4), (0.0, 0.0, 0.0))])
+    Ks = torch.stack([intrinsics(width, height, 50.0), intrinsics(width, height, 55.0)])
+    out = dict(means=means, quats=quats, scales=scales, opacities=opacities, colors=colors, viewmats=viewmats, Ks=Ks)
+    out = {k: v.to(device=device, dtype=dtype) for k, v in out.items()}
+    return dict(out, width=width, height=height)
