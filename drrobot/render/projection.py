@@ -75,7 +75,8 @@ def project_gaussians(
     R = viewmats[:, :3, :3]  # [C, 3, 3]
     t = viewmats[:, :3, 3]  # [C, 3]
     means_c = torch.einsum("cij,nj->cni", R, means) + t[:, None, :]  # [C, N, 3]
-    covars_c = R[:, None] @ covars[None] @ R[:, None].transpose(-1, -2)  # [C, N, 3, 3]
+    # camera-space covariance R S R^T, written as contractions that batch over all Gaussians at once
+    covars_c = torch.einsum("cij,njk,clk->cnil", R, covars, R)  # [C, N, 3, 3]
     x, y, z = means_c.unbind(-1)  # [C, N]
 
     in_depth = (z >= near_plane) & (z <= far_plane)
@@ -89,13 +90,14 @@ def project_gaussians(
     rz = 1.0 / z
     tx = z * torch.minimum(torch.maximum(x * rz, -lim_x_neg), lim_x_pos)
     ty = z * torch.minimum(torch.maximum(y * rz, -lim_y_neg), lim_y_pos)
-    zero = torch.zeros_like(z)
-    J = torch.stack([fx * rz, zero, -fx * tx * rz * rz, zero, fy * rz, -fy * ty * rz * rz], -1)
-    J = J.reshape(z.shape + (2, 3))  # [C, N, 2, 3]
-    cov2d = J @ covars_c @ J.transpose(-1, -2)  # [C, N, 2, 2]
+    # cov2d = J covars_c J^T with the perspective Jacobian J = [[ja, 0, jb], [0, jc, jd]]
+    ja, jb, jc, jd = fx * rz, -fx * tx * rz * rz, fy * rz, -fy * ty * rz * rz
+    S = covars_c
+    c00 = ja * ja * S[..., 0, 0] + 2 * ja * jb * S[..., 0, 2] + jb * jb * S[..., 2, 2]
+    c01 = ja * jc * S[..., 0, 1] + ja * jd * S[..., 0, 2] + jb * jc * S[..., 1, 2] + jb * jd * S[..., 2, 2]
+    c11 = jc * jc * S[..., 1, 1] + 2 * jc * jd * S[..., 1, 2] + jd * jd * S[..., 2, 2]
     means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], dim=-1)  # [C, N, 2]
 
-    c00, c01, c11 = cov2d[..., 0, 0], cov2d[..., 0, 1], cov2d[..., 1, 1]
     det_orig = c00 * c11 - c01 * c01
     c00, c11 = c00 + eps2d, c11 + eps2d
     det = c00 * c11 - c01 * c01
