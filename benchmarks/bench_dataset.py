@@ -9,6 +9,7 @@ workers' busy time), worker CPU time per view (all threads: with free cores, equ
 workers means linear scaling), the time inside MuJoCo's render calls (scene update + render + read-back of the two
 passes) and the generation overhead = (worker time - render time) / render time. For reference it also
 times `mujoco.Renderer`'s usual three calls per view (RGB, depth, segmentation) at the same resolution.
+Software GL (llvmpipe) runs one rasteriser thread per worker (LP_NUM_THREADS=1) unless set otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("LP_NUM_THREADS", "1")  # software GL: one core per worker, so "per worker" means per core
 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
@@ -89,7 +91,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=8)
     args = parser.parse_args()
 
-    print(f"cpus={os.cpu_count()} MUJOCO_GL={os.environ['MUJOCO_GL']} load average before={os.getloadavg()}")
+    env = {k: os.environ.get(k) for k in ("MUJOCO_GL", "LP_NUM_THREADS")}
+    print(f"cpus={os.cpu_count()} {env} load average before={os.getloadavg()}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for res in args.resolutions:
