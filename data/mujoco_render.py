@@ -22,7 +22,7 @@ from drrobot.data.cameras import Orbit
 from drrobot.data.config import CameraConfig, LightingConfig
 
 GL_BACKENDS = ("egl", "osmesa")
-_PROBE = "import sys, mujoco.{0} as m; c = m.GLContext(8, 8); c.make_current(); c.free()"
+_PROBE = "import mujoco.{0} as m; c = m.GLContext(8, 8); c.make_current(); c.free()"
 
 
 class RenderBackendError(RuntimeError):
@@ -49,7 +49,7 @@ def select_gl_backend(preference: str = "auto") -> str:
             if probe.returncode == 0:
                 backend = candidate
                 break
-            errors.append(f"{candidate}: {probe.stderr.strip().splitlines()[-1:] or ['failed']}")
+            errors.append(f"{candidate}: {(probe.stderr.strip().splitlines() or ['failed'])[-1]}")
         else:
             raise RenderBackendError(
                 "no headless OpenGL backend works: " + "; ".join(errors) + ". Install EGL drivers (GPU) or "
