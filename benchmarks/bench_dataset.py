@@ -25,7 +25,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("LP_NUM_THREADS", "1")  # software GL: one core per worker, so "per worker" means per core
 
 import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
 
 from drrobot.data.config import PRESETS, CameraConfig  # noqa: E402
 from drrobot.data.generate import generate  # noqa: E402
