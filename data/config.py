@@ -7,12 +7,11 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 from typing import Literal
 
-import tyro
+from drrobot.apps.presets import parse_with_presets
 
 PresetName = Literal["cpu-quick", "default", "paper"]
 
@@ -121,16 +120,7 @@ PRESETS: dict[str, DataConfig] = {
 
 def parse_config(argv: list[str] | None = None) -> DataConfig:
     """Parse `--preset NAME` first, then every field with tyro on top of that preset."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", choices=sorted(PRESETS), default="cpu-quick")
-    known, _ = pre.parse_known_args(argv)
-    return tyro.cli(
-        DataConfig,
-        args=argv,
-        default=PRESETS[known.preset],
-        prog="drrobot data",
-        description="Render a training dataset of a robot with MuJoCo (headless).",
-    )
+    return parse_with_presets(PRESETS, argv, "drrobot data", "Render a training dataset of a robot with MuJoCo (headless).")
 
 
 def validate(config: DataConfig) -> None:

@@ -76,9 +76,18 @@ def chamfer_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> tor
 
 
 def _nearest_distance(src: torch.Tensor, dst: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Distance from each src point to its nearest dst point. src [..., N, 3], dst [..., M, 3] -> [..., N]."""
-    parts = [torch.cdist(src[..., i : i + chunk, :], dst).amin(dim=-1) for i in range(0, src.shape[-2], chunk)]
-    return torch.cat(parts, dim=-1)
+    """Distance from each src point to its nearest dst point. src [..., N, 3], dst [..., M, 3] -> [..., N].
+
+    The nearest neighbours are found without autograd (cdist's backward is slow on CPU); the distance to
+    them is then recomputed differentiably, which has the same gradient as the minimum.
+    """
+    with torch.no_grad():
+        nearest = torch.cat(
+            [torch.cdist(src[..., i : i + chunk, :], dst).argmin(dim=-1) for i in range(0, src.shape[-2], chunk)],
+            dim=-1,
+        )  # [..., N]
+    matched = torch.gather(dst, -2, nearest[..., None].expand(*nearest.shape, 3))  # [..., N, 3]
+    return (src - matched).norm(dim=-1)
 
 
 def silhouette_iou(pred_alpha: torch.Tensor, target_mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:

@@ -9,15 +9,13 @@ any field can then be overridden on the command line.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
-import tyro
-
 from drrobot.appearance import AppearanceConfig
+from drrobot.apps.presets import parse_with_presets
 from drrobot.model import ModelConfig
 from drrobot.skinning import SkinningConfig
 
@@ -162,8 +160,4 @@ PRESETS: dict[str, TrainConfig] = {
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Parse `--preset NAME` first, then every field with tyro on top of that preset."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", choices=sorted(PRESETS), default="cpu-quick")
-    known, _ = pre.parse_known_args(argv)
-    return tyro.cli(TrainConfig, args=argv, default=PRESETS[known.preset],
-                    description="Train a drrobot self-model (see README).")  # fmt: skip
+    return parse_with_presets(PRESETS, argv, "drrobot train", "Train a drrobot self-model (see README).")
