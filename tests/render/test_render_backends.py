@@ -143,3 +143,16 @@ def test_torch_backend_matches_gsplat_on_cuda(kw):
     _assert_grads_close(ours[2], ref[2], 2e-3)
     torch.testing.assert_close(ours[3]["means2d"].grad, ref[3]["means2d"].grad, rtol=2e-3,
                                atol=2e-3 * ref[3]["means2d"].grad.abs().max().item())
+
+
+def test_failed_extension_build_falls_back_with_a_warning(monkeypatch):
+    import torch.utils.cpp_extension as cpp_extension
+
+    from drrobot.render import extension
+
+    def broken_load(*args, **kwargs):
+        raise OSError("no compiler here")
+
+    monkeypatch.setattr(cpp_extension, "load", broken_load)
+    with pytest.warns(RuntimeWarning, match="using the pure-torch path"):
+        assert extension._build.__wrapped__() is None
