@@ -296,6 +296,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy": {k: v for k, v in (self.strategy_state or {}).items() if v is not None},
             "lr_scale": self.lr_scale,
+            "scene_scale": self.scene_scale,
             "recoveries": self.recoveries,
             "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
@@ -304,8 +305,9 @@ class Trainer:
                                metrics=metrics or {}, step=self.step, optimizer_state=state)  # fmt: skip
 
     def _restore_training_state(self, state: dict) -> None:
-        self.lr_scale = float(state.get("lr_scale", 1.0))
-        self.recoveries = int(state.get("recoveries", 0))
+        self.lr_scale = float(state["lr_scale"])
+        self.scene_scale = float(state["scene_scale"])  # of the initial model: the learning rates depend on it
+        self.recoveries = int(state["recoveries"])
         self.optimizers = self._build_optimizers()
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])

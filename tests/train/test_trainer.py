@@ -46,11 +46,11 @@ def test_toy_trains_end_to_end_and_beats_its_initial_model(toy_arm_data, trained
 
 
 def test_lbs_stage_makes_link2_gaussians_follow_link2(toy_arm_data, tmp_path):
-    # a weaker prior than the default (weight ~0.97 on the source link: millimetres off at the tool end), so
+    # a weaker prior than the default (weight ~0.93 on the source link: millimetres off at the tool end), so
     # that the Chamfer stage has to learn the skinning
     config = tiny_train_config(toy_arm_data, tmp_path, canonical_steps=0, lbs_steps=150, joint_steps=0,
                                eval_views=0, lbs_points_per_step=768)  # fmt: skip
-    skinning = SkinningConfig(hidden=64, layers=3, num_freqs=4, prior_logit=5.0)
+    skinning = SkinningConfig(hidden=64, layers=3, num_freqs=4, prior_logit=4.0)
     trainer = Trainer(dataclasses.replace(config, model=dataclasses.replace(config.model, skinning=skinning)))
     model = trainer.model
     link2 = model.link_names.index("link2")
@@ -68,7 +68,7 @@ def test_lbs_stage_makes_link2_gaussians_follow_link2(toy_arm_data, tmp_path):
     before = worst_error_mm()
     trainer.train()
     after = worst_error_mm()
-    assert before > 3.0  # the weaker prior alone is off by millimetres
+    assert before > 2.0  # the weaker prior alone is off by millimetres
     assert after < 1.0, (before, after)
 
 
@@ -92,17 +92,27 @@ def test_joint_gradients_of_trained_model_recover_the_pose(trained, toy_arm_data
     assert end_error < 0.35 * start_error, (math.degrees(start_error), math.degrees(end_error))
 
 
-def test_resume_continues_to_the_same_result(toy_arm_data, tmp_path):
-    kw = dict(canonical_steps=30, lbs_steps=10, joint_steps=20, eval_views=0, checkpoint_every=0)
+def test_resume_after_a_crash_continues_to_the_same_result(toy_arm_data, tmp_path, monkeypatch):
+    kw = dict(canonical_steps=30, lbs_steps=10, joint_steps=20, eval_views=0, checkpoint_every=5)
     straight = Trainer(tiny_train_config(toy_arm_data, tmp_path / "a", **kw))
     straight.train()
-    first = Trainer(tiny_train_config(toy_arm_data, tmp_path / "b", **{**kw, "joint_steps": 0, "lbs_steps": 5}))
-    first.train()  # stops (and checkpoints) in the middle of the LBS stage of the longer run
+
+    step_once = Trainer._guarded_step
+
+    def crash_at_step_37(self, stage, local):  # in the LBS stage; the last checkpoint is at step 35
+        if self.step == 37:
+            raise KeyboardInterrupt
+        return step_once(self, stage, local)
+
+    monkeypatch.setattr(Trainer, "_guarded_step", crash_at_step_37)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_train_config(toy_arm_data, tmp_path / "b", **kw)).train()
+    monkeypatch.undo()
     resumed = Trainer(tiny_train_config(toy_arm_data, tmp_path / "b", resume=True, **kw))
     assert resumed.step == 35
     resumed.train()
     for key, value in straight.model.state_dict().items():
-        torch.testing.assert_close(resumed.model.state_dict()[key], value, msg=key)
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, msg=lambda m, key=key: f"{key}: {m}")
 
 
 def test_existing_run_needs_resume_or_overwrite(toy_arm_data, tmp_path):
