@@ -39,6 +39,7 @@ setup(
     include_package_data=True,
     package_data={
         "drrobot.urdf": ["**/*"],
+        "drrobot.render": ["csrc/*.cpp"],
         "drrobot.data": ["README.md"],
     },
     install_requires=[
@@ -52,14 +53,16 @@ setup(
         "tqdm>=4.60",
         "imageio>=2.30",
         "trimesh>=4.0",
+        "scipy>=1.10",
+        "gsplat>=1.5.3",  # its densification strategies run anywhere; its CUDA rasterizer is used on GPUs
+        "ninja",  # builds drrobot's C++ CPU compositing kernel on first use
     ],
     extras_require={
-        "gpu": ["gsplat>=1.5.3"],
         "ray": ["ray>=2.9"],
         "wandb": ["wandb>=0.16"],
         "clip": ["open_clip_torch>=2.24", "torchvision"],
         "video": ["imageio[ffmpeg]", "diffusers>=0.27", "torchvision"],
-        "dev": ["pytest>=8", "pytest-xdist>=3", "gsplat>=1.5.3", "wandb>=0.16"],
+        "dev": ["pytest>=8", "wandb>=0.16", "torchvision"],
     },
     entry_points={"console_scripts": ["drrobot=drrobot.apps.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],

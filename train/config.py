@@ -136,7 +136,7 @@ def _cpu_quick() -> TrainConfig:
                               max_gaussians=30_000),  # fmt: skip
         canonical_steps=1500,
         lbs_steps=200,
-        joint_steps=2500,
+        joint_steps=7000,
         views_per_step=2,
         sh_degree_interval=500,
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+import torch
+
 from drrobot.checkpoint import CheckpointError
 from drrobot.data import config as data_config
 from drrobot.data.generate import USER_ERRORS as DATA_ERRORS
@@ -52,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingError, CheckpointError, RobotNotFoundError, *DATA_ERRORS) as err:
         print(f"drrobot train: error: {err}", file=sys.stderr)
         return 2
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        print(
+            f"drrobot train: out of memory ({err}). Lower --densify.max-gaussians, --views-per-step or "
+            "--lbs-points-per-step (or use a smaller-resolution dataset), then continue with --resume",
+            file=sys.stderr,
+        )
+        return 3
     except KeyboardInterrupt:
         print("drrobot train: interrupted; the last checkpoint is kept, continue with --resume", file=sys.stderr)
         return 130
