@@ -53,6 +53,7 @@ setup(
         "tqdm>=4.60",
         "imageio>=2.30",
         "trimesh>=4.0",
+        "plyfile>=1.0",
         "scipy>=1.10",
         "gsplat>=1.5.3",  # its densification strategies run anywhere; its CUDA rasterizer is used on GPUs
         "ninja",  # builds drrobot's C++ CPU compositing kernel on first use
