@@ -72,6 +72,7 @@ def evaluate(
     chosen = rng.choice(len(test) * views_per_sample, size=wanted, replace=False)
 
     scores = {m: _Scores() for m in METHODS}
+    robot_iou = []  # whole-robot silhouette IoU per view
     num_links = len(model.link_names)
     iou_sum, iou_count = np.zeros(num_links), np.zeros(num_links)
     grid_rows = []
@@ -86,12 +87,12 @@ def evaluate(
             joints = sample["joints"][None]
             base = sample["base_pose"][None] if "base_pose" in sample else None
             with torch.no_grad():
-                pred, link_map, means = _render_model(model, joints, base, viewmat, K, target.shape, backend)
+                pred, alpha, link_map, means = _render_model(model, joints, base, viewmat, K, target.shape, backend)
                 chamfer = float(chamfer_distance(means, gt_points.to(means)))
                 scores["Dr. Robot (ours)"].add(pred.cpu(), target, chamfer)
                 appearance, model.appearance = model.appearance, None
                 try:
-                    plain, _, _ = _render_model(model, joints, base, viewmat, K, target.shape, backend)
+                    plain, _, _, _ = _render_model(model, joints, base, viewmat, K, target.shape, backend)
                 finally:
                     model.appearance = appearance
                 scores["No Deform"].add(plain.cpu(), target, chamfer)
@@ -102,6 +103,7 @@ def evaluate(
                 image = baseline.render(other, viewmat.numpy(), gt_points.numpy())
                 scores[method].add(image, target, float(chamfer_distance(other["points"], gt_points)))
             mask = sample["mask"][view]  # [H, W]
+            robot_iou.append(float(silhouette_iou(alpha.cpu(), mask >= 0)))
             for link in range(num_links):
                 truth, predicted = mask == link, link_map.cpu() == link
                 if truth.any() or predicted.any():
@@ -117,6 +119,7 @@ def evaluate(
         "test_views": int(wanted),
         "resolution": list(target.shape[:2]),
         "methods": {m: s.summary() for m, s in scores.items()},
+        "silhouette_iou": float(np.mean(robot_iou)),
         "link_iou": {
             name: (float(iou_sum[i] / iou_count[i]) if iou_count[i] else None) for i, name in enumerate(model.link_names)
         },
@@ -140,7 +143,8 @@ def format_table(results: dict, iou_threshold: float = 0.9) -> str:
     ]
     for method, m in results["methods"].items():
         lines.append(f"| {method} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['chamfer_mm']:.2f} |")
-    lines += ["", f"Per-link silhouette IoU (fails below {iou_threshold}):", "", "| link | IoU | |", "| --- | --- | --- |"]
+    lines += ["", f"Whole-robot silhouette IoU: {results['silhouette_iou']:.3f}", "",
+              f"Per-link silhouette IoU (fails below {iou_threshold}):", "", "| link | IoU | |", "| --- | --- | --- |"]
     for name, iou in results["link_iou"].items():
         status = "not visible" if iou is None else ("ok" if iou >= iou_threshold else "FAIL")
         lines.append(f"| {name} | {'-' if iou is None else f'{iou:.3f}'} | {status} |")
@@ -153,7 +157,8 @@ def _over_black(sample: dict, view: int) -> torch.Tensor:
 
 
 def _render_model(model, joints, base, viewmat, K, shape, backend):
-    """The model's image [H, W, 3], link-id map [H, W] (-1 background) and posed means [N, 3] for one view."""
+    """The model's image [H, W, 3], alpha [H, W], link-id map [H, W] (-1 background) and posed means [N, 3]
+    for one view."""
     h, w = shape[:2]
     dev = model.device
     joints, viewmat, K = joints.to(dev), viewmat.to(dev), K.to(dev)
@@ -164,7 +169,7 @@ def _render_model(model, joints, base, viewmat, K, shape, backend):
     links, alphas, _ = rasterize(posed.means[0], posed.quats[0], posed.scales[0], posed.opacities[0], one_hot,
                                  viewmat[None], K[None], w, h, backend=backend)  # fmt: skip
     link_map = torch.where(alphas[0, ..., 0] > 0.5, links[0].argmax(-1), -1)  # [H, W]
-    return out.images[0, 0], link_map, posed.means[0]
+    return out.images[0, 0], out.alphas[0, 0, ..., 0], link_map, posed.means[0]
 
 
 class _BaselineRenderer:

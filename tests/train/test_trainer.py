@@ -39,7 +39,8 @@ def test_toy_trains_end_to_end_and_beats_its_initial_model(toy_arm_data, trained
     # the trained model is better than the model-free baselines of the same run
     assert after > results["methods"]["Random"]["psnr"]
     report = (out / "eval.md").read_text()
-    assert "Nearest neighbour" in report and "link2" in report
+    assert "Nearest neighbour" in report and "link2" in report and "Whole-robot silhouette IoU" in report
+    assert results["silhouette_iou"] > 0.8
     assert json.loads((out / "eval.json").read_text())["methods"]["Dr. Robot (ours)"]["psnr"] == pytest.approx(after)
     ckpt = load_checkpoint(out / "checkpoint")
     assert ckpt.step == 240 and ckpt.metrics["test_psnr"] == pytest.approx(after)
