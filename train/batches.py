@@ -50,7 +50,7 @@ def check_dataset(root: Path, robot_name: str) -> dict:
     manifest = read_manifest(root)
     if manifest.get("status") != "complete":
         raise DatasetError(f"dataset {root} is incomplete: run `drrobot data` with the same settings to finish it")
-    recorded = manifest["robot"]["name"] if isinstance(manifest.get("robot"), dict) else manifest.get("robot")
+    recorded = manifest["robot"]["name"]
     if recorded != robot_name:
         raise DatasetError(f"dataset {root} is of robot {recorded!r}, not {robot_name!r}: pass --data or --robot")
     missing = [s for s in REQUIRED_SPLITS if not manifest["splits"].get(s)]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from drrobot.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from drrobot.checkpoint import load_checkpoint, save_checkpoint
 from drrobot.data.reader import RobotDataset, load_surface
 from drrobot.metrics import chamfer_distance, l1_dssim_loss, psnr
 from drrobot.model import RobotModel
@@ -77,7 +77,6 @@ class Trainer:
                 raise TrainingError(
                     f"{self.run_dir} already holds a checkpoint: pass --resume to continue it or --overwrite to start over"
                 )
-            read_checkpoint_meta(ckpt_dir)  # clear error if corrupt
             ckpt = load_checkpoint(ckpt_dir, robot=self.robot, device=self.device)
             self.step = ckpt.step
             self._resumed_state = ckpt.optimizer_state
@@ -159,6 +158,7 @@ class Trainer:
             self.save(metrics)
         finally:
             bar.close()
+            self.logger.close()
         return metrics
 
     def _guarded_step(self, stage: str, local: int) -> dict | None:
@@ -285,9 +285,13 @@ class Trainer:
             value = model_state[f"gaussians.params.{name}"]
             params[name] = torch.nn.Parameter(value.clone(), requires_grad=params[name].requires_grad)
         self.model.load_state_dict(model_state)
+        self._load_optimizers(optimizer_states)
+
+    def _load_optimizers(self, states: dict) -> None:
+        """Rebuild the optimizers for the current parameters and load their saved states."""
         self.optimizers = self._build_optimizers()
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(optimizer_states[name])
+            opt.load_state_dict(states[name])
 
     # --- checkpoints ---------------------------------------------------------------------------------------------
 
@@ -308,9 +312,7 @@ class Trainer:
         self.lr_scale = float(state["lr_scale"])
         self.scene_scale = float(state["scene_scale"])  # of the initial model: the learning rates depend on it
         self.recoveries = int(state["recoveries"])
-        self.optimizers = self._build_optimizers()
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+        self._load_optimizers(state["optimizers"])
         if self.strategy_state is not None:
             self.strategy_state.update(state.get("strategy", {}))
         self.rng.bit_generator.state = state["numpy_rng"]
