@@ -15,7 +15,7 @@ from drrobot.data.sample import SPLITS, split_sizes
 from drrobot.joints import JointSpec
 from drrobot.robots import RobotDescription, link_names
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sample files gained `alpha`
 MANIFEST = "manifest.json"
 SURFACE = "surface.npz"
 FORMAT = "drrobot-dataset"

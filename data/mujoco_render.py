@@ -2,7 +2,10 @@
 
 Two render passes per view: an unlit segmentation pass read back with its depth buffer (mask + depth), and
 a lit RGB pass. Only robot geoms are drawn (world-body geoms are hidden); no skybox, so the background is
-black. OpenGL comes from EGL, falling back to OSMesa (`select_gl_backend`).
+black. With `supersample` k > 1 both passes run at k times the resolution: RGB and the coverage alpha are
+k x k box averages (so the RGB is premultiplied: colour x coverage over black), while mask and depth are read
+at the centre sub-pixel of each block, which is the pixel centre (k odd). OpenGL comes from EGL, falling back
+to OSMesa (`select_gl_backend`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import mujoco
 import numpy as np
@@ -58,12 +62,20 @@ def select_gl_backend(preference: str = "auto") -> str:
     return backend
 
 
+class MujocoImages(NamedTuple):
+    """One view rendered by `MujocoRenderer`."""
+
+    rgb: np.ndarray  # [H, W, 3] uint8, background black (anti-aliased: premultiplied by coverage)
+    depth: np.ndarray  # [H, W] float32 metres, z-depth along the optical axis, 0 on background
+    mask: np.ndarray  # [H, W] int16 link id, -1 on background
+    alpha: np.ndarray  # [H, W] uint8 coverage 0..255 (the hard mask x 255 without supersampling)
+
+
 class MujocoRenderer:
     """Renders one robot model (a private copy configured for rendering) at a fixed resolution.
 
-    `render(data, orbit)` -> rgb [H, W, 3] uint8, depth [H, W] float32 metres (z-depth along the optical
-    axis, 0 on background), mask [H, W] int16 link id (-1 on background). `render_seconds` accumulates the
-    time spent in MuJoCo's scene update, render and read-back calls.
+    `render(data, orbit)` -> `MujocoImages`. `render_seconds` accumulates the time spent in MuJoCo's scene
+    update, render and read-back calls.
     """
 
     def __init__(
@@ -76,7 +88,8 @@ class MujocoRenderer:
     ):
         self.model = model = _render_model(model, camera, lighting)
         self.height, self.width = camera.height, camera.width
-        self._gl = _gl_context(select_gl_backend(gl), self.width, self.height)
+        self.supersample = k = lighting.supersample
+        self._gl = _gl_context(select_gl_backend(gl), k * self.width, k * self.height)
         self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100.value)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._context)
         self._context.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
@@ -92,13 +105,13 @@ class MujocoRenderer:
         self._option.sitegroup[:] = 0
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FREE
-        self._rect = mujoco.MjrRect(0, 0, self.width, self.height)
-        self._ids = np.empty((self.height, self.width, 3), np.uint8)
-        self._zbuf = np.empty((self.height, self.width), np.float32)
-        self.rgb_buffer = np.empty((self.height, self.width, 3), np.uint8)
+        self._rect = mujoco.MjrRect(0, 0, k * self.width, k * self.height)
+        self._ids = np.empty((k * self.height, k * self.width, 3), np.uint8)
+        self._zbuf = np.empty((k * self.height, k * self.width), np.float32)
+        self.rgb_buffer = np.empty((k * self.height, k * self.width, 3), np.uint8)
         self.render_seconds = 0.0
 
-    def render(self, data: mujoco.MjData, orbit: Orbit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def render(self, data: mujoco.MjData, orbit: Orbit) -> MujocoImages:
         """Render the posed `data` (after mj_kinematics/mj_forward) from `orbit`."""
         near, far = self._place_camera(orbit)
         start = time.perf_counter()
@@ -114,11 +127,14 @@ class MujocoRenderer:
         mujoco.mjr_render(self._rect, self._scene, self._context)
         mujoco.mjr_readPixels(self.rgb_buffer, None, self._rect, self._context)
         self.render_seconds += time.perf_counter() - start
-        rgb = self.rgb_buffer[::-1].copy()  # OpenGL rows are bottom-up
-        mask = self._decode_mask()[::-1]
-        depth = _metric_depth(self._zbuf[::-1], near, far)
+        k, centre = self.supersample, self.supersample // 2
+        fine_mask = self._decode_mask()[::-1]  # [kH, kW]; OpenGL rows are bottom-up
+        mask = np.ascontiguousarray(fine_mask[centre::k, centre::k])  # [H, W] at the pixel centres
+        depth = _metric_depth(self._zbuf[::-1][centre::k, centre::k], near, far)
         depth[mask < 0] = 0.0
-        return rgb, depth, np.ascontiguousarray(mask)
+        rgb = _box_average(self.rgb_buffer[::-1], k)  # [H, W, 3]
+        alpha = _box_average(fine_mask >= 0, k)  # [H, W] in [0, 1]
+        return MujocoImages(_to_uint8(rgb), depth, mask, _to_uint8(255.0 * alpha))
 
     def scene_camera(self) -> mujoco.MjvGLCamera:
         """The OpenGL camera MuJoCo used for the last render (for checks)."""
@@ -189,8 +205,8 @@ def _render_model(model: mujoco.MjModel, camera: CameraConfig, lighting: Lightin
     model.geom_rgba[model.geom_bodyid == 0, 3] = 0.0  # MuJoCo skips alpha-0 geoms: hide the world's
     model.vis.global_.fovy = camera.fovy_deg
     model.vis.global_.ipd = 0.0  # both eyes of MuJoCo's (mono) camera at the orbit's eye
-    model.vis.global_.offwidth = max(model.vis.global_.offwidth, camera.width)
-    model.vis.global_.offheight = max(model.vis.global_.offheight, camera.height)
+    model.vis.global_.offwidth = max(model.vis.global_.offwidth, lighting.supersample * camera.width)
+    model.vis.global_.offheight = max(model.vis.global_.offheight, lighting.supersample * camera.height)
     model.vis.quality.offsamples = lighting.msaa_samples
     model.vis.headlight.active = 1
     model.vis.headlight.ambient[:] = lighting.headlight_ambient
@@ -199,6 +215,18 @@ def _render_model(model: mujoco.MjModel, camera: CameraConfig, lighting: Lightin
     if not lighting.model_lights:
         model.light_active[:] = 0
     return model
+
+
+def _box_average(image: np.ndarray, k: int) -> np.ndarray:
+    """Mean over k x k blocks: [kH, kW, ...] uint8 or bool -> [H, W, ...] float32 (integer sums: fast)."""
+    h, w = image.shape[0] // k, image.shape[1] // k
+    rows = image.reshape(h, k, -1).astype(np.uint16).sum(axis=1)  # [H, kW * ...]
+    blocks = rows.reshape(h, w, k, *image.shape[2:]).sum(axis=2)  # [H, W, ...]
+    return blocks.astype(np.float32) / (k * k)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 def _metric_depth(zbuf: np.ndarray, near: float, far: float) -> np.ndarray:  # [H, W] float32 metres

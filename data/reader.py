@@ -2,6 +2,7 @@
 
 >>> ds = RobotDataset("outputs/panda-data", split="train", views=[0, 1, 2])
 >>> sample = ds[0]          # dict of tensors, e.g. sample["rgb"]: [V, H, W, 3] float in [0, 1]
+>>> over_white = sample["rgb"] + (1 - sample["alpha"][..., None])   # the robot composited over white
 >>> surface = load_surface("outputs/panda-data")
 """
 
@@ -18,13 +19,14 @@ from drrobot.data.files import SampleFileError, read_npz
 from drrobot.data.manifest import SURFACE, DatasetError, read_manifest
 from drrobot.data.sample import sample_path
 
-VIEW_KEYS = ("rgb", "depth", "mask", "K", "viewmat")  # arrays with a leading view axis [V, ...]
+VIEW_KEYS = ("rgb", "alpha", "depth", "mask", "K", "viewmat")  # arrays with a leading view axis [V, ...]
 
 
 class RobotDataset(Dataset):
     """One split of a dataset: item i is pose i with its views, as a dict of tensors.
 
-    rgb [V, H, W, 3] float32 in [0, 1]; depth [V, H, W] float32 metres (0: background); mask [V, H, W] int64
+    rgb [V, H, W, 3] float32 in [0, 1] over black; alpha [V, H, W] float32 coverage in [0, 1] (the robot over a
+    background b is rgb + (1 - alpha) b); depth [V, H, W] float32 metres (0: background); mask [V, H, W] int64
     link id (-1: background); K [V, 3, 3]; viewmat [V, 4, 4] world->camera (OpenCV); joints [J];
     link_poses [L, 4, 4] link->world; points [P, 3] world; point_link [P] int64; base_pose [7] (floating
     base only); index (int). `views` picks a subset of the V views (same for every item).
@@ -70,7 +72,7 @@ class RobotDataset(Dataset):
         for key, value in arrays.items():
             if key in VIEW_KEYS:
                 value = value[self.views]
-            if key == "rgb":
+            if key in ("rgb", "alpha"):
                 out[key] = torch.from_numpy(value.astype(np.float32) / 255.0)
             elif value.dtype == np.int16:
                 out[key] = torch.from_numpy(value.astype(np.int64))
@@ -84,6 +86,7 @@ class RobotDataset(Dataset):
         v, (h, w) = m["views_per_sample"], m["image_size"]
         expected = {
             "rgb": (v, h, w, 3),
+            "alpha": (v, h, w),
             "depth": (v, h, w),
             "mask": (v, h, w),
             "K": (v, 3, 3),

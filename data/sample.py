@@ -81,9 +81,10 @@ class SampleMaker:
         orbits = cameras.sample_orbits(rng, center, radius, self.config.camera)
         renders = [self.renderer.render(data, orbit) for orbit in orbits]
         out = {
-            "rgb": np.stack([r[0] for r in renders]),  # [V, H, W, 3] uint8
-            "depth": np.stack([r[1] for r in renders]),  # [V, H, W] float32, 0 = background
-            "mask": np.stack([r[2] for r in renders]),  # [V, H, W] int16, -1 = background
+            "rgb": np.stack([r.rgb for r in renders]),  # [V, H, W, 3] uint8
+            "alpha": np.stack([r.alpha for r in renders]),  # [V, H, W] uint8 coverage
+            "depth": np.stack([r.depth for r in renders]),  # [V, H, W] float32, 0 = background
+            "mask": np.stack([r.mask for r in renders]),  # [V, H, W] int16, -1 = background
             "K": np.broadcast_to(self.K, (len(orbits), 3, 3)).astype(np.float32),  # [V, 3, 3]
             "viewmat": np.stack([o.viewmat() for o in orbits]).astype(np.float32),  # [V, 4, 4]
             "joints": joints.astype(np.float32),  # [J]

@@ -5,7 +5,7 @@ import pytest
 from data_helpers import BEADS_XML, project, tiny_config
 
 from drrobot.data import surface
-from drrobot.data.config import CameraConfig
+from drrobot.data.config import CameraConfig, LightingConfig
 from drrobot.data.sample import SampleMaker
 from drrobot.robots import load_robot
 
@@ -118,5 +118,28 @@ def test_background_is_black_with_zero_depth(panda):
     for arrays in samples:
         background = arrays["mask"] == -1
         assert ((arrays["depth"] == 0) == background).all()
-        assert (arrays["rgb"][background] == 0).all()
+        assert (arrays["rgb"][arrays["alpha"] == 0] == 0).all()  # uncovered pixels are black
         assert background.mean() < 0.98 and set(np.unique(arrays["mask"])) <= set(range(-1, 11))
+
+
+def test_supersampled_edges_are_soft_and_labels_stay_at_pixel_centres(panda):
+    """Anti-aliasing: RGB and alpha are averages over 3x3 sub-pixels (premultiplied colour), while mask and
+    depth equal a plain render's, sampled at the pixel centres."""
+    maker, samples = panda
+    plain_config = tiny_config("unused", robot="panda", camera=CAMERA, surface_points=2000,
+                               lighting=LightingConfig(supersample=1))
+    with SampleMaker(plain_config, load_robot("panda").path) as plain:
+        aliased = plain.arrays("train", 0)
+    soft = samples[1]
+    same = soft["mask"] == aliased["mask"]
+    assert same.mean() > 0.999  # the odd pixel on a link boundary may round the other way
+    np.testing.assert_allclose(soft["depth"][same], aliased["depth"][same], atol=5e-3)  # depth-buffer precision
+    np.testing.assert_array_equal(aliased["alpha"], np.where(aliased["mask"] >= 0, 255, 0))
+    robot = soft["mask"] >= 0
+    partial = (soft["alpha"] > 0) & (soft["alpha"] < 255)
+    assert partial.sum() > 0.5 * (robot ^ np.roll(robot, 1, axis=-1)).sum()  # the outline is soft
+    assert (soft["alpha"][~robot] < 255).all() and (soft["alpha"][robot] > 0).all()  # centre sample agrees
+    # premultiplied: colour never exceeds coverage; interiors keep the aliased render's brightness
+    assert (soft["rgb"].max(-1).astype(int) <= soft["alpha"].astype(int) + 1).all()
+    interior = soft["alpha"] == 255
+    assert abs(soft["rgb"][interior].mean() - aliased["rgb"][interior].mean()) < 2.0
