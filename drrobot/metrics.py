@@ -67,6 +67,20 @@ def l1_dssim_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float =
     return (1.0 - ssim_weight) * l1 + ssim_weight * dssim
 
 
+def link_mask_loss(rendered: torch.Tensor, links: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """L1 (summed over links, averaged over pixels) between rendered link mixtures and a link-id mask.
+
+    rendered: [..., H, W, L] alpha-composited skinning weights (background 0); links: [..., H, W] int link id at
+    each pixel centre (-1: background); alpha: [..., H, W] coverage in [0, 1]. The target of a robot pixel is its
+    link's one-hot scaled by the coverage (anti-aliased edges); background pixels target 0. Edge pixels whose
+    centre misses the robot (link unknown, coverage > 0) are left out.
+    """
+    robot = links >= 0
+    target = torch.nn.functional.one_hot(links.clamp_min(0), rendered.shape[-1]) * (alpha * robot)[..., None]
+    known = robot | (alpha == 0)
+    return ((rendered - target).abs().sum(dim=-1) * known).mean()
+
+
 def chamfer_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """Symmetric Chamfer distance: mean nearest-neighbour distance a->b plus b->a (in the input's unit).
 

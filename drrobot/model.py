@@ -5,6 +5,8 @@
 >>> out = model.render(joints, viewmats, Ks, 256, 256, background=torch.ones(3))   # RenderOutput
 >>> out.images, out.alphas          # [B, C, H, W, 3], [B, C, H, W, 1]; differentiable w.r.t. joints, viewmats,
 >>> out.means2d                     # [B, C, N, 2]                          Ks, base_pose and all parameters
+>>> out = model.render(joints, viewmats, Ks, 256, 256, features=model.skinning_weights())
+>>> out.features                    # [B, C, H, W, L] each pixel's mixture of links (for link masks)
 >>> posed = model.pose_gaussians(joints)                    # PosedGaussians: means [B, N, 3], quats, ...
 >>> uv, depth = project_points(posed.means, viewmats, Ks)   # [B, C, N, 2], [B, C, N]  (point objectives)
 >>> model.export_ply("robot.ply", joints=None)              # canonical (or posed) Gaussians, 3DGS .ply
@@ -37,7 +39,7 @@ from drrobot.appearance import AppearanceConfig, AppearanceField
 from drrobot.gaussians import CanonicalGaussians
 from drrobot.kinematics import RobotKinematics
 from drrobot.ply import export_ply
-from drrobot.render import rasterize
+from drrobot.render import rasterize, sh_colors
 from drrobot.robots import RobotDescription, load_robot
 from drrobot.skinning import SkinningConfig, SkinningField, blend_transforms, relative_transforms
 
@@ -87,6 +89,7 @@ class RenderOutput:
     images: Tensor  # [B, C, H, W, 3]
     alphas: Tensor  # [B, C, H, W, 1]
     depths: Tensor | None  # [B, C, H, W, 1] expected depth (render_mode "RGB+ED"), else None
+    features: Tensor | None  # [B, C, H, W, F] the `features` argument rendered (background 0), else None
     means2d: Tensor  # [B, C, N, 2] projected Gaussian means, pixels
     radii: Tensor  # [B, C, N, 2] int32, 0 = culled
     posed: PosedGaussians
@@ -237,9 +240,13 @@ class RobotModel(nn.Module):
         base_pose: Tensor | None = None,  # [B, 7] floating-base robots only
         sh_degree: int | None = None,  # active SH degree (<= config.sh_degree); None: all
         render_mode: str = "RGB",  # "RGB" or "RGB+ED" (adds expected depth)
+        features: Tensor | None = None,  # [N, F] or [B, N, F] per-Gaussian values to render too (e.g. weights)
         **rasterize_kwargs,  # near_plane, far_plane, eps2d, backend, ...
     ) -> RenderOutput:
-        """Render B poses, each from its C cameras; differentiable w.r.t. joints, base pose, cameras, parameters."""
+        """Render B poses, each from its C cameras; differentiable w.r.t. joints, base pose, cameras, parameters.
+
+        `features` are alpha-composited like colours (e.g. `posed.weights` gives each pixel's link mixture);
+        the SH colours are then evaluated here and rasterized with them in one pass."""
         if render_mode not in ("RGB", "RGB+ED"):
             raise ValueError(f"render_mode must be 'RGB' or 'RGB+ED', got {render_mode!r}")
         posed = self.pose_gaussians(joints, base_pose)
@@ -256,20 +263,29 @@ class RobotModel(nn.Module):
         backgrounds = None
         if background is not None:
             backgrounds = torch.as_tensor(background, dtype=torch.float32, device=self.device).broadcast_to(B, C, 3)
-        outputs = [
-            rasterize(
-                posed.means[b], posed.quats[b], posed.scales[b], posed.opacities[b], sh[b], viewmats[b], Ks[b],
-                width, height, sh_degree=degree, render_mode=render_mode,
+        F = 0 if features is None else features.shape[-1]
+        if features is not None:
+            features = features.broadcast_to(B, posed.means.shape[1], F)  # [B, N, F]
+            if backgrounds is not None:
+                backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(B, C, F)], dim=-1)  # [B, C, 3 + F]
+        outputs = []
+        for b in range(B):
+            colors, colors_degree = sh[b], degree  # SH coefficients [N, K', 3], evaluated by rasterize
+            if features is not None:
+                rgb = sh_colors(posed.means[b], sh[b], viewmats[b], degree)  # [C, N, 3]
+                colors, colors_degree = torch.cat([rgb, features[b].expand(C, -1, -1)], dim=-1), None  # [C, N, 3 + F]
+            outputs.append(rasterize(
+                posed.means[b], posed.quats[b], posed.scales[b], posed.opacities[b], colors, viewmats[b], Ks[b],
+                width, height, sh_degree=colors_degree, render_mode=render_mode,
                 backgrounds=None if backgrounds is None else backgrounds[b], **rasterize_kwargs,
-            )  # fmt: skip
-            for b in range(B)
-        ]
-        colors = torch.stack([o[0] for o in outputs])  # [B, C, H, W, 3(+1)]
+            ))  # fmt: skip
+        colors = torch.stack([o[0] for o in outputs])  # [B, C, H, W, 3 + F (+1)]
         metas = [o[2] for o in outputs]
         return RenderOutput(
             images=colors[..., :3],
             alphas=torch.stack([o[1] for o in outputs]),
-            depths=colors[..., 3:] if render_mode == "RGB+ED" else None,
+            depths=colors[..., 3 + F :] if render_mode == "RGB+ED" else None,
+            features=colors[..., 3 : 3 + F] if features is not None else None,
             means2d=torch.stack([m["means2d"] for m in metas]),
             radii=torch.stack([m["radii"] for m in metas]),
             posed=posed,
@@ -284,17 +300,24 @@ class RobotModel(nn.Module):
         height: int,
         background: Tensor | None = None,  # [C, 3] or [3]; None: black
         sh_degree: int | None = None,
+        features: Tensor | None = None,  # [N, F] per-Gaussian values to render too (background 0)
         **rasterize_kwargs,
     ) -> tuple[Tensor, Tensor, dict]:
         """The canonical Gaussians as they are (no skinning or appearance field: the canonical pose, where both
-        are the identity at initialisation). Returns rasterize's (colors [C, H, W, 3], alphas, meta)."""
+        are the identity at initialisation). Returns rasterize's (colors [C, H, W, 3 (+ F)], alphas, meta)."""
         g = self.gaussians
         degree = self.config.sh_degree if sh_degree is None else sh_degree
         C = viewmats.shape[0]
         backgrounds = None if background is None else torch.as_tensor(background, device=self.device).broadcast_to(C, 3)
+        colors = g.colors_sh()[:, : (degree + 1) ** 2]  # [N, K', 3]
+        if features is not None:
+            rgb = sh_colors(g.means, colors, viewmats, degree)  # [C, N, 3]
+            colors, degree = torch.cat([rgb, features.expand(C, -1, -1)], dim=-1), None  # [C, N, 3 + F]
+            if backgrounds is not None:
+                backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(C, features.shape[-1])], dim=-1)
         return rasterize(
-            g.means, g.quats, g.scales.exp(), torch.sigmoid(g.opacities), g.colors_sh()[:, : (degree + 1) ** 2],
-            viewmats, Ks, width, height, sh_degree=degree, backgrounds=backgrounds, **rasterize_kwargs,
+            g.means, g.quats, g.scales.exp(), torch.sigmoid(g.opacities), colors, viewmats, Ks, width, height,
+            sh_degree=degree, backgrounds=backgrounds, **rasterize_kwargs,
         )  # fmt: skip
 
     @torch.no_grad()

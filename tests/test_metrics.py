@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from drrobot.metrics import chamfer_distance, l1_dssim_loss, psnr, silhouette_iou, ssim
+from drrobot.metrics import chamfer_distance, l1_dssim_loss, link_mask_loss, psnr, silhouette_iou, ssim
 
 
 def test_psnr_of_known_error():
@@ -57,3 +57,14 @@ def test_silhouette_iou():
     alpha[:1] = 1.0
     assert math.isclose(silhouette_iou(alpha, target).item(), 0.5)
     assert silhouette_iou(torch.zeros(4, 4), torch.zeros(4, 4, dtype=torch.bool)).item() == 1.0
+
+
+def test_link_mask_loss_targets_one_hot_links_scaled_by_coverage():
+    links = torch.tensor([[0, 1, -1, -1]])  # [H=1, W=4]: two robot pixels, an edge pixel off-centre, background
+    alpha = torch.tensor([[1.0, 0.5, 0.3, 0.0]])
+    perfect = torch.tensor([[[1.0, 0.0], [0.0, 0.5], [0.7, 0.7], [0.0, 0.0]]])  # pixel 2: unknown link, ignored
+    assert link_mask_loss(perfect, links, alpha).item() == 0.0
+    swapped = torch.tensor([[[0.0, 1.0], [0.0, 0.5], [0.0, 0.0], [0.0, 0.0]]])  # pixel 0 shows the wrong link
+    assert math.isclose(link_mask_loss(swapped, links, alpha).item(), 2.0 / 4, rel_tol=1e-6)
+    spill = torch.tensor([[[1.0, 0.0], [0.0, 0.5], [0.0, 0.0], [0.2, 0.0]]])  # link 0 spills onto background
+    assert math.isclose(link_mask_loss(spill, links, alpha).item(), 0.2 / 4, rel_tol=1e-6)

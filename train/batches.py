@@ -23,8 +23,9 @@ class ViewBatch:
     base_pose: torch.Tensor | None  # [1, 7] floating base only
     viewmats: torch.Tensor  # [1, C, 4, 4]
     Ks: torch.Tensor  # [1, C, 3, 3]
-    target: torch.Tensor  # [C, H, W, 3]
-    mask: torch.Tensor  # [C, H, W] bool, robot pixels
+    target: torch.Tensor  # [C, H, W, 3] the robot over `background` (anti-aliased edges)
+    alpha: torch.Tensor  # [C, H, W] the robot's coverage in [0, 1]
+    links: torch.Tensor  # [C, H, W] int64 link id at each pixel centre, -1 on background
     background: torch.Tensor  # [3]
 
     @property
@@ -72,16 +73,17 @@ class Sampler:
         sample = self.dataset[int(self.rng.integers(len(self.dataset)))]
         chosen = self.rng.choice(self.num_views, size=min(num_views, self.num_views), replace=False)
         chosen = torch.as_tensor(np.sort(chosen))
-        mask = sample["mask"][chosen] >= 0  # [C, H, W]
+        alpha = sample["alpha"][chosen]  # [C, H, W]
         background = torch.as_tensor(self.rng.random(3) if random_background else np.zeros(3), dtype=torch.float32)
-        target = torch.where(mask[..., None], sample["rgb"][chosen], background)  # [C, H, W, 3]
+        target = sample["rgb"][chosen] + (1 - alpha[..., None]) * background  # [C, H, W, 3]
         return ViewBatch(
             joints=sample["joints"][None].to(self.device),
             base_pose=_base_pose(sample, self.device, batch=True),
             viewmats=sample["viewmat"][chosen][None].to(self.device),
             Ks=sample["K"][chosen][None].to(self.device),
             target=target.to(self.device),
-            mask=mask.to(self.device),
+            alpha=alpha.to(self.device),
+            links=sample["mask"][chosen].to(self.device),
             background=background.to(self.device),
         )
 

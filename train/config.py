@@ -89,6 +89,11 @@ class TrainConfig:
     lbs_points_per_step: int = 2048
     """Gaussians sampled per pose and step for the Chamfer loss."""
     ssim_weight: float = 0.2
+    link_weight: float = 0.1
+    """Weight of the link-mask loss in the image stages: the rendered skinning weights (each pixel's mixture
+    of links) against MuJoCo's link-id mask (`drrobot.metrics.link_mask_loss`). It keeps every link's
+    Gaussians on that link's pixels, which colour alone cannot (links of one colour look alike).
+    0: the paper's losses only."""
     random_background: bool = True
     """Composite targets over a random colour per step so the model cannot hide in the background."""
     sh_degree_interval: int = 500

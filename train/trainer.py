@@ -4,6 +4,9 @@
 2. lbs: the skinning field on the Chamfer distance between skinned Gaussians and each pose's point cloud;
 3. joint: Gaussians, skinning and appearance fields together on the image loss over random poses and views.
 
+Both image stages add a link-mask loss (`link_weight`): the rendered skinning weights against the dataset's
+link-id masks, so each link's Gaussians stay on that link's pixels.
+
 The step counter is global over the stages, so `--resume` continues exactly where a checkpoint left off.
 Non-finite losses or gradients restore the last good state and halve the learning rates.
 """
@@ -22,7 +25,7 @@ from tqdm import tqdm
 
 from drrobot.checkpoint import load_checkpoint, save_checkpoint
 from drrobot.data.reader import RobotDataset, load_surface
-from drrobot.metrics import chamfer_distance, l1_dssim_loss, psnr
+from drrobot.metrics import chamfer_distance, l1_dssim_loss, link_mask_loss, psnr
 from drrobot.model import RobotModel
 from drrobot.robots import load_robot
 from drrobot.skinning import blend_transforms, relative_transforms
@@ -195,19 +198,31 @@ class Trainer:
             degree = min(degree, local // self.config.sh_degree_interval)
         size = dict(width=batch.width, height=batch.height, background=batch.background, sh_degree=degree,
                     backend=self.config.backend, validate=False)  # fmt: skip
+        link_weight = self.config.link_weight
+        weights = None  # [N, L] skinning weights, rendered as each pixel's link mixture for the link-mask loss
+        if link_weight > 0:
+            with torch.set_grad_enabled(not canonical):  # the skinning field is not trained in stage 1
+                weights = self.model.skinning_weights()
         if canonical:  # the canonical pose: skinning and appearance fields are not involved
-            pred, _, info = self.model.render_canonical(batch.viewmats[0], batch.Ks[0], **size)  # [C, H, W, 3]
+            colors, _, info = self.model.render_canonical(batch.viewmats[0], batch.Ks[0], features=weights, **size)
+            pred, link_mix = colors[..., :3], colors[..., 3:]  # [C, H, W, 3], [C, H, W, L]
         else:
-            out = self.model.render(batch.joints, batch.viewmats, batch.Ks, base_pose=batch.base_pose, **size)
-            pred, info = out.images[0], out.metas[0]  # [C, H, W, 3]
+            out = self.model.render(batch.joints, batch.viewmats, batch.Ks, base_pose=batch.base_pose,
+                                    features=weights, **size)  # fmt: skip
+            pred, link_mix, info = out.images[0], out.features, out.metas[0]  # [C, H, W, 3], [1, C, H, W, L]
         loss = l1_dssim_loss(pred, batch.target, self.config.ssim_weight)
+        values = {}
+        if weights is not None:
+            link_loss = link_mask_loss(link_mix.reshape(batch.links.shape + (-1,)), batch.links, batch.alpha)
+            loss = loss + link_weight * link_loss
+            values["link_loss"] = link_loss.item()
         densify = canonical and self.strategy is not None
         if densify:
             info["gaussian_ids"] = None
             self.strategy.step_pre_backward(self.model.gaussians.params, self.gaussian_optimizers,
                                             self.strategy_state, local, info)  # fmt: skip
         loss.backward()
-        values = {"loss": loss.item(), "psnr": psnr(pred.detach(), batch.target).mean().item()}
+        values.update(loss=loss.item(), psnr=psnr(pred.detach(), batch.target).mean().item())
         self._maybe_log_images(stage, pred, batch)
 
         def after_backward():

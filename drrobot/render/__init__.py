@@ -5,7 +5,7 @@ CPU the compositing runs in a small JIT-built C++ kernel when available, see `ex
 "gsplat" backend (CUDA) follow the same conventions and are tested against each other.
 """
 
-from .api import BACKENDS, RENDER_MODES, rasterize
+from .api import BACKENDS, RENDER_MODES, rasterize, sh_colors
 from .composite import composite
 from .extension import ENV_DISABLE as ENV_DISABLE_EXTENSION
 from .projection import Projection, project_gaussians, quat_scale_to_covar, quat_to_rotmat
@@ -17,6 +17,7 @@ __all__ = [
     "RENDER_MODES",
     "ENV_DISABLE_EXTENSION",
     "rasterize",
+    "sh_colors",
     "composite",
     "Projection",
     "project_gaussians",

@@ -97,6 +97,14 @@ def _choose_backend(backend: str, means: Tensor) -> str:
     return "gsplat" if on_cuda and gsplat_backend.unavailable_reason() is None else "torch"
 
 
+def sh_colors(means: Tensor, coeffs: Tensor, viewmats: Tensor, sh_degree: int) -> Tensor:
+    """RGB of SH coefficients as `rasterize` evaluates them: in the direction camera centre -> mean, plus 0.5,
+    clamped at 0. means [N, 3], coeffs [N, K, 3] or [C, N, K, 3], viewmats [C, 4, 4] -> [C, N, 3]."""
+    dirs = means[None] - camera_centres(viewmats)[:, None]  # [C, N, 3]
+    shs = coeffs if coeffs.dim() == 4 else coeffs[None].expand((viewmats.shape[0],) + coeffs.shape)  # [C, N, K, 3]
+    return torch.clamp_min(spherical_harmonics(sh_degree, dirs, shs) + 0.5, 0.0)
+
+
 def _rasterize_torch(
     means, quats, scales, opacities, colors, viewmats, Ks, width, height, *, near_plane, far_plane, eps2d,
     sh_degree, backgrounds, render_mode, radius_clip, rasterize_mode, tile_size,
@@ -113,9 +121,7 @@ def _rasterize_torch(
     if sh_degree is None:
         feats = colors if colors.dim() == 3 else colors[None].expand(C, N, colors.shape[-1])  # [C, N, D]
     else:
-        dirs = means[None] - camera_centres(viewmats)[:, None]  # [C, N, 3]
-        shs = colors if colors.dim() == 4 else colors[None].expand((C,) + colors.shape)  # [C, N, K, 3]
-        feats = torch.clamp_min(spherical_harmonics(sh_degree, dirs, shs) + 0.5, 0.0)
+        feats = sh_colors(means, colors, viewmats, sh_degree)  # [C, N, 3]
     if render_mode in ("RGB+D", "RGB+ED"):
         feats = torch.cat([feats, proj.depths[..., None]], dim=-1)
         if backgrounds is not None:

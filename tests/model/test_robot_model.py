@@ -65,6 +65,26 @@ def test_render_is_differentiable_wrt_joints_and_cameras(toy_model):
     assert toy_model.gaussians.means.grad is not None
 
 
+def test_rendered_features_are_composited_like_colours_in_the_same_pass(toy_model):
+    """features=skinning weights: each pixel's link mixture sums to its alpha; the RGB is unchanged."""
+    viewmats, Ks = cameras(B=2)
+    joints = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.8, -1.0]])
+    plain = toy_model.render(joints, viewmats, Ks, 32, 24, background=torch.ones(3), render_mode="RGB+ED")
+    weights = toy_model.skinning_weights()  # [N, L]
+    out = toy_model.render(joints, viewmats, Ks, 32, 24, background=torch.ones(3), render_mode="RGB+ED",
+                           features=weights)  # fmt: skip
+    assert out.features.shape == (2, 2, 24, 32, len(toy_model.link_names))
+    assert torch.allclose(out.images, plain.images, atol=1e-5) and torch.allclose(out.depths, plain.depths, atol=1e-4)
+    assert torch.allclose(out.features.sum(-1, keepdim=True), out.alphas, atol=1e-4)  # background adds 0
+    links = out.features.argmax(-1)[out.alphas[..., 0] > 0.5]
+    assert len(links.unique()) >= 3  # the links of the toy arm show up as separate regions
+    out.features.square().sum().backward()
+    assert toy_model.skinning.mlp[-1].weight.grad.abs().sum() > 0  # gradients reach the skinning field
+    colors, alphas, _ = toy_model.render_canonical(viewmats[0], Ks[0], 32, 24, features=weights.detach())
+    assert colors.shape == (2, 24, 32, 3 + len(toy_model.link_names))
+    assert torch.allclose(colors[..., 3:].sum(-1, keepdim=True), alphas, atol=1e-4)
+
+
 def test_joint_validation(toy_model):
     viewmats, Ks = cameras(B=1)
     with pytest.raises(ValueError, match="length 3"):

@@ -46,6 +46,21 @@ def test_toy_trains_end_to_end_and_beats_its_initial_model(toy_arm_data, trained
     assert ckpt.step == 240 and ckpt.metrics["test_psnr"] == pytest.approx(after)
 
 
+def test_a_missing_link_shows_up_as_a_failing_link(trained, toy_arm_data, tmp_path):
+    """The original code drops the Panda's gripper; the per-link IoU must flag such a model."""
+    out, results = trained
+    model = load_checkpoint(out / "checkpoint").model
+    link2 = model.link_names.index("link2")
+    with torch.no_grad():
+        on_link2 = model.skinning_weights().argmax(-1) == link2
+        model.gaussians.opacities[on_link2] = -30.0  # link2 vanishes
+    broken = evaluate(model, toy_arm_data, tmp_path, max_views=6)
+    assert results["link_iou"]["link2"] > 0.5 and broken["link_iou"]["link2"] < 0.05
+    assert "| link2 | 0.0" in (tmp_path / "eval.md").read_text() and "FAIL" in (tmp_path / "eval.md").read_text()
+    for name in ("link1", "link3"):  # the other links are unaffected (link3 may show where link2 hid it)
+        assert broken["link_iou"][name] > results["link_iou"][name] - 0.1
+
+
 def test_lbs_stage_makes_link2_gaussians_follow_link2(toy_arm_data, tmp_path):
     # a weaker prior than the default (weight ~0.93 on the source link: millimetres off at the tool end), so
     # that the Chamfer stage has to learn the skinning
