@@ -68,7 +68,9 @@ def l1_dssim_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float =
 
 
 def link_mask_loss(rendered: torch.Tensor, links: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """L1 (summed over links, averaged over pixels) between rendered link mixtures and a link-id mask.
+    """How far rendered link mixtures are from a link-id mask: the per-pixel L1 (summed over links, averaged
+    over pixels) plus the mean over the links in the mask of 1 - soft Dice (2 sum(p t) / (sum(p^2) + sum(t^2)),
+    zero at a perfect match with soft targets), which weighs a small link (a finger) as much as a large one.
 
     rendered: [..., H, W, L] alpha-composited skinning weights (background 0); links: [..., H, W] int link id at
     each pixel centre (-1: background); alpha: [..., H, W] coverage in [0, 1]. The target of a robot pixel is its
@@ -77,8 +79,13 @@ def link_mask_loss(rendered: torch.Tensor, links: torch.Tensor, alpha: torch.Ten
     """
     robot = links >= 0
     target = torch.nn.functional.one_hot(links.clamp_min(0), rendered.shape[-1]) * (alpha * robot)[..., None]
-    known = robot | (alpha == 0)
-    return ((rendered - target).abs().sum(dim=-1) * known).mean()
+    known = (robot | (alpha == 0))[..., None]  # [..., H, W, 1]
+    l1 = ((rendered - target).abs() * known).sum(dim=-1).mean()
+    rendered, target = (rendered * known).flatten(0, -2), target.flatten(0, -2)  # [P, L]
+    overlap, sizes = (rendered * target).sum(0), rendered.square().sum(0) + target.square().sum(0)  # [L]
+    present = target.sum(0) > 0
+    dice = 2 * overlap[present] / sizes[present]
+    return l1 + (1 - dice).mean() if present.any() else l1
 
 
 def chamfer_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> torch.Tensor:

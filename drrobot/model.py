@@ -5,7 +5,8 @@
 >>> out = model.render(joints, viewmats, Ks, 256, 256, background=torch.ones(3))   # RenderOutput
 >>> out.images, out.alphas          # [B, C, H, W, 3], [B, C, H, W, 1]; differentiable w.r.t. joints, viewmats,
 >>> out.means2d                     # [B, C, N, 2]                          Ks, base_pose and all parameters
->>> out = model.render(joints, viewmats, Ks, 256, 256, features=model.skinning_weights())
+>>> w = model.skinning_weights()                                        # [N, L], evaluated once
+>>> out = model.render(joints, viewmats, Ks, 256, 256, features=w, skinning_weights=w)
 >>> out.features                    # [B, C, H, W, L] each pixel's mixture of links (for link masks)
 >>> posed = model.pose_gaussians(joints)                    # PosedGaussians: means [B, N, 3], quats, ...
 >>> uv, depth = project_points(posed.means, viewmats, Ks)   # [B, C, N, 2], [B, C, N]  (point objectives)
@@ -201,12 +202,15 @@ class RobotModel(nn.Module):
         """Skinning weights [N, L] of the current canonical Gaussians."""
         return self.skinning(self.gaussians.means, self.gaussians.link_ids)
 
-    def pose_gaussians(self, joints: Tensor, base_pose: Tensor | None = None) -> PosedGaussians:
-        """Gaussians at poses `joints` [B, J] (floating base: `base_pose` [B, 7] xyz + wxyz or None)."""
+    def pose_gaussians(
+        self, joints: Tensor, base_pose: Tensor | None = None, skinning_weights: Tensor | None = None
+    ) -> PosedGaussians:
+        """Gaussians at poses `joints` [B, J] (floating base: `base_pose` [B, 7] xyz + wxyz or None).
+        `skinning_weights` [N, L]: `self.skinning_weights()` if already computed (saves evaluating the field)."""
         joints = self.check_joints(joints)  # [B, J]
         g = self.gaussians
         link_poses = self.kinematics.link_poses(joints, base_pose)  # [B, L, 4, 4]
-        weights = self.skinning_weights()  # [N, L]
+        weights = self.skinning_weights() if skinning_weights is None else skinning_weights  # [N, L]
         blend = blend_transforms(weights, relative_transforms(link_poses, self.canonical_link_poses))
         means = blend.apply_points(g.means)  # [B, N, 3]
         sh = g.colors_sh()  # [N, K, 3]
@@ -241,6 +245,7 @@ class RobotModel(nn.Module):
         sh_degree: int | None = None,  # active SH degree (<= config.sh_degree); None: all
         render_mode: str = "RGB",  # "RGB" or "RGB+ED" (adds expected depth)
         features: Tensor | None = None,  # [N, F] or [B, N, F] per-Gaussian values to render too (e.g. weights)
+        skinning_weights: Tensor | None = None,  # [N, L] `self.skinning_weights()` if already computed
         **rasterize_kwargs,  # near_plane, far_plane, eps2d, backend, ...
     ) -> RenderOutput:
         """Render B poses, each from its C cameras; differentiable w.r.t. joints, base pose, cameras, parameters.
@@ -249,7 +254,7 @@ class RobotModel(nn.Module):
         the SH colours are then evaluated here and rasterized with them in one pass."""
         if render_mode not in ("RGB", "RGB+ED"):
             raise ValueError(f"render_mode must be 'RGB' or 'RGB+ED', got {render_mode!r}")
-        posed = self.pose_gaussians(joints, base_pose)
+        posed = self.pose_gaussians(joints, base_pose, skinning_weights)
         B = posed.means.shape[0]
         if viewmats.shape[:1] != (B,) or viewmats.shape[-2:] != (4, 4) or viewmats.ndim != 4:
             raise ValueError(f"viewmats must be [B={B}, C, 4, 4], got {tuple(viewmats.shape)}")

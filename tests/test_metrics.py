@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from drrobot.metrics import chamfer_distance, l1_dssim_loss, link_mask_loss, psnr, silhouette_iou, ssim
@@ -63,8 +64,21 @@ def test_link_mask_loss_targets_one_hot_links_scaled_by_coverage():
     links = torch.tensor([[0, 1, -1, -1]])  # [H=1, W=4]: two robot pixels, an edge pixel off-centre, background
     alpha = torch.tensor([[1.0, 0.5, 0.3, 0.0]])
     perfect = torch.tensor([[[1.0, 0.0], [0.0, 0.5], [0.7, 0.7], [0.0, 0.0]]])  # pixel 2: unknown link, ignored
-    assert link_mask_loss(perfect, links, alpha).item() == 0.0
-    swapped = torch.tensor([[[0.0, 1.0], [0.0, 0.5], [0.0, 0.0], [0.0, 0.0]]])  # pixel 0 shows the wrong link
-    assert math.isclose(link_mask_loss(swapped, links, alpha).item(), 2.0 / 4, rel_tol=1e-6)
+    assert link_mask_loss(perfect, links, alpha).item() == pytest.approx(0.0, abs=1e-6)
     spill = torch.tensor([[[1.0, 0.0], [0.0, 0.5], [0.0, 0.0], [0.2, 0.0]]])  # link 0 spills onto background
-    assert math.isclose(link_mask_loss(spill, links, alpha).item(), 0.2 / 4, rel_tol=1e-6)
+    dice_link0 = 2 * 1.0 / (1.04 + 1.0)  # link 1 stays perfect
+    assert link_mask_loss(spill, links, alpha).item() == pytest.approx(0.2 / 4 + (1 - dice_link0) / 2)
+    swapped = torch.tensor([[[0.0, 1.0], [0.0, 0.5], [0.0, 0.0], [0.0, 0.0]]])  # pixel 0 shows the wrong link
+    dice_link1 = 2 * 0.25 / (1.25 + 0.25)  # link 0's Dice is 0
+    assert link_mask_loss(swapped, links, alpha).item() == pytest.approx(2.0 / 4 + (1 + 1 - dice_link1) / 2)
+
+
+def test_link_mask_loss_weighs_a_small_link_like_a_large_one():
+    links = torch.zeros(1, 20, dtype=torch.long)
+    links[0, :2] = 1  # link 1 covers 2 pixels, link 0 covers 18
+    alpha = torch.ones(1, 20)
+    truth = torch.nn.functional.one_hot(links, 2).float()
+    small_missing, large_missing = truth.clone(), truth.clone()
+    small_missing[0, :2] = 0.0  # both pixels of link 1 vanish
+    large_missing[0, 2:4] = 0.0  # two of link 0's 18 pixels vanish: same L1
+    assert link_mask_loss(small_missing, links, alpha) > link_mask_loss(large_missing, links, alpha) + 0.4

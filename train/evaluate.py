@@ -195,10 +195,10 @@ def _render_model(model, joints, base, viewmat, K, shape, backend):
     dev = model.device
     joints, viewmat, K = joints.to(dev), viewmat.to(dev), K.to(dev)
     base = None if base is None else base.to(dev)
-    dominant = model.skinning_weights().argmax(-1)  # [N]
-    one_hot = torch.nn.functional.one_hot(dominant, len(model.link_names)).float()  # [N, L]
+    weights = model.skinning_weights()  # [N, L]
+    one_hot = torch.nn.functional.one_hot(weights.argmax(-1), len(model.link_names)).float()  # [N, L]
     out = model.render(joints, viewmat[None, None], K[None, None], w, h, base_pose=base, backend=backend,
-                       features=one_hot)  # fmt: skip
+                       features=one_hot, skinning_weights=weights)  # fmt: skip
     alpha = out.alphas[0, 0, ..., 0]  # [H, W]
     link_map = torch.where(alpha > 0.5, out.features[0, 0].argmax(-1), -1)  # [H, W]
     return out.images[0, 0], alpha, link_map, out.posed.means[0]

@@ -208,7 +208,7 @@ class Trainer:
             pred, link_mix = colors[..., :3], colors[..., 3:]  # [C, H, W, 3], [C, H, W, L]
         else:
             out = self.model.render(batch.joints, batch.viewmats, batch.Ks, base_pose=batch.base_pose,
-                                    features=weights, **size)  # fmt: skip
+                                    features=weights, skinning_weights=weights, **size)  # fmt: skip
             pred, link_mix, info = out.images[0], out.features, out.metas[0]  # [C, H, W, 3], [1, C, H, W, L]
         loss = l1_dssim_loss(pred, batch.target, self.config.ssim_weight)
         values = {}
