@@ -91,9 +91,9 @@ class TrainConfig:
     ssim_weight: float = 0.2
     link_weight: float = 0.1
     """Weight of the link-mask loss in the image stages: the rendered skinning weights (each pixel's mixture
-    of links) against MuJoCo's link-id mask (`drrobot.metrics.link_mask_loss`). It keeps every link's
-    Gaussians on that link's pixels, which colour alone cannot (links of one colour look alike).
-    0: the paper's losses only."""
+    of links) against MuJoCo's link-id mask (`drrobot.metrics.link_mask_loss`: L1 plus a soft Dice per link).
+    It keeps every link's Gaussians on that link's pixels, which colour alone cannot (links of one colour look
+    alike). 0: the paper's losses only."""
     random_background: bool = True
     """Composite targets over a random colour per step so the model cannot hide in the background."""
     sh_degree_interval: int = 500
@@ -141,7 +141,7 @@ def _cpu_quick() -> TrainConfig:
                               max_gaussians=30_000),  # fmt: skip
         canonical_steps=1500,
         lbs_steps=200,
-        joint_steps=7000,
+        joint_steps=6000,
         views_per_step=2,
         sh_degree_interval=500,
     )

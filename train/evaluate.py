@@ -7,7 +7,8 @@ skinning link as a one-hot colour, against MuJoCo's link mask, pooled over the t
 shows up as a failing link).
 Baselines computed in the same run: "No Deform" (appearance field off), "Nearest neighbour" (MuJoCo render,
 from the test camera, of the most similar of up to 1000 training poses) and "Random" (a random training pose).
-Writes `eval.md` (markdown table), `eval.json` and an image grid next to the checkpoint.
+Writes `eval.md` (markdown table), `eval.json`, an image grid (`eval.png`: prediction | target | error) and a
+link-map grid (`eval_links.png`: MuJoCo's link ids | the model's | mismatch in red) next to the checkpoint.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from drrobot.joints import JointSpec
 from drrobot.metrics import chamfer_distance, psnr, silhouette_iou, ssim
 from drrobot.model import RobotModel
 from drrobot.train.batches import check_dataset
-from drrobot.train.logger import image_grid
+from drrobot.train.logger import image_grid, link_grid
 
 NEIGHBOUR_POOL = 1000  # training poses searched by the nearest-neighbour baseline (as in the paper)
 METHODS = ("Dr. Robot (ours)", "No Deform", "Nearest neighbour", "Random")
@@ -106,7 +107,7 @@ def evaluate(
             robot_iou.append(float(silhouette_iou(alpha.cpu(), mask >= 0)))
             link_stats.add(link_map.cpu(), mask)
             if len(grid_rows) < 4:
-                grid_rows.append((pred.cpu(), target))
+                grid_rows.append((pred.cpu(), target, link_map.cpu(), mask))
     finally:
         baseline.close()
 
@@ -121,8 +122,9 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / "eval.md").write_text(format_table(results))
-    preds, targets = zip(*grid_rows)
-    iio.imwrite(out_dir / "eval.png", image_grid(torch.stack(preds), torch.stack(targets)))
+    preds, targets, link_maps, masks = (torch.stack(column) for column in zip(*grid_rows))
+    iio.imwrite(out_dir / "eval.png", image_grid(preds, targets))
+    iio.imwrite(out_dir / "eval_links.png", link_grid(link_maps, masks, num_links))
     return results
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 import json
 import os
 import warnings
@@ -18,6 +19,16 @@ def image_grid(pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     rows = torch.cat([pred.clamp(0, 1), target, error], dim=2)  # [C, H, 3W, 3]
     grid = rows.reshape(-1, *rows.shape[2:])  # [C*H, 3W, 3]
     return (grid.detach().cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def link_grid(predicted: torch.Tensor, truth: torch.Tensor, num_links: int) -> np.ndarray:
+    """Rows of true link ids | predicted link ids | mismatch (red) for V views, one colour per link, black
+    background. predicted, truth: [V, H, W] link ids, -1 background. -> uint8 [V*H, 3W, 3]."""
+    hues = [colorsys.hsv_to_rgb((0.61803 * i) % 1.0, 0.75, 0.95) for i in range(num_links)]
+    palette = torch.tensor([*hues, (0.0, 0.0, 0.0)])  # [L + 1, 3]; index -1 is the background
+    mismatch = (predicted != truth)[..., None] * torch.tensor([1.0, 0.1, 0.1])  # [V, H, W, 3]
+    rows = torch.cat([palette[truth], palette[predicted], mismatch], dim=2)  # [V, H, 3W, 3]
+    return (rows.reshape(-1, *rows.shape[2:]).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 class RunLogger:

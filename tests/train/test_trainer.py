@@ -170,6 +170,6 @@ def test_eval_command_reports_on_a_checkpoint(trained, tmp_path, capsys):
     out, _ = trained
     assert eval_main([str(out / "checkpoint"), "--views", "4", "--out", str(tmp_path)]) == 0
     assert "| Dr. Robot (ours) |" in (tmp_path / "eval.md").read_text()
-    assert (tmp_path / "eval.png").is_file()
+    assert (tmp_path / "eval.png").is_file() and (tmp_path / "eval_links.png").is_file()
     assert eval_main([str(tmp_path / "missing"), "--views", "4"]) == 2
     assert "missing" in capsys.readouterr().err
