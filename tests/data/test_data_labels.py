@@ -6,6 +6,7 @@ from data_helpers import BEADS_XML, project, tiny_config
 
 from drrobot.data import surface
 from drrobot.data.config import CameraConfig, LightingConfig
+from drrobot.data.mujoco_render import decode_segmentation
 from drrobot.data.sample import SampleMaker
 from drrobot.robots import load_robot
 
@@ -143,3 +144,14 @@ def test_supersampled_edges_are_soft_and_labels_stay_at_pixel_centres(panda):
     assert (soft["rgb"].max(-1).astype(int) <= soft["alpha"].astype(int) + 1).all()
     interior = soft["alpha"] == 255
     assert abs(soft["rgb"][interior].mean() - aliased["rgb"][interior].mean()) < 2.0
+
+
+def test_segmentation_decode_fast_path_matches_the_24_bit_decode():
+    rng = np.random.default_rng(0)
+    lookup = rng.integers(-1, 12, 40).astype(np.int16)
+    ids = np.zeros((16, 16, 3), np.uint8)
+    ids[..., 0] = rng.integers(0, 60, (16, 16))  # includes segids past the table
+    wide_lookup = np.concatenate([lookup, np.full(300, lookup[0], np.int16)])  # > 256 entries: 24-bit path
+    np.testing.assert_array_equal(decode_segmentation(ids, lookup), decode_segmentation(ids, wide_lookup))
+    ids[0, 0] = (4, 1, 0)  # segid 260 needs the green byte
+    assert decode_segmentation(ids, wide_lookup)[0, 0] == wide_lookup[260]
