@@ -70,7 +70,7 @@ def read_manifest(root: Path) -> dict:
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise DatasetError(
             f"dataset {root} has schema version {manifest.get('schema_version')}, this drrobot reads and writes "
-            f"version {SCHEMA_VERSION}: regenerate it with `drrobot data` (or use a matching drrobot version)"
+            f"version {SCHEMA_VERSION}: regenerate it with `drrobot data --overwrite` (or use a matching drrobot version)"
         )
     return manifest
 
