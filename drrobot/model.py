@@ -271,18 +271,15 @@ class RobotModel(nn.Module):
         F = 0 if features is None else features.shape[-1]
         if features is not None:
             features = features.broadcast_to(B, posed.means.shape[1], F)  # [B, N, F]
-            if backgrounds is not None:
-                backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(B, C, F)], dim=-1)  # [B, C, 3 + F]
         outputs = []
         for b in range(B):
-            colors, colors_degree = sh[b], degree  # SH coefficients [N, K', 3], evaluated by rasterize
-            if features is not None:
-                rgb = sh_colors(posed.means[b], sh[b], viewmats[b], degree)  # [C, N, 3]
-                colors, colors_degree = torch.cat([rgb, features[b].expand(C, -1, -1)], dim=-1), None  # [C, N, 3 + F]
+            colors, colors_degree, bg = _with_features(
+                posed.means[b], sh[b], viewmats[b], degree, None if features is None else features[b],
+                None if backgrounds is None else backgrounds[b],
+            )  # fmt: skip
             outputs.append(rasterize(
                 posed.means[b], posed.quats[b], posed.scales[b], posed.opacities[b], colors, viewmats[b], Ks[b],
-                width, height, sh_degree=colors_degree, render_mode=render_mode,
-                backgrounds=None if backgrounds is None else backgrounds[b], **rasterize_kwargs,
+                width, height, sh_degree=colors_degree, render_mode=render_mode, backgrounds=bg, **rasterize_kwargs,
             ))  # fmt: skip
         colors = torch.stack([o[0] for o in outputs])  # [B, C, H, W, 3 + F (+1)]
         metas = [o[2] for o in outputs]
@@ -314,12 +311,9 @@ class RobotModel(nn.Module):
         degree = self.config.sh_degree if sh_degree is None else sh_degree
         C = viewmats.shape[0]
         backgrounds = None if background is None else torch.as_tensor(background, device=self.device).broadcast_to(C, 3)
-        colors = g.colors_sh()[:, : (degree + 1) ** 2]  # [N, K', 3]
-        if features is not None:
-            rgb = sh_colors(g.means, colors, viewmats, degree)  # [C, N, 3]
-            colors, degree = torch.cat([rgb, features.expand(C, -1, -1)], dim=-1), None  # [C, N, 3 + F]
-            if backgrounds is not None:
-                backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(C, features.shape[-1])], dim=-1)
+        colors, degree, backgrounds = _with_features(
+            g.means, g.colors_sh()[:, : (degree + 1) ** 2], viewmats, degree, features, backgrounds
+        )
         return rasterize(
             g.means, g.quats, g.scales.exp(), torch.sigmoid(g.opacities), colors, viewmats, Ks, width, height,
             sh_degree=degree, backgrounds=backgrounds, **rasterize_kwargs,
@@ -344,6 +338,26 @@ class RobotModel(nn.Module):
         if self.kinematics.device != self.device:
             self.kinematics = RobotKinematics.from_robot(self.robot, device=self.device)
         return self
+
+
+def _with_features(
+    means: Tensor,  # [N, 3]
+    sh: Tensor,  # [N, K, 3] SH coefficients
+    viewmats: Tensor,  # [C, 4, 4]
+    sh_degree: int,
+    features: Tensor | None,  # [N, F]
+    backgrounds: Tensor | None,  # [C, 3]
+) -> tuple[Tensor, int | None, Tensor | None]:
+    """`rasterize`'s colours, sh_degree and backgrounds for SH colours plus per-Gaussian `features`: without
+    features the SH coefficients as they are; with them the SH evaluated here per camera, [C, N, 3 + F], and
+    the backgrounds padded with 0 for the feature channels."""
+    if features is None:
+        return sh, sh_degree, backgrounds
+    C = viewmats.shape[0]
+    colors = torch.cat([sh_colors(means, sh, viewmats, sh_degree), features.expand(C, -1, -1)], dim=-1)
+    if backgrounds is not None:
+        backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(C, features.shape[-1])], dim=-1)  # [C, 3 + F]
+    return colors, None, backgrounds
 
 
 def project_points(points: Tensor, viewmats: Tensor, Ks: Tensor) -> tuple[Tensor, Tensor]:
