@@ -17,12 +17,12 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from drrobot.data.config import CameraConfig, LightingConfig  # noqa: E402
+from drrobot.data.cameras import Orbit  # noqa: E402
+from drrobot.data.config import render_configs  # noqa: E402
 from drrobot.data.mujoco_render import MujocoRenderer  # noqa: E402
 from drrobot.data.reader import RobotDataset  # noqa: E402
 from drrobot.joints import JointSpec  # noqa: E402
 from drrobot.robots import load_robot  # noqa: E402
-from drrobot.train.evaluate import _orbit_from_viewmat  # noqa: E402
 
 
 def main() -> None:
@@ -34,22 +34,21 @@ def main() -> None:
     args = parser.parse_args()
 
     test = RobotDataset(args.data, "test")
-    settings = test.manifest["settings"]
     model = load_robot(test.manifest["robot"]["file"]).mj_model()
-    camera = CameraConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["camera"].items()})
+    camera, lighting, geom_groups = render_configs(test.manifest["settings"])
     fine = dataclasses.replace(camera, height=args.factor * camera.height, width=args.factor * camera.width)
-    lighting = dataclasses.replace(LightingConfig(**settings["lighting"]), supersample=1)
+    lighting = dataclasses.replace(lighting, supersample=1)
     spec, data = JointSpec.from_mj_model(model), mujoco.MjData(model)
     num_links, k, centre = len(test.link_names), args.factor, args.factor // 2
     inter, union = np.zeros(num_links), np.zeros(num_links)
-    with MujocoRenderer(model, fine, lighting, tuple(settings["geom_groups"])) as renderer:
+    with MujocoRenderer(model, fine, lighting, geom_groups) as renderer:
         for index in np.linspace(0, len(test) - 1, min(args.poses, len(test))).astype(int):
             sample = test[int(index)]
             base = sample["base_pose"].numpy().astype(np.float64) if "base_pose" in sample else None
             data.qpos[:] = spec.to_qpos(sample["joints"].numpy().astype(np.float64), base)
             mujoco.mj_kinematics(model, data)
             for view in range(min(args.views, len(test.views))):
-                orbit = _orbit_from_viewmat(sample["viewmat"][view].numpy(), sample["points"].numpy().mean(0))
+                orbit = Orbit.from_viewmat(sample["viewmat"][view].numpy(), sample["points"].numpy().mean(0))
                 mask = renderer.render(data, orbit).mask  # [kH, kW]
                 sampled = mask[centre::k, centre::k]  # [H, W] what the dataset stores
                 for link in range(num_links):

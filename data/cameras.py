@@ -38,6 +38,18 @@ class Orbit:
     def viewmat(self) -> np.ndarray:  # [4, 4] world->camera, OpenCV
         return look_at(self.eye, np.asarray(self.target, dtype=np.float64))
 
+    @classmethod
+    def from_viewmat(cls, viewmat: np.ndarray, focus: np.ndarray) -> "Orbit":
+        """The orbit (no roll, as the dataset's cameras) of an OpenCV world->camera matrix [4, 4]; the point
+        `focus` [3] sets its distance along the viewing direction."""
+        rot, trans = viewmat[:3, :3].astype(np.float64), viewmat[:3, 3].astype(np.float64)
+        eye = -rot.T @ trans
+        forward = rot[2]
+        distance = max(float(np.dot(focus - eye, forward)), 1e-3)
+        azimuth = math.degrees(math.atan2(forward[1], forward[0]))
+        elevation = -math.degrees(math.asin(np.clip(forward[2], -1.0, 1.0)))
+        return cls(tuple(eye + distance * forward), distance, azimuth, elevation)
+
 
 def intrinsics(fovy_deg: float, height: int, width: int) -> np.ndarray:  # [3, 3]
     """Pinhole K of an OpenGL camera with vertical fov `fovy_deg` over `height` pixels, square pixels,

@@ -168,6 +168,13 @@ def content_settings(config: DataConfig) -> dict:
     return _jsonable(settings)
 
 
+def render_configs(settings: dict) -> tuple[CameraConfig, LightingConfig, tuple[int, ...]]:
+    """The camera, lighting and geom groups recorded in a manifest's `settings` (`content_settings`), as
+    `MujocoRenderer` takes them."""
+    camera = CameraConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["camera"].items()})
+    return camera, LightingConfig(**settings["lighting"]), tuple(settings["geom_groups"])
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}

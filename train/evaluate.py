@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from drrobot.checkpoint import CheckpointError, load_checkpoint
 from drrobot.data.cameras import Orbit
-from drrobot.data.config import CameraConfig, LightingConfig
+from drrobot.data.config import render_configs
 from drrobot.data.manifest import DatasetError
 from drrobot.data.mujoco_render import MujocoRenderer
 from drrobot.data.reader import RobotDataset
@@ -210,11 +209,7 @@ class _BaselineRenderer:
     """MuJoCo renders of training poses from a test camera, with the dataset's camera and lighting settings."""
 
     def __init__(self, mj_model: mujoco.MjModel, manifest: dict):
-        settings = manifest["settings"]
-        camera = settings["camera"]
-        camera = CameraConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in camera.items()})
-        self.renderer = MujocoRenderer(mj_model, camera, LightingConfig(**settings["lighting"]),
-                                       tuple(settings["geom_groups"]))  # fmt: skip
+        self.renderer = MujocoRenderer(mj_model, *render_configs(manifest["settings"]))
         self.model = mj_model
         self.data = mujoco.MjData(mj_model)
         self.spec = JointSpec.from_mj_model(mj_model)
@@ -224,22 +219,11 @@ class _BaselineRenderer:
         base = sample["base_pose"].numpy().astype(np.float64) if "base_pose" in sample else None
         self.data.qpos[:] = self.spec.to_qpos(sample["joints"].numpy().astype(np.float64), base)
         mujoco.mj_kinematics(self.model, self.data)
-        images = self.renderer.render(self.data, _orbit_from_viewmat(viewmat, look_at_points.mean(0)))
+        images = self.renderer.render(self.data, Orbit.from_viewmat(viewmat, look_at_points.mean(0)))
         return torch.from_numpy(images.rgb.astype(np.float32) / 255.0)  # background black
 
     def close(self) -> None:
         self.renderer.close()
-
-
-def _orbit_from_viewmat(viewmat: np.ndarray, focus: np.ndarray) -> Orbit:
-    """The orbit camera (no roll, as the dataset's) of an OpenCV world->camera matrix; `focus` sets its distance."""
-    rot, trans = viewmat[:3, :3].astype(np.float64), viewmat[:3, 3].astype(np.float64)
-    eye = -rot.T @ trans
-    forward = rot[2]
-    distance = max(float(np.dot(focus - eye, forward)), 1e-3)
-    azimuth = math.degrees(math.atan2(forward[1], forward[0]))
-    elevation = -math.degrees(math.asin(np.clip(forward[2], -1.0, 1.0)))
-    return Orbit(tuple(eye + distance * forward), distance, azimuth, elevation)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from drrobot.data import cameras
+from drrobot.data.cameras import Orbit
 from drrobot.data.config import CameraConfig
 
 
@@ -56,3 +57,14 @@ def test_shell_keeps_sphere_in_view_and_camera_outside():
         uv = p @ K.T
         uv = uv[:, :2] / uv[:, 2:]
         assert (uv >= -1e-6).all() and (uv[:, 0] <= cam.width + 1e-6).all() and (uv[:, 1] <= cam.height + 1e-6).all()
+
+
+def test_orbit_from_viewmat_inverts_viewmat():
+    """Evaluation re-renders baselines in MuJoCo from a stored viewmat: the orbit must be the same camera."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        orbit = Orbit(tuple(rng.uniform(-1, 1, 3)), rng.uniform(0.5, 3), rng.uniform(-180, 180), rng.uniform(-80, 80))
+        back = Orbit.from_viewmat(orbit.viewmat(), np.asarray(orbit.target))
+        np.testing.assert_allclose(back.viewmat(), orbit.viewmat(), atol=1e-9)
+        assert math.isclose(back.distance, orbit.distance, rel_tol=1e-9)
+        np.testing.assert_allclose(back.target, orbit.target, atol=1e-9)
