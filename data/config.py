@@ -49,10 +49,11 @@ class LightingConfig:
     shadows: bool = False
     reflections: bool = False
     msaa_samples: int = 0
-    """Multisample anti-aliasing samples of the RGB pass (0: off). Masks and depth are never anti-aliased."""
+    """Multisample anti-aliasing samples of the RGB pass (0: off). Masks and depth are never blended."""
     supersample: int = 3
     """Render at this many times the resolution and box-filter: anti-aliased RGB plus a coverage `alpha`
-    channel (1: off, alpha is then the hard mask). Odd, so masks and depth stay sampled at pixel centres.
+    channel (1: off, alpha is then the hard mask); the mask holds each pixel's majority link. Odd, so depth
+    stays sampled at pixel centres.
     Cheap with software GL, whose cost is mostly per triangle (~10% more render time at 128 px)."""
 
 

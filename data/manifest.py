@@ -15,7 +15,7 @@ from drrobot.data.sample import SPLITS, split_sizes
 from drrobot.joints import JointSpec
 from drrobot.robots import RobotDescription, link_names
 
-SCHEMA_VERSION = 2  # 2: sample files gained `alpha`
+SCHEMA_VERSION = 3  # 2: sample files gained `alpha`; 3: `mask` holds each pixel's majority link
 MANIFEST = "manifest.json"
 SURFACE = "surface.npz"
 FORMAT = "drrobot-dataset"

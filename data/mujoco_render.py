@@ -3,8 +3,9 @@
 Two render passes per view: an unlit segmentation pass read back with its depth buffer (mask + depth), and
 a lit RGB pass. Only robot geoms are drawn (world-body geoms are hidden); no skybox, so the background is
 black. With `supersample` k > 1 both passes run at k times the resolution: RGB and the coverage alpha are
-k x k box averages (so the RGB is premultiplied: colour x coverage over black), while mask and depth are read
-at the centre sub-pixel of each block, which is the pixel centre (k odd). OpenGL comes from EGL, falling back
+k x k box averages (so the RGB is premultiplied: colour x coverage over black), the mask is each block's
+majority label (the link, or background, covering most of the pixel; ties go to the centre sub-pixel), and
+depth is read at the centre sub-pixel, which is the pixel centre (k odd). OpenGL comes from EGL, falling back
 to OSMesa (`select_gl_backend`).
 """
 
@@ -129,9 +130,9 @@ class MujocoRenderer:
         self.render_seconds += time.perf_counter() - start
         k, centre = self.supersample, self.supersample // 2
         fine_mask = self._decode_mask()[::-1]  # [kH, kW]; OpenGL rows are bottom-up
-        mask = np.ascontiguousarray(fine_mask[centre::k, centre::k])  # [H, W] at the pixel centres
-        depth = _metric_depth(self._zbuf[::-1][centre::k, centre::k], near, far)
-        depth[mask < 0] = 0.0
+        mask = majority_labels(fine_mask, k)  # [H, W]
+        depth = _metric_depth(self._zbuf[::-1][centre::k, centre::k], near, far)  # [H, W] at the pixel centres
+        depth[fine_mask[centre::k, centre::k] < 0] = 0.0
         rgb = _box_average(self.rgb_buffer[::-1], k)  # [H, W, 3]
         alpha = _box_average(fine_mask >= 0, k)  # [H, W] in [0, 1]
         return MujocoImages(_to_uint8(rgb), depth, mask, _to_uint8(255.0 * alpha))
@@ -194,6 +195,23 @@ def decode_segmentation(ids: np.ndarray, lookup: np.ndarray) -> np.ndarray:
     return lookup[np.where(segid < lookup.size, segid, 0)]
 
 
+def majority_labels(fine: np.ndarray, k: int) -> np.ndarray:
+    """The label covering most of each k x k block: [kH, kW] -> [H, W]; ties go to the centre sub-pixel."""
+    centre = k // 2
+    labels = fine[centre::k, centre::k].copy()  # [H, W]
+    mixed = np.zeros(labels.shape, bool)  # [H, W]
+    for row in range(k):
+        for col in range(k):
+            mixed |= fine[row::k, col::k] != labels
+    rows, cols = np.nonzero(mixed)  # [M] blocks holding more than one label (edges)
+    offsets = [(centre, centre)] + [(r, c) for r in range(k) for c in range(k) if (r, c) != (centre, centre)]
+    row_offset, col_offset = np.array(offsets).T  # [k*k] each, centre first
+    votes = fine[k * rows[:, None] + row_offset, k * cols[:, None] + col_offset]  # [M, k*k]
+    counts = (votes[:, :, None] == votes[:, None, :]).sum(axis=-1)  # [M, k*k] sub-pixels sharing each label
+    labels[rows, cols] = votes[np.arange(len(votes)), counts.argmax(axis=-1)]  # first maximum: centre on ties
+    return labels
+
+
 def _gl_context(backend: str, width: int, height: int):
     """A current headless GL context of `backend`, or a RenderBackendError saying what to install."""
     try:
@@ -226,12 +244,18 @@ def _render_model(model: mujoco.MjModel, camera: CameraConfig, lighting: Lightin
 
 
 def _box_average(image: np.ndarray, k: int) -> np.ndarray:
-    """Mean over k x k blocks: [kH, kW, ...] uint8 or bool -> [H, W, ...] float32 (sums of strided views)."""
-    total = np.zeros((image.shape[0] // k, image.shape[1] // k) + image.shape[2:], np.uint16)
-    for row in range(k):
-        for col in range(k):
-            total += image[row::k, col::k]
-    return total.astype(np.float32) / (k * k)
+    """Mean over k x k blocks: [kH, kW, ...] uint8 or bool -> [H, W, ...] float32 (separable sums of
+    contiguous rows, then of interleaved columns)."""
+    h, w = image.shape[0] // k, image.shape[1] // k
+    rows = image.reshape(h, k, -1)  # [H, k, kW * C]
+    total = rows[:, 0].astype(np.uint16)  # [H, kW * C]
+    for row in range(1, k):
+        total += rows[:, row]
+    columns = total.reshape(h, w, k, -1)  # [H, W, k, C]
+    total = columns[:, :, 0].copy()  # [H, W, C]
+    for col in range(1, k):
+        total += columns[:, :, col]
+    return total.reshape((h, w) + image.shape[2:]).astype(np.float32) / (k * k)
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
