@@ -191,7 +191,9 @@ def _pose_only(sample: dict) -> dict:
 
 def _render_model(model, joints, base, viewmat, K, shape, backend):
     """The model's image [H, W, 3], alpha [H, W], link-id map [H, W] (-1 background) and posed means [N, 3]
-    for one view. The link map renders each Gaussian's dominant skinning link as a one-hot colour."""
+    for one view. The link map renders each Gaussian's dominant skinning link as a one-hot colour, giving each
+    link's coverage of every pixel, and picks the majority among the links and background (1 - alpha), as
+    the dataset's masks do."""
     h, w = shape[:2]
     dev = model.device
     joints, viewmat, K = joints.to(dev), viewmat.to(dev), K.to(dev)
@@ -201,7 +203,9 @@ def _render_model(model, joints, base, viewmat, K, shape, backend):
     out = model.render(joints, viewmat[None, None], K[None, None], w, h, base_pose=base, backend=backend,
                        features=one_hot, skinning_weights=weights)  # fmt: skip
     alpha = out.alphas[0, 0, ..., 0]  # [H, W]
-    link_map = torch.where(alpha > 0.5, out.features[0, 0].argmax(-1), -1)  # [H, W]
+    coverage = torch.cat([out.features[0, 0], 1.0 - alpha[..., None]], dim=-1)  # [H, W, L + 1]
+    link_map = coverage.argmax(-1)  # [H, W]
+    link_map[link_map == coverage.shape[-1] - 1] = -1
     return out.images[0, 0], alpha, link_map, out.posed.means[0]
 
 
