@@ -141,7 +141,7 @@ def load_checkpoint(
     num_gaussians = int(model_config.pop("num_gaussians"))
     try:
         config = ModelConfig.from_dict(model_config)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path}: model config not understood ({err})") from err
     model = RobotModel(description, CanonicalGaussians.zeros(num_gaussians, config.sh_degree), config)
     _check_robot(path, meta["robot"], description, model, strict)

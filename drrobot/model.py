@@ -40,7 +40,7 @@ from drrobot.appearance import AppearanceConfig, AppearanceField
 from drrobot.gaussians import CanonicalGaussians
 from drrobot.kinematics import RobotKinematics
 from drrobot.ply import export_ply
-from drrobot.render import rasterize, sh_colors
+from drrobot.render import RASTERIZE_MODES, rasterize, sh_colors
 from drrobot.robots import RobotDescription, load_robot
 from drrobot.skinning import SkinningConfig, SkinningField, blend_transforms, relative_transforms
 
@@ -56,8 +56,18 @@ class ModelConfig:
     init_opacity: float = 0.3  # opacity of new Gaussians
     init_scale_factor: float = 1.0  # initial scale = factor x mean distance to 3 nearest surface samples
     joint_limits: str = "clamp"  # "clamp" (with a warning) or "error" for joints outside the limits
+    rasterize_mode: str = "classic"  # "classic" or "antialiased" (opacity compensated for the eps2d blur)
+    eps2d: float = 0.3  # px^2 added to every projected 2D covariance (the screen-space low-pass)
     skinning: SkinningConfig = field(default_factory=SkinningConfig)
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
+
+    def __post_init__(self):
+        if self.joint_limits not in JOINT_LIMIT_POLICIES:
+            raise ValueError(f"joint_limits must be one of {JOINT_LIMIT_POLICIES}, got {self.joint_limits!r}")
+        if self.rasterize_mode not in RASTERIZE_MODES:
+            raise ValueError(f"rasterize_mode must be one of {RASTERIZE_MODES}, got {self.rasterize_mode!r}")
+        if not 0.0 <= self.eps2d < float("inf"):
+            raise ValueError(f"eps2d must be finite and >= 0, got {self.eps2d}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,6 +75,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         d = dict(d)
+        d.setdefault("rasterize_mode", "classic")  # checkpoints from before these settings rendered this way
+        d.setdefault("eps2d", 0.3)
         skinning = SkinningConfig(**d.pop("skinning", {}))
         appearance = AppearanceConfig(**d.pop("appearance", {}))
         return cls(**d, skinning=skinning, appearance=appearance)
@@ -104,8 +116,6 @@ class RobotModel(nn.Module):
         super().__init__()
         self.robot = robot if isinstance(robot, RobotDescription) else load_robot(robot)
         self.config = config or ModelConfig()
-        if self.config.joint_limits not in JOINT_LIMIT_POLICIES:
-            raise ValueError(f"joint_limits must be one of {JOINT_LIMIT_POLICIES}, got {self.config.joint_limits!r}")
         if gaussians.sh_degree != self.config.sh_degree:
             raise ValueError(f"Gaussians have SH degree {gaussians.sh_degree}, config says {self.config.sh_degree}")
         device = gaussians.means.device
@@ -246,7 +256,7 @@ class RobotModel(nn.Module):
         render_mode: str = "RGB",  # "RGB" or "RGB+ED" (adds expected depth)
         features: Tensor | None = None,  # [N, F] or [B, N, F] per-Gaussian values to render too (e.g. weights)
         skinning_weights: Tensor | None = None,  # [N, L] `self.skinning_weights()` if already computed
-        **rasterize_kwargs,  # near_plane, far_plane, eps2d, backend, ...
+        **rasterize_kwargs,  # near_plane, far_plane, backend, ... (eps2d, rasterize_mode: the config's)
     ) -> RenderOutput:
         """Render B poses, each from its C cameras; differentiable w.r.t. joints, base pose, cameras, parameters.
 
@@ -279,7 +289,8 @@ class RobotModel(nn.Module):
             )  # fmt: skip
             outputs.append(rasterize(
                 posed.means[b], posed.quats[b], posed.scales[b], posed.opacities[b], colors, viewmats[b], Ks[b],
-                width, height, sh_degree=colors_degree, render_mode=render_mode, backgrounds=bg, **rasterize_kwargs,
+                width, height, sh_degree=colors_degree, render_mode=render_mode, backgrounds=bg,
+                **self._rasterize_settings(rasterize_kwargs),
             ))  # fmt: skip
         colors = torch.stack([o[0] for o in outputs])  # [B, C, H, W, 3 + F (+1)]
         metas = [o[2] for o in outputs]
@@ -316,8 +327,12 @@ class RobotModel(nn.Module):
         )
         return rasterize(
             g.means, g.quats, g.scales.exp(), torch.sigmoid(g.opacities), colors, viewmats, Ks, width, height,
-            sh_degree=degree, backgrounds=backgrounds, **rasterize_kwargs,
+            sh_degree=degree, backgrounds=backgrounds, **self._rasterize_settings(rasterize_kwargs),
         )  # fmt: skip
+
+    def _rasterize_settings(self, overrides: dict) -> dict:
+        """`rasterize` keyword arguments: the model's eps2d and rasterize_mode unless a caller overrides them."""
+        return {"eps2d": self.config.eps2d, "rasterize_mode": self.config.rasterize_mode, **overrides}
 
     @torch.no_grad()
     def export_ply(self, path: str | Path, joints: Tensor | None = None, base_pose: Tensor | None = None) -> Path:

@@ -5,7 +5,7 @@ CPU the compositing runs in a small JIT-built C++ kernel when available, see `ex
 "gsplat" backend (CUDA) follow the same conventions and are tested against each other.
 """
 
-from .api import BACKENDS, RENDER_MODES, rasterize, sh_colors
+from .api import BACKENDS, RASTERIZE_MODES, RENDER_MODES, rasterize, sh_colors
 from .composite import composite
 from .extension import ENV_DISABLE as ENV_DISABLE_EXTENSION
 from .projection import Projection, project_gaussians, quat_scale_to_covar, quat_to_rotmat
@@ -14,6 +14,7 @@ from .tiles import TileBins, isect_tiles
 
 __all__ = [
     "BACKENDS",
+    "RASTERIZE_MODES",
     "RENDER_MODES",
     "ENV_DISABLE_EXTENSION",
     "rasterize",

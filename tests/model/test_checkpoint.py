@@ -108,6 +108,7 @@ def test_changed_robot_description_rejected_unless_not_strict(saved, tmp_path):
         (lambda m: m["model"].update(num_gaussians=5), "do not fit"),
         (lambda m: m["model"].update(sh_degree=1), "do not fit"),
         (lambda m: m["model"].update(unknown_field=1), "model config not understood"),
+        (lambda m: m["model"].update(rasterize_mode="mip"), "model config not understood"),
     ],
 )
 def test_schema_and_shape_mismatch(saved, tmp_path, edit, message):
@@ -117,6 +118,19 @@ def test_schema_and_shape_mismatch(saved, tmp_path, edit, message):
     (target / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(target)
+
+
+def test_rasterization_settings_round_trip_and_older_checkpoints_render_as_they_were_trained(saved, tmp_path):
+    model = make_model(n=50, rasterize_mode="antialiased", eps2d=0.1)
+    save_checkpoint(tmp_path / "aa", model)
+    config = load_checkpoint(tmp_path / "aa").model.config
+    assert (config.rasterize_mode, config.eps2d) == ("antialiased", 0.1)
+    target = copy_of(saved[1], tmp_path)
+    meta = json.loads((target / META_FILE).read_text())
+    del meta["model"]["rasterize_mode"], meta["model"]["eps2d"]
+    (target / META_FILE).write_text(json.dumps(meta))
+    config = load_checkpoint(target).model.config
+    assert (config.rasterize_mode, config.eps2d) == ("classic", 0.3)
 
 
 def test_truncated_and_corrupt_files(saved, tmp_path):

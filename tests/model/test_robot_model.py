@@ -85,6 +85,27 @@ def test_rendered_features_are_composited_like_colours_in_the_same_pass(toy_mode
     assert torch.allclose(colors[..., 3:].sum(-1, keepdim=True), alphas, atol=1e-4)
 
 
+def test_rasterization_settings_come_from_the_config_unless_a_call_overrides_them():
+    classic = make_model(seed=2)
+    antialiased = make_model(seed=2, rasterize_mode="antialiased", eps2d=0.1)
+    antialiased.load_state_dict(classic.state_dict())
+    viewmats, Ks = cameras(B=1)
+    joints = torch.tensor([[0.2, -0.3, 0.5]])
+    with torch.no_grad():
+        a = antialiased.render(joints, viewmats, Ks, 32, 32)
+        b = classic.render(joints, viewmats, Ks, 32, 32, rasterize_mode="antialiased", eps2d=0.1)
+        c = classic.render(joints, viewmats, Ks, 32, 32)
+        canonical = antialiased.render_canonical(viewmats[0], Ks[0], 32, 32)[1]
+        canonical_classic = classic.render_canonical(viewmats[0], Ks[0], 32, 32)[1]
+    assert torch.equal(a.images, b.images) and torch.equal(a.alphas, b.alphas)
+    # opacity compensation and a smaller blur: small Gaussians no longer spread over extra pixels
+    assert a.alphas.sum() < 0.95 * c.alphas.sum() and canonical.sum() < 0.95 * canonical_classic.sum()
+    with pytest.raises(ValueError, match="rasterize_mode"):
+        make_model(n=50, rasterize_mode="mip")
+    with pytest.raises(ValueError, match="eps2d"):
+        make_model(n=50, eps2d=-1.0)
+
+
 def test_joint_validation(toy_model):
     viewmats, Ks = cameras(B=1)
     with pytest.raises(ValueError, match="length 3"):
