@@ -72,10 +72,10 @@ def link_mask_loss(rendered: torch.Tensor, links: torch.Tensor, alpha: torch.Ten
     over pixels) plus the mean over the links in the mask of 1 - soft Dice (2 sum(p t) / (sum(p^2) + sum(t^2)),
     zero at a perfect match with soft targets), which weighs a small link (a finger) as much as a large one.
 
-    rendered: [..., H, W, L] alpha-composited skinning weights (background 0); links: [..., H, W] int link id at
-    each pixel centre (-1: background); alpha: [..., H, W] coverage in [0, 1]. The target of a robot pixel is its
-    link's one-hot scaled by the coverage (anti-aliased edges); background pixels target 0. Edge pixels whose
-    centre misses the robot (link unknown, coverage > 0) are left out.
+    rendered: [..., H, W, L] alpha-composited skinning weights (background 0); links: [..., H, W] int id of the
+    link covering most of each pixel (-1: background covers most); alpha: [..., H, W] coverage in [0, 1]. The
+    target of a robot pixel is its link's one-hot scaled by the coverage (anti-aliased edges); background pixels
+    target 0. Edge pixels mostly background but partly covered (link unknown, coverage > 0) are left out.
     """
     robot = links >= 0
     target = torch.nn.functional.one_hot(links.clamp_min(0), rendered.shape[-1]) * (alpha * robot)[..., None]

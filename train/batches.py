@@ -25,7 +25,7 @@ class ViewBatch:
     Ks: torch.Tensor  # [1, C, 3, 3]
     target: torch.Tensor  # [C, H, W, 3] the robot over `background` (anti-aliased edges)
     alpha: torch.Tensor  # [C, H, W] the robot's coverage in [0, 1]
-    links: torch.Tensor  # [C, H, W] int64 link id at each pixel centre, -1 on background
+    links: torch.Tensor  # [C, H, W] int64 id of the link covering most of each pixel, -1 on background
     background: torch.Tensor  # [3]
 
     @property
