@@ -43,6 +43,7 @@ SCHEMA_VERSION = 1
 META_FILE = "checkpoint.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+LEGACY_RASTERIZATION = {"rasterize_mode": "classic", "eps2d": 0.3}  # what models rendered with before recording it
 
 
 class CheckpointError(ValueError):
@@ -139,6 +140,8 @@ def load_checkpoint(
     description = _resolve_robot(path, meta, robot)
     model_config = dict(meta["model"])
     num_gaussians = int(model_config.pop("num_gaussians"))
+    for name, value in LEGACY_RASTERIZATION.items():  # written before the model recorded them
+        model_config.setdefault(name, value)
     try:
         config = ModelConfig.from_dict(model_config)
     except (TypeError, ValueError) as err:

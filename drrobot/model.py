@@ -56,8 +56,12 @@ class ModelConfig:
     init_opacity: float = 0.3  # opacity of new Gaussians
     init_scale_factor: float = 1.0  # initial scale = factor x mean distance to 3 nearest surface samples
     joint_limits: str = "clamp"  # "clamp" (with a warning) or "error" for joints outside the limits
-    rasterize_mode: str = "classic"  # "classic" or "antialiased" (opacity compensated for the eps2d blur)
-    eps2d: float = 0.3  # px^2 added to every projected 2D covariance (the screen-space low-pass)
+    # The screen-space filter: eps2d px^2 is added to every projected 2D covariance, and "antialiased" scales
+    # opacities so the blur keeps each Gaussian's mass (Mip-Splatting's 2D filter). 0.1 px^2 is about a pixel's
+    # box filter (1/12), which is how the dataset's supersampled pixels average the scene; gsplat's default
+    # ("classic", 0.3) widens sub-pixel Gaussians instead, so thin parts such as fingers render too wide.
+    rasterize_mode: str = "antialiased"  # or "classic"
+    eps2d: float = 0.1
     skinning: SkinningConfig = field(default_factory=SkinningConfig)
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
 
@@ -75,8 +79,6 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         d = dict(d)
-        d.setdefault("rasterize_mode", "classic")  # checkpoints from before these settings rendered this way
-        d.setdefault("eps2d", 0.3)
         skinning = SkinningConfig(**d.pop("skinning", {}))
         appearance = AppearanceConfig(**d.pop("appearance", {}))
         return cls(**d, skinning=skinning, appearance=appearance)

@@ -121,10 +121,10 @@ def test_schema_and_shape_mismatch(saved, tmp_path, edit, message):
 
 
 def test_rasterization_settings_round_trip_and_older_checkpoints_render_as_they_were_trained(saved, tmp_path):
-    model = make_model(n=50, rasterize_mode="antialiased", eps2d=0.1)
-    save_checkpoint(tmp_path / "aa", model)
-    config = load_checkpoint(tmp_path / "aa").model.config
-    assert (config.rasterize_mode, config.eps2d) == ("antialiased", 0.1)
+    model = make_model(n=50, rasterize_mode="classic", eps2d=0.2)
+    save_checkpoint(tmp_path / "classic", model)
+    config = load_checkpoint(tmp_path / "classic").model.config
+    assert (config.rasterize_mode, config.eps2d) == ("classic", 0.2)
     target = copy_of(saved[1], tmp_path)
     meta = json.loads((target / META_FILE).read_text())
     del meta["model"]["rasterize_mode"], meta["model"]["eps2d"]

@@ -86,9 +86,9 @@ def test_rendered_features_are_composited_like_colours_in_the_same_pass(toy_mode
 
 
 def test_rasterization_settings_come_from_the_config_unless_a_call_overrides_them():
-    classic = make_model(seed=2)
-    antialiased = make_model(seed=2, rasterize_mode="antialiased", eps2d=0.1)
-    antialiased.load_state_dict(classic.state_dict())
+    antialiased = make_model(seed=2)  # the default: antialiased, eps2d 0.1
+    classic = make_model(seed=2, rasterize_mode="classic", eps2d=0.3)
+    classic.load_state_dict(antialiased.state_dict())
     viewmats, Ks = cameras(B=1)
     joints = torch.tensor([[0.2, -0.3, 0.5]])
     with torch.no_grad():
