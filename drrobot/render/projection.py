@@ -106,7 +106,7 @@ def project_gaussians(
     conics = torch.stack([c11 / det, -c01 / det, c00 / det], dim=-1)  # [C, N, 3]
     compensations = None
     if calc_compensations:
-        compensations = torch.sqrt(torch.clamp(det_orig / det, min=0.0))
+        compensations = _BlurCompensation.apply(det_orig / det)
 
     with torch.no_grad():
         extend = torch.full_like(z, MAX_EXTEND)
@@ -124,6 +124,22 @@ def project_gaussians(
         valid = valid & (my + radius[..., 1] > 0) & (my - radius[..., 1] < height)
         radii = torch.where(valid[..., None], radius, torch.zeros_like(radius)).to(torch.int32)
     return Projection(means2d, conics, means_c[..., 2], radii, compensations)
+
+
+class _BlurCompensation(torch.autograd.Function):
+    """sqrt(max(ratio, 0)) with gsplat's CUDA gradient 0.5 / (sqrt + 1e-6): plain autograd gives infinite
+    gradients as a Gaussian's projection flattens (ratio -> 0), which made antialiased training diverge."""
+
+    @staticmethod
+    def forward(ctx, ratio: Tensor) -> Tensor:  # [C, N] det(cov2d) / det(cov2d + eps2d I)
+        compensation = torch.sqrt(torch.clamp(ratio, min=0.0))
+        ctx.save_for_backward(ratio, compensation)
+        return compensation
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        ratio, compensation = ctx.saved_tensors
+        return torch.where(ratio > 0, grad * 0.5 / (compensation + 1e-6), torch.zeros_like(grad))
 
 
 def camera_centres(viewmats: Tensor) -> Tensor:

@@ -76,3 +76,21 @@ def test_gradcheck_camera_pose(composite_impl, sh):
 
     xi = torch.zeros(base.shape[0], 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(f, (xi,), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def test_antialiased_gradients_stay_finite_for_flat_gaussians():
+    """A Gaussian with a zero scale seen edge-on projects to a degenerate 2D covariance (compensation 0);
+    plain autograd of the compensation's sqrt gave infinite gradients there and training diverged."""
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.1, 0.0, 2.0]], requires_grad=True)
+    quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 2)
+    scales = torch.tensor([[0.0, 0.05, 0.05], [0.02, 0.02, 0.02]], requires_grad=True)  # first: flat, seen edge-on
+    opacities = torch.tensor([0.9, 0.9], requires_grad=True)
+    colors = torch.ones(2, 3)
+    K = torch.tensor([[[30.0, 0.0, 16.0], [0.0, 30.0, 16.0], [0.0, 0.0, 1.0]]])
+    for eps2d in (0.0, 0.1):
+        rendered, alphas, meta = rasterize(means, quats, scales, opacities, colors, torch.eye(4)[None], K, 32, 32,
+                                           eps2d=eps2d, rasterize_mode="antialiased")  # fmt: skip
+        (rendered.sum() + alphas.sum()).backward()
+        for tensor in (means, scales, opacities):
+            assert torch.isfinite(tensor.grad).all(), (eps2d, tensor.grad)
+            tensor.grad = None
