@@ -141,7 +141,7 @@ def _cpu_quick() -> TrainConfig:
                               max_gaussians=30_000),  # fmt: skip
         canonical_steps=1500,
         lbs_steps=200,
-        joint_steps=6000,
+        joint_steps=4500,
         views_per_step=2,
         sh_degree_interval=500,
     )
