@@ -3,8 +3,8 @@
 For each test view: PSNR and SSIM of the model's render against MuJoCo's image (both over black), the
 Chamfer distance between the posed Gaussian means and the ground-truth posed surface points (millimetres),
 and a per-link silhouette IoU (the model's link map, from rendering each Gaussian with its dominant
-skinning link as a one-hot colour, against MuJoCo's link mask, pooled over the test views; a missing gripper
-shows up as a failing link).
+skinning link as a one-hot colour, against MuJoCo's link mask, pooled over the test views with a 95% bootstrap
+interval over test poses; a missing gripper shows up as a failing link).
 Baselines computed in the same run: "No Deform" (appearance field off), "Nearest neighbour" (MuJoCo render,
 from the test camera, of the most similar of up to 1000 training poses) and "Random" (a random training pose).
 Writes `eval.md` (markdown table), `eval.json`, an image grid (`eval.png`: prediction | target | error) and a
@@ -168,7 +168,7 @@ class _LinkIoU:
     """Per-link silhouette IoU of link-id maps: pooled over views (intersections and unions summed, as
     segmentation benchmarks do), the mean of per-view IoUs (views where the link shows in either map), and a
     95% bootstrap interval of the pooled IoU that resamples test poses (a finger covering a few pixels per
-    view is measured to about +-0.01 from 64 views; the interval says how far to trust a number near 0.9)."""
+    view is measured to about +-0.02 from 64 views; the interval says how far to trust a number near 0.9)."""
 
     def __init__(self, num_links: int):
         self.num_links = num_links
@@ -218,9 +218,9 @@ def _pose_only(sample: dict) -> dict:
 
 def _render_model(model, weights, joints, base, viewmat, K, shape, backend):
     """The model's image [H, W, 3], alpha [H, W], link-id map [H, W] (-1 background) and posed means [N, 3]
-    for one view, given the model's skinning weights [N, L]. The link map renders each Gaussian's dominant skinning link as a one-hot colour, giving each
-    link's coverage of every pixel, and picks the majority among the links and background (1 - alpha), as
-    the dataset's masks do."""
+    for one view, given the model's skinning weights [N, L]. The link map renders each Gaussian's dominant
+    skinning link as a one-hot colour, giving each link's coverage of every pixel, and picks the majority among
+    the links and background (1 - alpha), as the dataset's masks do."""
     h, w = shape[:2]
     dev = model.device
     joints, viewmat, K = joints.to(dev), viewmat.to(dev), K.to(dev)
