@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu-quick", choices=sorted(PRESETS))
     parser.add_argument("--out", type=Path, default=Path("outputs/bench-training"))
     parser.add_argument("--data", type=Path, default=None, help="existing dataset (default: <out>/data, generated)")
-    parser.add_argument("--eval-views", type=int, default=64)
+    parser.add_argument("--eval-views", type=int, default=None, help="test views to evaluate (default: the preset's)")
     args = parser.parse_args()
 
     config = dataclasses.replace(
@@ -51,7 +51,8 @@ def main() -> None:
     start = time.perf_counter()
     trainer.train()
     train_s = time.perf_counter() - start
-    results = evaluate(trainer.model, config.data, config.out, args.eval_views, config.seed, config.backend)
+    eval_views = PRESETS[args.preset].eval_views if args.eval_views is None else args.eval_views
+    results = evaluate(trainer.model, config.data, config.out, eval_views, config.seed, config.backend)
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     steps = {"canonical": config.canonical_steps, "lbs": config.lbs_steps, "joint": config.joint_steps}
     device = torch.cuda.get_device_name() if trainer.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"

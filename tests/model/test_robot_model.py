@@ -86,14 +86,14 @@ def test_rendered_features_are_composited_like_colours_in_the_same_pass(toy_mode
 
 
 def test_rasterization_settings_come_from_the_config_unless_a_call_overrides_them():
-    antialiased = make_model(seed=2)  # the default: antialiased, eps2d 0.1
+    antialiased = make_model(seed=2)  # the default: antialiased, eps2d 0.05
     classic = make_model(seed=2, rasterize_mode="classic", eps2d=0.3)
     classic.load_state_dict(antialiased.state_dict())
     viewmats, Ks = cameras(B=1)
     joints = torch.tensor([[0.2, -0.3, 0.5]])
     with torch.no_grad():
         a = antialiased.render(joints, viewmats, Ks, 32, 32)
-        b = classic.render(joints, viewmats, Ks, 32, 32, rasterize_mode="antialiased", eps2d=0.1)
+        b = classic.render(joints, viewmats, Ks, 32, 32, rasterize_mode="antialiased", eps2d=0.05)
         c = classic.render(joints, viewmats, Ks, 32, 32)
         canonical = antialiased.render_canonical(viewmats[0], Ks[0], 32, 32)[1]
         canonical_classic = classic.render_canonical(viewmats[0], Ks[0], 32, 32)[1]
