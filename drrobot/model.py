@@ -59,7 +59,7 @@ class ModelConfig:
     # The screen-space filter: eps2d px^2 is added to every projected 2D covariance, and "antialiased" scales
     # opacities so the blur keeps each Gaussian's mass (Mip-Splatting's 2D filter). 0.05 px^2 stays below a
     # pixel's box filter (variance 1/12 px^2), which is how the dataset's supersampled pixels average the scene,
-    # so the filter never blurs more than the targets are blurred (0.1 cost the Panda's fingers ~0.012 IoU);
+    # so the filter never blurs more than the targets are blurred (0.1 cost the Panda's fingers ~0.01 IoU);
     # gsplat's default ("classic", 0.3) widens sub-pixel Gaussians instead, so thin parts render too wide.
     rasterize_mode: str = "antialiased"  # or "classic"
     eps2d: float = 0.05
