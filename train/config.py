@@ -20,6 +20,7 @@ from drrobot.model import ModelConfig
 from drrobot.skinning import SkinningConfig
 
 PresetName = Literal["cpu-quick", "default", "paper"]
+EVAL_VIEWS = 400  # test views the evaluation renders by default (a 7-pixel link's IoU to about +-0.01)
 
 
 @dataclasses.dataclass
@@ -103,7 +104,7 @@ class TrainConfig:
     image_every: int = 500
     """Write a prediction | target | error image grid every this many steps (0: never)."""
     checkpoint_every: int = 500
-    eval_views: int = 400
+    eval_views: int = EVAL_VIEWS
     """Test views rendered for the final evaluation (0: skip it; at most the test split's). 400 pin a 7-pixel
     link's IoU (a Panda finger at 128 px) down to about +-0.01; 64 only to about +-0.02."""
     wandb: Literal["offline", "online", "disabled"] = "offline"

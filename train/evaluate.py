@@ -35,6 +35,7 @@ from drrobot.joints import JointSpec
 from drrobot.metrics import chamfer_distance, psnr, silhouette_iou, ssim
 from drrobot.model import RobotModel
 from drrobot.train.batches import check_dataset
+from drrobot.train.config import EVAL_VIEWS
 from drrobot.train.logger import image_grid, link_grid
 
 NEIGHBOUR_POOL = 1000  # training poses searched by the nearest-neighbour baseline (as in the paper)
@@ -57,7 +58,7 @@ class _Scores:
 
 
 def evaluate(
-    model: RobotModel, data_root: Path, out_dir: Path, max_views: int = 400, seed: int = 0, backend: str = "auto"
+    model: RobotModel, data_root: Path, out_dir: Path, max_views: int = EVAL_VIEWS, seed: int = 0, backend: str = "auto"
 ) -> dict:
     """Run the protocol on up to `max_views` test views; write eval.md / eval.json / eval.png to `out_dir`."""
     manifest = check_dataset(Path(data_root), model.robot.name)
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="drrobot eval", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="checkpoint directory (e.g. outputs/panda-model/checkpoint)")
     parser.add_argument("--data", type=Path, default=None, help="dataset (default: the one the model was trained on)")
-    parser.add_argument("--views", type=int, default=400, help="held-out test views to evaluate")
+    parser.add_argument("--views", type=int, default=EVAL_VIEWS, help="held-out test views to evaluate")
     parser.add_argument("--out", type=Path, default=None, help="report directory (default: next to the checkpoint)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
