@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("drrobot.data.generate", "render a training dataset of a robot with MuJoCo"),
     "train": ("drrobot.train.run", "train a robot self-model (makes the dataset if missing), then evaluate it"),
     "eval": ("drrobot.train.evaluate", "evaluate a checkpoint on held-out test poses (PSNR, SSIM, Chamfer, IoU)"),
+    "pose": ("drrobot.apps.pose", "estimate joint angles and the camera from images, a video or a DREAM split"),
+    "lookalike": ("drrobot.data.lookalike", "render DREAM-format sequences that look like Panda-3CAM (for benchmarks)"),
 }
 """Subcommand -> (module with a `main(argv)` function, one-line help). Modules load lazily."""
 

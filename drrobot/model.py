@@ -9,7 +9,7 @@
 >>> out = model.render(joints, viewmats, Ks, 256, 256, features=w, skinning_weights=w)
 >>> out.features                    # [B, C, H, W, L] each pixel's mixture of links (for link masks)
 >>> posed = model.pose_gaussians(joints)                    # PosedGaussians: means [B, N, 3], quats, ...
->>> uv, depth = project_points(posed.means, viewmats, Ks)   # [B, C, N, 2], [B, C, N]  (point objectives)
+>>> uv, depth, in_front = project_points(posed.means, viewmats, Ks)   # [B, C, N, 2], [B, C, N] x2
 >>> model.export_ply("robot.ply", joints=None)              # canonical (or posed) Gaussians, 3DGS .ply
 
 Joints are pose vectors [B, J] in `model.joint_spec.names` order (radians / metres). A vector of the wrong
@@ -216,10 +216,15 @@ class RobotModel(nn.Module):
         return self.skinning(self.gaussians.means, self.gaussians.link_ids)
 
     def pose_gaussians(
-        self, joints: Tensor, base_pose: Tensor | None = None, skinning_weights: Tensor | None = None
+        self,
+        joints: Tensor,
+        base_pose: Tensor | None = None,
+        skinning_weights: Tensor | None = None,
+        appearance: bool = True,
     ) -> PosedGaussians:
         """Gaussians at poses `joints` [B, J] (floating base: `base_pose` [B, 7] xyz + wxyz or None).
-        `skinning_weights` [N, L]: `self.skinning_weights()` if already computed (saves evaluating the field)."""
+        `skinning_weights` [N, L]: `self.skinning_weights()` if already computed (saves evaluating the field).
+        `appearance=False` skips the appearance field (faster; the canonical Gaussians' look at every pose)."""
         joints = self.check_joints(joints)  # [B, J]
         g = self.gaussians
         link_poses = self.kinematics.link_poses(joints, base_pose)  # [B, L, 4, 4]
@@ -228,7 +233,7 @@ class RobotModel(nn.Module):
         means = blend.apply_points(g.means)  # [B, N, 3]
         sh = g.colors_sh()  # [N, K, 3]
         log_scales, opacity_logits, quats = g.scales, g.opacities, g.quats  # [N, 3], [N], [N, 4]
-        if self.appearance is not None:
+        if self.appearance is not None and appearance:
             delta = self.appearance(g.means, means, self.joint_spec.normalize(joints))
             log_scales = log_scales + delta.scales  # [B, N, 3]
             opacity_logits = opacity_logits + delta.opacities  # [B, N]
@@ -259,6 +264,7 @@ class RobotModel(nn.Module):
         render_mode: str = "RGB",  # "RGB" or "RGB+ED" (adds expected depth)
         features: Tensor | None = None,  # [N, F] or [B, N, F] per-Gaussian values to render too (e.g. weights)
         skinning_weights: Tensor | None = None,  # [N, L] `self.skinning_weights()` if already computed
+        appearance: bool = True,  # False: skip the appearance field (faster, see `pose_gaussians`)
         **rasterize_kwargs,  # near_plane, far_plane, backend, ... (eps2d, rasterize_mode: the config's)
     ) -> RenderOutput:
         """Render B poses, each from its C cameras; differentiable w.r.t. joints, base pose, cameras, parameters.
@@ -267,7 +273,7 @@ class RobotModel(nn.Module):
         the SH colours are then evaluated here and rasterized with them in one pass."""
         if render_mode not in ("RGB", "RGB+ED"):
             raise ValueError(f"render_mode must be 'RGB' or 'RGB+ED', got {render_mode!r}")
-        posed = self.pose_gaussians(joints, base_pose, skinning_weights)
+        posed = self.pose_gaussians(joints, base_pose, skinning_weights, appearance)
         B = posed.means.shape[0]
         if viewmats.shape[:1] != (B,) or viewmats.shape[-2:] != (4, 4) or viewmats.ndim != 4:
             raise ValueError(f"viewmats must be [B={B}, C, 4, 4], got {tuple(viewmats.shape)}")
@@ -378,13 +384,25 @@ def _with_features(
     return colors, None, backgrounds
 
 
-def project_points(points: Tensor, viewmats: Tensor, Ks: Tensor) -> tuple[Tensor, Tensor]:
+def project_points(
+    points: Tensor, viewmats: Tensor, Ks: Tensor, near_plane: float = 1e-6
+) -> tuple[Tensor, Tensor, Tensor]:
     """Pinhole projection, gsplat conventions (pixel centres at +0.5, so it matches rasterize's means2d).
 
     points [B, N, 3] world, viewmats [B, C, 4, 4] world->camera, Ks [B, C, 3, 3].
-    Returns pixel coordinates [B, C, N, 2] and camera-space depths [B, C, N].
+    Returns pixel coordinates [B, C, N, 2], camera-space depths [B, C, N] and `in_front` [B, C, N] bool
+    (depth > near_plane). Points behind the camera project through a clamped depth (finite, but meaningless:
+    mask them with `in_front`). Shapes are checked (ValueError).
     """
+    if points.ndim != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points must be [B, N, 3], got {tuple(points.shape)}")
+    B = points.shape[0]
+    if viewmats.ndim != 4 or viewmats.shape[0] != B or viewmats.shape[-2:] != (4, 4):
+        raise ValueError(f"viewmats must be [B={B}, C, 4, 4], got {tuple(viewmats.shape)}")
+    if tuple(Ks.shape) != (*viewmats.shape[:2], 3, 3):
+        raise ValueError(f"Ks must be [B={B}, C={viewmats.shape[1]}, 3, 3], got {tuple(Ks.shape)}")
     cam = torch.einsum("bcij,bnj->bcni", viewmats[:, :, :3, :3], points) + viewmats[:, :, None, :3, 3]  # [B, C, N, 3]
     depth = cam[..., 2]  # [B, C, N]
+    in_front = depth > near_plane
     pix = torch.einsum("bcij,bcnj->bcni", Ks, cam)  # [B, C, N, 3]
-    return pix[..., :2] / depth[..., None], depth
+    return pix[..., :2] / depth.clamp_min(near_plane)[..., None], depth, in_front

@@ -47,7 +47,7 @@ def test_render_shapes_and_means2d(toy_model):
     assert out.images.shape == (2, 2, 24, 32, 3) and out.alphas.shape == (2, 2, 24, 32, 1)
     assert out.depths.shape == (2, 2, 24, 32, 1) and out.means2d.shape == (2, 2, N, 2)
     assert out.alphas.max() > 0.5 and len(out.metas) == 2
-    uv, depth = project_points(out.posed.means, viewmats, Ks)
+    uv, depth, in_front = project_points(out.posed.means, viewmats, Ks)
     assert torch.allclose(uv, out.means2d, atol=1e-3)
     assert torch.allclose(depth, torch.stack([m["depths"] for m in out.metas]), atol=1e-5)
     assert not torch.allclose(out.images[0], out.images[1])  # the pose changes the picture

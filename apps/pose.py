@@ -1,0 +1,201 @@
+"""`drrobot pose`: a robot's joint angles (and the camera) from images, a video or a DREAM split.
+
+    drrobot pose --checkpoint outputs/panda-model/checkpoint --dream path/to/panda-3cam_azure --out out/azure
+    drrobot pose --checkpoint CKPT --video clip.mp4 --camera.fovy-deg 50 --out out/clip
+    drrobot pose --checkpoint CKPT --images a.png b.png --camera.fx 600 --camera.fy 600 --camera.cx 320 --camera.cy 240
+
+Writes to `--out`: `trajectory.json` (joints, camera, loss per frame), `overlay.mp4` (videos) or `overlay.png`
+(images: the model rendered over the input), `joints.png` (each joint over time, with the ground truth when
+known) and, for DREAM input, `metrics.json` + `metrics.md` (joint error, ADD, ADD-AUC, PCK-AUC, fps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+from drrobot.apps.visuals import overlay_frames, plot_joints, write_grid, write_video
+from drrobot.checkpoint import CheckpointError, load_checkpoint
+from drrobot.data.dream import DreamFormatError, load_dream
+from drrobot.data.files import write_atomic, write_json_atomic
+from drrobot.fit.dream_eval import dream_truth, score_reconstruction
+from drrobot.fit.frames import DreamFrames, FrameError, open_frames, read_mask
+from drrobot.fit.reconstruct import ReconstructConfig, Reconstruction, reconstruct
+from drrobot.fit.trajectory import trajectory_dict, write_trajectory
+from drrobot.robots import RobotNotFoundError
+
+TRAJECTORY = "trajectory.json"
+
+
+@dataclasses.dataclass
+class CameraArgs:
+    """The camera's intrinsics (pixels of the input frames) and, if known, its pose."""
+
+    fx: float | None = None
+    fy: float | None = None
+    cx: float | None = None
+    """Principal point (default: the image centre)."""
+    cy: float | None = None
+    fovy_deg: float = 55.0
+    """Vertical field of view used when fx/fy are not given (a guess; DREAM input brings its own intrinsics)."""
+    viewmat: Path | None = None
+    """JSON file with a known world->camera 4x4 matrix (OpenCV axes; the robot base is the world origin)."""
+
+
+@dataclasses.dataclass
+class PoseConfig:
+    """Estimate joint angles and the camera from images, a video or a DREAM split."""
+
+    checkpoint: Path
+    """Trained model (`drrobot train` output, e.g. outputs/panda-model/checkpoint)."""
+    out: Path = Path("outputs/pose")
+    """Output directory."""
+    images: tuple[Path, ...] = ()
+    """Image files (each solved, then tracked in the given order)."""
+    folder: Path | None = None
+    """A folder of images, in name order."""
+    video: Path | None = None
+    """A video file (mp4, avi, mov, webm, ...)."""
+    dream: Path | None = None
+    """A DREAM-format split (Panda-3CAM): intrinsics and ground truth come from it."""
+    masks: Path | None = None
+    """Optional folder of robot masks named like the frames (`<frame>.png`; > 0 is robot)."""
+    camera: CameraArgs = dataclasses.field(default_factory=CameraArgs)
+    stride: int = 1
+    """Use every stride-th frame."""
+    max_frames: int | None = None
+    """Use at most this many frames."""
+    device: str = "cpu"
+    reconstruct: ReconstructConfig = dataclasses.field(default_factory=ReconstructConfig)
+    overlay_fps: float = 10.0
+    progress: bool = True
+
+
+class UsageError(ValueError):
+    """Arguments that do not make sense together."""
+
+
+def run(config: PoseConfig) -> dict:
+    """The whole job; returns the metrics (or {} without ground truth)."""
+    check_output_dir(config.out)
+    ckpt = load_checkpoint(config.checkpoint, device=config.device)
+    model = ckpt.model.eval()
+    sequence = truth = None
+    if config.dream is not None:
+        if config.images or config.folder or config.video:
+            raise UsageError("give either --dream or images/--folder/--video, not both")
+        sequence = load_dream(config.dream, stride=config.stride, max_frames=config.max_frames)
+        if not sequence.frames:
+            raise DreamFormatError(f"DREAM folder {config.dream} has no frames")
+        truth = dream_truth(sequence, model)
+        frames, K = DreamFrames(sequence), torch.as_tensor(sequence.K, dtype=torch.float32)
+    else:
+        frames = open_frames(config.images, config.folder, config.video, config.stride, config.max_frames)
+        K = intrinsics(config.camera, *np.asarray(frames[0]).shape[1::-1])
+    masks = mask_reader(config.masks, frames) if config.masks else None
+    viewmat = read_viewmat(config.camera.viewmat) if config.camera.viewmat else None
+    rec = reconstruct(model, frames, K, config.reconstruct, masks, viewmat, progress=config.progress)
+    return write_outputs(config, model, frames, rec, truth)
+
+
+def intrinsics(camera: CameraArgs, width: int, height: int) -> torch.Tensor:
+    """K [3, 3] from the given numbers, the field of view guess filling the rest; checked against the image."""
+    f_guess = (height / 2) / math.tan(math.radians(camera.fovy_deg) / 2)
+    fx = camera.fx or camera.fy or f_guess
+    fy = camera.fy or camera.fx or f_guess
+    cx = width / 2 if camera.cx is None else camera.cx
+    cy = height / 2 if camera.cy is None else camera.cy
+    if not (fx > 0 and fy > 0):
+        raise UsageError(f"--camera.fx/--camera.fy must be positive, got {fx}, {fy}")
+    if not (0 < cx < width and 0 < cy < height):
+        raise UsageError(f"principal point ({cx}, {cy}) lies outside the {width}x{height} image: do the "
+                         "intrinsics belong to images of another size?")  # fmt: skip
+    return torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=torch.float32)
+
+
+def read_viewmat(path: Path) -> torch.Tensor:
+    try:
+        value = np.asarray(json.loads(Path(path).read_text()), dtype=np.float64)
+    except (OSError, ValueError, TypeError) as err:
+        raise UsageError(f"cannot read --camera.viewmat {path}: {err}") from err
+    if value.shape != (4, 4) or not np.isfinite(value).all():
+        raise UsageError(f"--camera.viewmat {path} must hold a finite 4x4 matrix, got shape {value.shape}")
+    return torch.as_tensor(value, dtype=torch.float32)
+
+
+def mask_reader(folder: Path, frames):
+    """frame index -> mask [H, W] read from `folder/<frame name>.png` (or any image extension)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FrameError(f"mask folder {folder} does not exist")
+    files = {p.stem: p for p in folder.iterdir() if p.is_file()}
+    missing = [n for n in frames.names if n not in files]
+    if missing:
+        raise FrameError(f"mask folder {folder} has no mask for frame(s) {', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''} (expected <frame>.png)")  # fmt: skip
+    return lambda i: read_mask(files[frames.names[i]], np.asarray(frames[i]).shape[:2])
+
+
+def check_output_dir(out: Path) -> None:
+    """Fail before any work when `out` cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"--out {out} is not a writable directory ({err.strerror or err})") from err
+
+
+def write_outputs(config: PoseConfig, model, frames, rec: Reconstruction, truth) -> dict:
+    """trajectory.json last, so its presence means the run finished."""
+    out = config.out
+    estimate = rec.joints.cpu().numpy()
+    shown = overlay_frames(model, frames, rec.joints, rec.viewmats, rec.Ks, config.reconstruct.working_width)
+    if config.video or config.dream:
+        write_video(out / "overlay.mp4", shown, config.overlay_fps)
+    else:
+        write_grid(out / "overlay.png", shown)
+    plot_joints(out / "joints.png", model.joint_spec.names, estimate, None if truth is None else truth.joints)
+    metrics = {}
+    if truth is not None:
+        scored = score_reconstruction(model, estimate, rec.viewmats.cpu().numpy(), rec.Ks.cpu().numpy(), truth, rec.fps)
+        metrics = {**scored.to_dict(), "background": rec.background, "seconds_first_frame": rec.seconds_first,
+                   "seconds_tracking": rec.seconds_track}  # fmt: skip
+        write_json_atomic(out / "metrics.json", metrics)
+        title = f"{config.dream} ({len(rec.names)} frames, background {rec.background})"
+        write_atomic(out / "metrics.md", scored.to_markdown(title).encode())
+    trajectory = trajectory_dict(model.joint_spec.names, rec.names, estimate, rec.viewmats, rec.Ks, rec.losses)
+    write_trajectory(out / TRAJECTORY, trajectory)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = tyro.cli(PoseConfig, args=argv, prog="drrobot pose", description=__doc__.splitlines()[0])
+    try:
+        metrics = run(config)
+    except UsageError as err:
+        print(f"drrobot pose: error: {err}", file=sys.stderr)
+        return 2
+    except (CheckpointError, RobotNotFoundError, DreamFormatError, FrameError, ValueError, OSError) as err:
+        print(f"drrobot pose: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("drrobot pose: interrupted; nothing written as complete", file=sys.stderr)
+        return 130
+    if metrics:
+        print(f"joint error {metrics['joint_error_deg']:.2f} deg, ADD-AUC {metrics['add_auc']:.3f}, "
+              f"{metrics['fps']:.2f} frames/s")  # fmt: skip
+    print(f"wrote {config.out / TRAJECTORY}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The fitting core the applications share: cameras, pose parameters, objectives, the optimiser loop, solvers.
+
+>>> obs = Observation(images[None, None], border_background(images)[None, None])    # [1, 1, H, W, 3]
+>>> result = solve_from_scratch(model, obs, K)                                     # joints and camera
+>>> result.joints[0], result.viewmats[0, 0]                                        # [J], [4, 4]
+"""
+
+from drrobot.fit.background import border_background, foreground, masked_background, median_background
+from drrobot.fit.cameras import CameraDelta, Cameras, look_at
+from drrobot.fit.objectives import Keypoints, Objective, ObjectiveWeights, Observation
+from drrobot.fit.optimize import FitConfig, FitResult, fit, render_state
+from drrobot.fit.params import LearningRates, PoseParameters
+from drrobot.fit.solve import ScratchConfig, Track, TrackConfig, solve_from_scratch, track
+
+__all__ = [
+    "CameraDelta", "Cameras", "FitConfig", "FitResult", "Keypoints", "LearningRates", "Objective",
+    "ObjectiveWeights", "Observation", "PoseParameters", "ScratchConfig", "Track", "TrackConfig",
+    "border_background", "fit", "foreground", "look_at", "masked_background", "median_background",
+    "render_state", "solve_from_scratch", "track",
+]  # fmt: skip

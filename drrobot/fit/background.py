@@ -1,0 +1,68 @@
+"""Backgrounds (the scene without the robot) for fitting real images, and the foreground they imply.
+
+Which one applies:
+- `median_background`: a static camera filming a moving robot (Panda-3CAM, most lab videos). The temporal median
+  of the frames removes whatever moves; parts that never move (the base) stay in it, which costs nothing: a
+  render of them over the background shows the same pixels.
+- `masked_background`: the user has robot masks (or a segmentation model, see `Segmenter`): the image outside
+  the mask, the mask filled with the median colour of the rest.
+- `border_background`: one image, no mask, a roughly uniform backdrop (renders, studio shots): the median colour
+  of the image border. A cluttered backdrop without a mask or a video will mislead it: give masks then.
+
+Images are float tensors [..., H, W, 3] in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+Segmenter = Callable[[np.ndarray], np.ndarray]
+"""A hook for a segmentation model: image [H, W, 3] uint8 -> robot mask [H, W] (bool or [0, 1] float)."""
+
+FOREGROUND_THRESHOLD = 0.12  # max channel difference from the background that counts as foreground
+
+
+def median_background(frames: Tensor, max_frames: int = 64) -> Tensor:
+    """Temporal median of a static camera's frames [T, H, W, 3] (at most `max_frames`, evenly spread) -> [H, W, 3]."""
+    if frames.ndim != 4 or frames.shape[0] < 1:
+        raise ValueError(f"frames must be [T, H, W, 3] with T >= 1, got {tuple(frames.shape)}")
+    index = torch.linspace(0, frames.shape[0] - 1, min(max_frames, frames.shape[0])).round().long()
+    return frames[index].float().median(dim=0).values
+
+
+def masked_background(image: Tensor, mask: Tensor) -> Tensor:
+    """image [H, W, 3] outside `mask` [H, W] (> 0.5: robot), the median colour of the outside within it."""
+    robot = mask > 0.5
+    outside = image[~robot]  # [P, 3]
+    fill = outside.median(dim=0).values if len(outside) else image.new_full((3,), 0.5)
+    return torch.where(robot[..., None], fill, image)
+
+
+def border_background(image: Tensor, border: float = 0.04) -> Tensor:
+    """A uniform background [H, W, 3]: the median colour of the outer `border` fraction of image [H, W, 3]."""
+    h, w = image.shape[:2]
+    bh, bw = max(1, round(border * h)), max(1, round(border * w))
+    edge = torch.cat([image[:bh].reshape(-1, 3), image[-bh:].reshape(-1, 3), image[:, :bw].reshape(-1, 3),
+                      image[:, -bw:].reshape(-1, 3)])  # fmt: skip
+    return edge.median(dim=0).values.expand(h, w, 3).clone()
+
+
+def foreground(image: Tensor, background: Tensor, threshold: float = FOREGROUND_THRESHOLD) -> Tensor:
+    """Pixels [..., H, W] bool that differ from the background by more than `threshold` in some channel,
+    cleaned of isolated pixels (a 3x3 majority)."""
+    raw = ((image - background).abs().amax(dim=-1) > threshold).float()  # [..., H, W]
+    lead, (h, w) = raw.shape[:-2], raw.shape[-2:]
+    votes = torch.nn.functional.avg_pool2d(raw.reshape(-1, 1, h, w), 3, stride=1, padding=1)
+    return (votes > 0.5).reshape(*lead, h, w)
+
+
+def mask_stats(mask: Tensor) -> tuple[Tensor, float] | None:
+    """Centroid (u, v) [2] in pixels (centres at +0.5) and area (pixels) of a mask [H, W]; None if empty."""
+    v, u = torch.nonzero(mask, as_tuple=True)
+    if len(u) == 0:
+        return None
+    return torch.stack([u.float().mean(), v.float().mean()]) + 0.5, float(len(u))

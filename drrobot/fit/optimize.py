@@ -1,0 +1,151 @@
+"""The fitting loop: Adam over `PoseParameters` against an `Objective`, coarse to fine, with early stopping.
+
+>>> params = PoseParameters(model.joint_spec, joints0, viewmats0, Ks0)          # B hypotheses
+>>> result = fit(model, params, observation, Objective(), FitConfig())
+>>> result.joints[result.best], result.losses                               # [J], [B]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from drrobot.fit.cameras import scale_intrinsics
+from drrobot.fit.objectives import FitState, Objective, Observation
+from drrobot.fit.params import LearningRates, PoseParameters
+from drrobot.model import RenderOutput, RobotModel
+
+
+@dataclasses.dataclass
+class FitConfig:
+    """How long and how finely to optimise."""
+
+    steps: tuple[int, ...] = (40, 40)
+    """Adam steps per pyramid level (at most: a level ends early when the loss stops improving)."""
+    scales: tuple[float, ...] = (0.5, 1.0)
+    """Image scale of each level relative to the observation (coarse to fine)."""
+    lr: LearningRates = dataclasses.field(default_factory=LearningRates)
+    patience: int = 10
+    """Steps without a relative improvement of `tolerance` that end a level."""
+    tolerance: float = 1e-3
+    appearance: bool = False
+    """Render with the appearance field (slower; see BENCHMARKS.md for what it adds)."""
+
+    def __post_init__(self):
+        if len(self.steps) != len(self.scales) or not self.steps:
+            raise ValueError(f"steps {self.steps} and scales {self.scales} must be non-empty and of equal length")
+        if any(s < 0 for s in self.steps) or any(not 0 < s <= 4 for s in self.scales):
+            raise ValueError(f"steps must be >= 0 and scales in (0, 4], got {self.steps}, {self.scales}")
+
+
+@dataclasses.dataclass
+class FitResult:
+    """The hypotheses after fitting (detached)."""
+
+    joints: Tensor  # [B, J]
+    viewmats: Tensor  # [B, C, 4, 4]
+    Ks: Tensor  # [B, C, 3, 3] at the observation's resolution
+    base_pose: Tensor | None  # [B, 7]
+    losses: Tensor  # [B] final objective at the finest level
+    terms: dict[str, Tensor]  # term name -> [B] unweighted final values
+    history: list[list[float]]  # per step, the objective of every hypothesis
+    steps: int  # steps taken over all levels
+
+    @property
+    def best(self) -> int:
+        """Index of the hypothesis with the lowest final loss."""
+        return int(self.losses.argmin())
+
+
+def fit(
+    model: RobotModel,
+    params: PoseParameters,
+    observation: Observation,
+    objective: Objective,
+    config: FitConfig | None = None,
+    skinning_weights: Tensor | None = None,  # [N, L] cached `model.skinning_weights()`
+    progress: bool = False,
+) -> FitResult:
+    """Minimise `objective` over `params` (all hypotheses at once); see the module docstring."""
+    config = config or FitConfig()
+    weights = skinning_weights if skinning_weights is not None else cached_skinning_weights(model)
+    optimizer = torch.optim.Adam(params.param_groups(config.lr))
+    history: list[list[float]] = []
+    bar = tqdm(total=sum(config.steps), desc="fit", leave=False, disable=not progress)
+    with frozen(model):
+        for steps, scale in zip(config.steps, config.scales):
+            level = observation.resized(max(1, round(scale * observation.width)), max(1, round(scale * observation.height)))
+            best, stale = float("inf"), 0
+            for _ in range(steps):
+                loss = objective(_state(model, params, level, weights, config.appearance))  # [B]
+                optimizer.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                optimizer.step()
+                history.append(loss.detach().tolist())
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach().min()):.4f}")
+                total = float(loss.detach().sum())
+                best, stale = (total, 0) if total < best * (1 - config.tolerance) else (best, stale + 1)
+                if stale >= config.patience:
+                    break
+        bar.close()
+        with torch.no_grad():
+            state = _state(model, params, level, weights, config.appearance)
+            terms = objective.terms(state)
+            losses = sum(weight * value for weight, value in terms.values())
+    values = params.select(list(range(params.batch)))
+    return FitResult(
+        joints=values["joints"], viewmats=values["viewmats"], Ks=values["Ks"], base_pose=values["base_pose"],
+        losses=losses.detach(), terms={k: v.detach() for k, (_, v) in terms.items()}, history=history,
+        steps=len(history),
+    )  # fmt: skip
+
+
+def render_state(
+    model: RobotModel,
+    joints: Tensor,  # [B, J]
+    viewmats: Tensor,  # [B, C, 4, 4]
+    Ks: Tensor,  # [B, C, 3, 3] at width x height
+    width: int,
+    height: int,
+    base_pose: Tensor | None = None,  # [B, 7]
+    skinning_weights: Tensor | None = None,  # [N, L]
+    appearance: bool = False,
+) -> RenderOutput:
+    """B poses x C cameras rendered premultiplied (black background) for fitting: cached skinning weights, the
+    appearance field optional, input validation skipped (the fit's parameters are valid by construction)."""
+    weights = skinning_weights if skinning_weights is not None else cached_skinning_weights(model)
+    return model.render(joints, viewmats, Ks, width, height, base_pose=base_pose, skinning_weights=weights,
+                        appearance=appearance, validate=False)  # fmt: skip
+
+
+def _state(model: RobotModel, params: PoseParameters, obs: Observation, weights: Tensor, appearance: bool) -> FitState:
+    """Render the current hypotheses at the observation's resolution and bundle what the terms need."""
+    joints, viewmats = params.joints(), params.viewmats()
+    width, height = params.image_size  # the resolution params' Ks are for
+    Ks = scale_intrinsics(params.Ks().expand_as(params.reference_Ks), obs.width / width, obs.height / height)
+    render = render_state(model, joints, viewmats, Ks, obs.width, obs.height, params.base_pose(), weights, appearance)
+    return FitState(render, obs, joints, model.joint_spec.normalize(joints), viewmats, Ks,
+                    params.color_gain, params.color_bias)  # fmt: skip
+
+
+def cached_skinning_weights(model: RobotModel) -> Tensor:
+    """The model's skinning weights [N, L], evaluated once without autograd (they do not depend on the pose)."""
+    with torch.no_grad():
+        return model.skinning_weights()
+
+
+@contextlib.contextmanager
+def frozen(model: RobotModel):
+    """The model's own parameters take no gradients inside (a fit changes only the pose parameters)."""
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)

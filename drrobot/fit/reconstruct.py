@@ -1,0 +1,195 @@
+"""Pose reconstruction of a frame sequence (one image, a folder, a video, a DREAM split) with one camera.
+
+>>> rec = reconstruct(model, open_frames(video="clip.mp4"), K)          # K [3, 3] at the frames' resolution
+>>> rec.joints, rec.viewmats, rec.Ks                                    # [T, J], [T, 4, 4], [T, 3, 3]
+
+Steps: frames are shrunk to `working_width`; a background is chosen (`ReconstructConfig.background`, see
+`drrobot.fit.background`); frame 0 is solved from scratch (camera unknown) or, with a known camera, from several
+joint starts; the other frames are tracked (`drrobot.fit.solve.track`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from drrobot.fit.background import border_background, masked_background, median_background
+from drrobot.fit.cameras import scale_intrinsics
+from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
+from drrobot.fit.optimize import FitConfig, FitResult, fit
+from drrobot.fit.params import PoseParameters
+from drrobot.fit.solve import ScratchConfig, TrackConfig, prior_joints, solve_from_scratch, track
+from drrobot.model import RobotModel
+
+BackgroundMode = Literal["auto", "median", "masks", "border"]
+
+
+@dataclasses.dataclass
+class ReconstructConfig:
+    """How `reconstruct` works; the defaults are meant for an unseen sequence without tuning."""
+
+    working_width: int = 320
+    """Frames are shrunk to this width (intrinsics scaled) before fitting."""
+    background: BackgroundMode = "auto"
+    """auto: masks if given, else the temporal median for a static camera with >= `median_min_frames` frames,
+    else the border colour. median: static camera videos. masks: the image outside the masks. border: a
+    uniform backdrop."""
+    median_frames: int = 64
+    """Frames (evenly spread) the median background is computed from."""
+    median_min_frames: int = 8
+    """auto picks the median only with at least this many frames (fewer cannot remove the robot)."""
+    starts: int = 4
+    """Joint starts tried on frame 0 when the camera is known (the prior pose plus random ones)."""
+    seed: int = 0
+    scratch: ScratchConfig = dataclasses.field(default_factory=ScratchConfig)
+    track: TrackConfig = dataclasses.field(default_factory=TrackConfig)
+    weights: ObjectiveWeights = dataclasses.field(default_factory=ObjectiveWeights)
+
+
+@dataclasses.dataclass
+class Reconstruction:
+    """The fitted sequence at the frames' own resolution."""
+
+    names: list[str]  # [T] frame names
+    joints: Tensor  # [T, J]
+    viewmats: Tensor  # [T, 4, 4]
+    Ks: Tensor  # [T, 3, 3] at the frames' resolution
+    losses: Tensor  # [T]
+    background: str  # the background mode used
+    seconds_first: float  # solving frame 0
+    seconds_track: float  # tracking the rest (all passes)
+
+    @property
+    def fps(self) -> float:
+        """Frames per second over the whole sequence."""
+        return len(self.names) / max(self.seconds_first + self.seconds_track, 1e-9)
+
+
+class FrameTensors:
+    """Frames (and masks) shrunk to the working size as float tensors, with their backgrounds; cached."""
+
+    def __init__(self, frames, masks: Callable[[int], np.ndarray] | None, width: int, height: int, mode: str,
+                 device: torch.device, median_frames: int):  # fmt: skip
+        self.frames, self.masks, self.size, self.mode, self.device = frames, masks, (width, height), mode, device
+        self._cache: dict[int, Observation] = {}
+        self.median = None
+        if mode == "median":
+            index = np.linspace(0, len(frames) - 1, min(median_frames, len(frames))).round().astype(int)
+            self.median = median_background(torch.stack([self._image(int(i)) for i in np.unique(index)]))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> Observation:
+        if index not in self._cache:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[index] = self._observation(index)
+        return self._cache[index]
+
+    def _image(self, index: int) -> Tensor:
+        return shrink(self.frames[index], *self.size).to(self.device)
+
+    def _observation(self, index: int) -> Observation:
+        image = self._image(index)  # [H, W, 3]
+        mask = None
+        if self.masks is not None:
+            mask = shrink(self.masks(index)[..., None], *self.size)[..., 0].to(self.device)
+        if self.mode == "median":
+            background = self.median
+        elif self.mode == "masks":
+            background = masked_background(image, mask)
+        else:
+            background = border_background(image)
+        return Observation(image[None, None], background[None, None], None if mask is None else mask[None, None])
+
+
+def shrink(image: np.ndarray, width: int, height: int) -> Tensor:
+    """uint8 or float [H, W, D] -> float tensor [height, width, D] in [0, 1] (area averaging)."""
+    x = torch.as_tensor(np.ascontiguousarray(image)).float()
+    if image.dtype == np.uint8:
+        x = x / 255.0
+    if x.shape[:2] == (height, width):
+        return x
+    out = F.interpolate(x.permute(2, 0, 1)[None], size=(height, width), mode="area")
+    return out[0].permute(1, 2, 0)
+
+
+def choose_background(mode: BackgroundMode, has_masks: bool, num_frames: int, static: bool, min_frames: int) -> str:
+    """The background mode `auto` resolves to (and checks that an explicit one is possible)."""
+    if mode == "masks" and not has_masks:
+        raise ValueError("background 'masks' needs masks (--masks DIR)")
+    if mode == "median" and not static:
+        raise ValueError("background 'median' needs a static camera")
+    if mode != "auto":
+        return mode
+    if has_masks:
+        return "masks"
+    return "median" if static and num_frames >= min_frames else "border"
+
+
+def reconstruct(
+    model: RobotModel,
+    frames: Sequence[np.ndarray],  # T frames [H, W, 3] uint8 with `.names`
+    K: Tensor,  # [3, 3] at the frames' resolution
+    config: ReconstructConfig | None = None,
+    masks: Callable[[int], np.ndarray] | None = None,  # frame index -> [H, W] float in [0, 1]
+    viewmat: Tensor | None = None,  # [4, 4] known world->camera (the camera is then not optimised)
+    progress: bool = False,
+    on_frame: Callable[[int, Tensor, float], None] | None = None,
+) -> Reconstruction:
+    """Joints (and the camera unless given) of every frame; see the module docstring."""
+    config = config or ReconstructConfig()
+    first = np.asarray(frames[0])
+    H0, W0 = first.shape[:2]
+    width = min(config.working_width, W0)
+    height = max(1, round(H0 * width / W0))
+    K = torch.as_tensor(K, dtype=torch.float32, device=model.device)
+    K_work = scale_intrinsics(K, width / W0, height / H0)
+    mode = choose_background(config.background, masks is not None, len(frames), config.track.static_camera,
+                             config.median_min_frames)  # fmt: skip
+    data = FrameTensors(frames, masks, width, height, mode, model.device, config.median_frames)
+    start_time = time.perf_counter()
+    if viewmat is None:
+        start = solve_from_scratch(model, data[0], K_work, config.scratch, config.weights, progress)
+    else:
+        start = _solve_joints(model, data[0], K_work, torch.as_tensor(viewmat, dtype=torch.float32), config)
+    first_done = time.perf_counter()
+    track_config = config.track
+    if viewmat is not None:
+        track_config = dataclasses.replace(track_config, refine_camera=False, static_camera=True)
+    result = track(model, data, len(frames), start, track_config, config.weights, progress, on_frame)
+    T = len(frames)
+    return Reconstruction(
+        names=list(frames.names) if hasattr(frames, "names") else [f"{t:06d}" for t in range(T)],
+        joints=result.joints,
+        viewmats=result.viewmats[:, 0],
+        Ks=K.expand(T, 3, 3).clone(),
+        losses=result.losses,
+        background=mode,
+        seconds_first=first_done - start_time,
+        seconds_track=time.perf_counter() - first_done,
+    )
+
+
+def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig) -> FitResult:
+    """Frame 0 with a known camera: the prior pose and `starts - 1` random poses, joints only; the best."""
+    spec = model.joint_spec
+    generator = torch.Generator().manual_seed(config.seed)
+    random = spec.denormalize(0.8 * (2 * torch.rand(max(config.starts - 1, 0), spec.dof, generator=generator) - 1))
+    joints = torch.cat([prior_joints(model, config.scratch.prior)[None].cpu(), random]).to(model.device)  # [S, J]
+    S = len(joints)
+    params = PoseParameters(spec, joints, viewmat.to(model.device).expand(S, 1, 4, 4), K.expand(S, 1, 3, 3),
+                            (obs.width, obs.height), optimize_camera=False)  # fmt: skip
+    rounds = FitConfig(steps=config.scratch.round_steps, scales=config.scratch.round_scales)
+    result = fit(model, params, obs, Objective(config.weights), rounds)
+    best = result.best
+    params = PoseParameters(spec, result.joints[best : best + 1], result.viewmats[best : best + 1],
+                            K.expand(1, 1, 3, 3), (obs.width, obs.height), optimize_camera=False)  # fmt: skip
+    return fit(model, params, obs, Objective(config.weights), config.scratch.final)

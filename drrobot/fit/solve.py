@@ -1,0 +1,284 @@
+"""Solvers built on `fit`: one image from scratch (camera unknown), and a video tracked frame by frame.
+
+From scratch (`solve_from_scratch`): the camera is searched on a grid of viewing directions around the robot at a
+prior pose. Each direction is first *placed* so the robot's rendered silhouette matches the observed foreground
+in size and position (distance from the area ratio, image shift from the centroids), then all placements are
+scored in one low-resolution render; the best few are refined (joints and camera) coarse to fine and the one
+with the lowest loss is refined at full resolution.
+
+Video (`track`): each frame starts from the previous one and optimises the joints (the camera is held, static);
+optionally the camera is then refined jointly with the joints of keyframes spread over the sequence, and the
+frames are re-tracked with it (`TrackConfig.refine_camera`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from drrobot.fit.background import foreground, mask_stats
+from drrobot.fit.cameras import look_at, rigid, scale_intrinsics
+from drrobot.fit.objectives import FitState, Objective, ObjectiveWeights, Observation
+from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit, frozen, render_state
+from drrobot.fit.params import PoseParameters
+from drrobot.model import RobotModel
+
+
+@dataclasses.dataclass
+class ScratchConfig:
+    """Search and refinement settings of `solve_from_scratch`."""
+
+    azimuths: int = 12
+    """Viewing directions around the robot (evenly spaced)."""
+    elevations_deg: tuple[float, ...] = (0.0, 20.0, 40.0)
+    """Camera elevations above the robot's centre."""
+    rolls_deg: tuple[float, ...] = (0.0,)
+    """Camera rolls about the optical axis (add e.g. -20, 20 for tilted handheld cameras)."""
+    distance_factors: tuple[float, ...] = (1.0, 0.75, 0.55)
+    """Camera distances tried per direction, relative to the one whose silhouette area matches the foreground
+    (a median background misses the parts that never move, so the match is an upper bound)."""
+    keep: tuple[int, ...] = (16, 4)
+    """Hypotheses entering each refinement round (the best-scoring placements, then the best of each round)."""
+    round_steps: tuple[int, ...] = (15, 40)
+    """Adam steps (joints and camera) of each round."""
+    round_scales: tuple[float, ...] = (0.25, 0.5)
+    """Image scale of each round, relative to the observation."""
+    search_size: int = 96
+    """Long side (pixels) of the images the placements are scored on."""
+    final: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(40,), scales=(1.0,)))
+    """Refinement of the winner at full resolution."""
+    prior: str = "middle"
+    """Joint pose the search starts from: "middle" of the limits or "canonical" (the model's rest pose)."""
+
+    def __post_init__(self):
+        if not len(self.keep) == len(self.round_steps) == len(self.round_scales) or not self.keep:
+            raise ValueError("keep, round_steps and round_scales must be non-empty and of equal length")
+
+
+@dataclasses.dataclass
+class TrackConfig:
+    """Settings of `track` for a video."""
+
+    fit: FitConfig = dataclasses.field(
+        default_factory=lambda: FitConfig(steps=(20,), scales=(1.0,), patience=4, tolerance=2e-3)
+    )
+    """Per-frame optimisation (joints, warm-started from the previous frame)."""
+    temporal: float = 0.02
+    """Weight of the pull towards the previous frame's joints (normalised units)."""
+    static_camera: bool = True
+    """The camera stays put: frames optimise joints only. False: each frame also refines its camera."""
+    refine_camera: bool = True
+    """Static camera: refine it on keyframes after a first pass, then re-track (about twice the time)."""
+    keyframes: int = 8
+    """Frames (evenly spread) the camera is refined on."""
+    camera_fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(30, 30), scales=(0.5, 1.0)))
+
+
+@dataclasses.dataclass
+class Track:
+    """A fitted sequence."""
+
+    joints: Tensor  # [T, J]
+    viewmats: Tensor  # [T, C, 4, 4]
+    Ks: Tensor  # [T, C, 3, 3]
+    losses: Tensor  # [T]
+    base_pose: Tensor | None = None  # [T, 7]
+
+
+def prior_joints(model: RobotModel, prior: str) -> Tensor:
+    """The prior pose [J]: "middle" of the limits or the model's "canonical" pose."""
+    if prior == "canonical":
+        return model.canonical_joints.clone()
+    if prior == "middle":
+        return model.joint_spec.denormalize(torch.zeros(model.joint_spec.dof, device=model.device))
+    raise ValueError(f"prior must be 'middle' or 'canonical', got {prior!r}")
+
+
+def solve_from_scratch(
+    model: RobotModel,
+    observation: Observation,  # Bo = 1, C = 1
+    K: Tensor,  # [3, 3] intrinsics at the observation's resolution
+    config: ScratchConfig | None = None,
+    weights: ObjectiveWeights | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Joints and camera of one image with an unknown camera; returns the refined winner (B = 1)."""
+    config = config or ScratchConfig()
+    if observation.images.shape[:2] != (1, 1):
+        raise ValueError("solve_from_scratch takes one image of one camera (Observation [1, 1, H, W, 3])")
+    skin = cached_skinning_weights(model)
+    joints0 = prior_joints(model, config.prior)  # [J]
+    centre, radius = _robot_extent(model, joints0, skin)
+    search = _search_observation(observation, config.search_size)
+    K_search = scale_intrinsics(K, search.width / observation.width, search.height / observation.height)
+    viewmats = _placed_cameras(model, joints0, centre, radius, search, K_search, config, skin)  # [H, 4, 4]
+    scores = _score_cameras(model, joints0, viewmats, K_search, search, skin, weights)  # [H]
+    order = scores.argsort()
+    joints, viewmats = joints0.expand(len(order), -1), viewmats[:, None]  # [V, J], [V, 1, 4, 4]
+    objective, size = Objective(weights), (observation.width, observation.height)
+    for keep, steps, scale in zip(config.keep, config.round_steps, config.round_scales):
+        order = order[:keep]
+        B = len(order)
+        params = PoseParameters(model.joint_spec, joints[order], viewmats[order], K.expand(B, 1, 3, 3), size,
+                                pivots=centre.expand(B, 3))  # fmt: skip
+        result = fit(model, params, observation, objective, FitConfig(steps=(steps,), scales=(scale,)), skin, progress)
+        joints, viewmats, order = result.joints, result.viewmats, result.losses.argsort()
+    best = order[:1]
+    params = PoseParameters(model.joint_spec, joints[best], viewmats[best], K.expand(1, 1, 3, 3), size,
+                            pivots=centre[None])  # fmt: skip
+    return fit(model, params, observation, objective, config.final, skin, progress)
+
+
+def track(
+    model: RobotModel,
+    frames: Sequence[Observation] | Callable[[int], Observation],  # each Bo = 1
+    num_frames: int,
+    start: FitResult,  # frame 0's solution (B = 1)
+    config: TrackConfig | None = None,
+    weights: ObjectiveWeights | None = None,
+    progress: bool = False,
+    on_frame: Callable[[int, Tensor, float], None] | None = None,  # (frame, joints [J], loss) after each frame
+) -> Track:
+    """Warm-started tracking of a static-camera sequence (see the module docstring)."""
+    config = config or TrackConfig()
+    get = frames if callable(frames) else frames.__getitem__
+    skin = cached_skinning_weights(model)
+    viewmats, Ks = start.viewmats[:1], start.Ks[:1]  # [1, C, 4, 4], [1, C, 3, 3]
+    first = _track_pass(model, get, num_frames, start.joints[0], viewmats, Ks, config, weights, skin, progress, on_frame)
+    if not (config.static_camera and config.refine_camera) or num_frames < 2:
+        return first
+    viewmats, Ks = _refine_camera(model, get, first, config, weights, skin, progress)
+    return _track_pass(model, get, num_frames, first.joints, viewmats, Ks, config, weights, skin, progress, on_frame)
+
+
+def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weights, skin, progress, on_frame) -> Track:
+    """One pass over the frames with a fixed camera. init: [J] (warm start from the previous frame) or [T, J]
+    (each frame from its own earlier estimate)."""
+    spec = model.joint_spec
+    joints, cameras, losses = [], [], []
+    previous = init if init.ndim == 1 else init[0]
+    color = None
+    w = dataclasses.replace(weights or ObjectiveWeights(), temporal=config.temporal)
+    pivot = _robot_extent(model, previous, skin)[0][None]  # [1, 3]
+    for t in tqdm(range(num_frames), desc="track", disable=not progress, unit="frame"):
+        obs = get(t)
+        start = previous if init.ndim == 1 else init[t]
+        params = PoseParameters(spec, start[None], viewmats, Ks, (obs.width, obs.height), pivots=pivot,
+                                optimize_camera=not config.static_camera)  # fmt: skip
+        if color is not None:
+            params.color_gain.data[:], params.color_bias.data[:] = color
+        objective = Objective(w, previous_joints=spec.normalize(previous)[None] if t else None)
+        result = fit(model, params, obs, objective, config.fit, skin)
+        previous, viewmats = result.joints[0], result.viewmats
+        color = (params.color_gain.detach().clone(), params.color_bias.detach().clone())
+        joints.append(previous)
+        cameras.append(viewmats[0])
+        losses.append(float(result.losses[0]))
+        if on_frame is not None:
+            on_frame(t, previous, losses[-1])
+    T = len(joints)
+    return Track(torch.stack(joints), torch.stack(cameras), Ks.expand(T, -1, -1, -1), torch.tensor(losses))
+
+
+def _refine_camera(model, get, first: Track, config: TrackConfig, weights, skin, progress) -> tuple[Tensor, Tensor]:
+    """One camera shared by keyframes, refined jointly with their joints -> viewmats [1, C, 4, 4], Ks."""
+    T = len(first.joints)
+    index = torch.linspace(0, T - 1, min(config.keyframes, T)).round().long().unique()
+    observations = [get(int(t)) for t in index]
+    obs = Observation(
+        torch.cat([o.images for o in observations]), torch.cat([o.backgrounds for o in observations]),
+        None if observations[0].masks is None else torch.cat([o.masks for o in observations]),
+    )  # fmt: skip
+    K = len(index)
+    centre, _ = _robot_extent(model, first.joints[0], skin)
+    params = PoseParameters(model.joint_spec, first.joints[index], first.viewmats[index], first.Ks[index],
+                            (obs.width, obs.height), pivots=centre.expand(K, 3), shared_camera=True)  # fmt: skip
+    result = fit(model, params, obs, Objective(weights), config.camera_fit, skin, progress)
+    return result.viewmats[:1], result.Ks[:1]
+
+
+def _robot_extent(model: RobotModel, joints: Tensor, skin: Tensor) -> tuple[Tensor, float]:
+    """Centre [3] (middle of the bounding box) and radius (95th percentile distance) of the posed Gaussians."""
+    with torch.no_grad():
+        means = model.pose_gaussians(joints[None], skinning_weights=skin, appearance=False).means[0]  # [N, 3]
+        lo, hi = means.quantile(0.01, dim=0), means.quantile(0.99, dim=0)
+        centre = (lo + hi) / 2
+        radius = float((means - centre).norm(dim=-1).quantile(0.95))
+    return centre, radius
+
+
+def _search_observation(observation: Observation, size: int) -> Observation:
+    scale = size / max(observation.width, observation.height)
+    return observation.resized(max(1, round(observation.width * scale)), max(1, round(observation.height * scale)))
+
+
+def _observed_foreground(obs: Observation) -> Tensor:
+    """[H, W] bool: the mask when given, else what differs from the background."""
+    if obs.masks is not None:
+        return obs.masks[0, 0] > 0.5
+    return foreground(obs.images[0, 0], obs.backgrounds[0, 0])
+
+
+def _directions(config: ScratchConfig) -> list[tuple[float, float, float]]:
+    """(azimuth, elevation, roll) in degrees of every search direction."""
+    azimuths = [360.0 * k / config.azimuths for k in range(config.azimuths)]
+    return [(a, e, r) for a in azimuths for e in config.elevations_deg for r in config.rolls_deg]
+
+
+def _placed_cameras(model, joints0, centre, radius, obs: Observation, K: Tensor, config, skin) -> Tensor:
+    """Viewmats [V, 4, 4]: per search direction and distance factor, placed so the robot's silhouette matches
+    the foreground in position (and in area at factor 1)."""
+    W, H = obs.width, obs.height
+    fov = 2 * math.atan(min(W / K[0, 0], H / K[1, 1]) / 2)
+    distance = 1.3 * radius / math.tan(fov / 2)
+    dirs = torch.tensor(_directions(config), device=centre.device)  # [H, 3] degrees
+    az, el, roll = torch.deg2rad(dirs).unbind(-1)
+    offsets = torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], -1)  # [H, 3]
+    viewmats = look_at(centre + distance * offsets, centre.expand_as(offsets), roll=roll)  # [H, 4, 4]
+    with torch.no_grad():
+        alphas = _render_views(model, joints0, viewmats, K, W, H, skin).alphas[0, ..., 0]  # [H, h, w]
+    observed = mask_stats(_observed_foreground(obs))
+    placed = []
+    for viewmat, alpha in zip(viewmats, alphas):
+        rendered = mask_stats(alpha > 0.5)
+        if observed is None or rendered is None:
+            placed.append(viewmat)
+            continue
+        (c_obs, area_obs), (c_ren, area_ren) = observed, rendered
+        centre_px = (K @ (viewmat[:3, :3] @ centre + viewmat[:3, 3]))  # [3]
+        matched = distance * math.sqrt(area_ren / area_obs)
+        depths = [f * matched for f in config.distance_factors]
+        if distance < min(depths):  # a partial foreground: also try the distance at which the robot fills the view
+            depths.append(distance)
+        for depth in depths:
+            offset = (c_ren - centre_px[:2] / centre_px[2]) * (distance / depth)  # centroid - centre, new depth
+            target = c_obs - offset  # where the robot's centre should project
+            ray = torch.linalg.solve(K, torch.cat([target, target.new_ones(1)]))  # [3], z = 1
+            R = viewmat[:3, :3]
+            placed.append(rigid(R, depth * ray - R @ centre))
+    return torch.stack(placed)
+
+
+def _render_views(model, joints0: Tensor, viewmats: Tensor, K: Tensor, W: int, H: int, skin: Tensor):
+    """One pose seen by V cameras (one rasterization call): RenderOutput with B = 1, C = V."""
+    V = len(viewmats)
+    return render_state(model, joints0[None], viewmats[None], K.expand(1, V, 3, 3), W, H, skinning_weights=skin)
+
+
+def _score_cameras(model, joints0, viewmats: Tensor, K: Tensor, obs: Observation, skin, weights) -> Tensor:
+    """The objective [V] of each placed camera at the prior pose, from one render of all of them."""
+    V = len(viewmats)
+    with torch.no_grad(), frozen(model):
+        out = _render_views(model, joints0, viewmats, K, obs.width, obs.height, skin)
+        out = dataclasses.replace(out, images=out.images.transpose(0, 1), alphas=out.alphas.transpose(0, 1))
+        joints = joints0.expand(V, -1)
+        zeros = torch.zeros(V, 1, 3, device=joints.device)
+        state = FitState(out, obs, joints, model.joint_spec.normalize(joints), viewmats[:, None],
+                         K.expand(V, 1, 3, 3), zeros, zeros)  # fmt: skip
+        w = dataclasses.replace(weights or ObjectiveWeights(), keypoints=0.0, color=0.0)
+        return Objective(w)(state)

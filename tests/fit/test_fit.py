@@ -1,0 +1,108 @@
+"""The fitting core on the toy arm: joints from a rendered image (known and unknown camera), a tracked video,
+the background models, and the objective's pieces."""
+
+import dataclasses
+
+import pytest
+import torch
+from fit_helpers import checker, render_frames, toy_camera
+
+from drrobot.fit import (
+    FitConfig, Objective, ObjectiveWeights, Observation, PoseParameters, ScratchConfig, TrackConfig,
+    border_background, fit, masked_background, median_background, solve_from_scratch,
+)  # fmt: skip
+from drrobot.fit.optimize import render_state
+from drrobot.fit.reconstruct import ReconstructConfig, reconstruct, shrink
+from drrobot.metrics import silhouette_iou
+
+TRUE = torch.tensor([[0.4, 0.6, -0.9]])
+DARK = torch.tensor([0.1, 0.1, 0.1])
+
+
+def observation(frame, background=None) -> Observation:
+    image = shrink(frame, frame.shape[1], frame.shape[0])
+    background = border_background(image) if background is None else background
+    return Observation(image[None, None], background[None, None])
+
+
+def test_joints_from_an_image_with_a_known_camera(toy_model):
+    cam = toy_camera()
+    obs = observation(render_frames(toy_model, TRUE, cam, DARK)[0])
+    start = toy_model.joint_spec.denormalize(torch.zeros(1, 3))  # the middle of the limits
+    params = PoseParameters(toy_model.joint_spec, start, cam.viewmats[None, None], cam.Ks[None, None],
+                            (cam.width, cam.height), optimize_camera=False)  # fmt: skip
+    result = fit(toy_model, params, obs, Objective(), FitConfig(steps=(60, 60), scales=(0.5, 1.0)))
+    error = torch.rad2deg((result.joints - TRUE).abs())
+    assert error.max() < 1.0, error
+    assert result.history[0][0] > result.losses[0]  # the objective went down
+
+
+def test_joints_and_camera_from_scratch(toy_model):
+    """Unknown camera: the toy arm's yaw trades against the camera's azimuth (its base is round), so check the
+    re-rendered silhouette and the joints that are not ambiguous."""
+    cam = toy_camera()
+    obs = observation(render_frames(toy_model, TRUE, cam, DARK)[0])
+    config = ScratchConfig(azimuths=8, elevations_deg=(10.0, 35.0), keep=(8, 2), round_steps=(15, 30),
+                           search_size=48, final=FitConfig(steps=(40,), scales=(1.0,)))  # fmt: skip
+    result = solve_from_scratch(toy_model, obs, cam.Ks, config)
+    with torch.no_grad():
+        fitted = render_state(toy_model, result.joints, result.viewmats, result.Ks, cam.width, cam.height)
+        target = render_state(toy_model, TRUE, cam.viewmats[None, None], cam.Ks[None, None], cam.width, cam.height)
+    iou = silhouette_iou(fitted.alphas[0, 0, ..., 0], target.alphas[0, 0, ..., 0] > 0.5)
+    assert iou > 0.85
+    error = torch.rad2deg((result.joints - TRUE).abs())[0]
+    assert error[1:].max() < 12.0, error
+
+
+def test_a_video_is_tracked_with_warm_starts(toy_model):
+    cam = toy_camera(80, 60)
+    T = 6
+    t = torch.linspace(0, 1, T)[:, None]
+    truth = TRUE + t * torch.tensor([[0.3, -0.3, 0.4]])
+    frames = render_frames(toy_model, truth, cam, checker(cam.width, cam.height))
+    config = ReconstructConfig(working_width=80, background="border",
+                               track=TrackConfig(refine_camera=False, fit=FitConfig(steps=(30,), scales=(1.0,))))  # fmt: skip
+    seen = []
+    rec = reconstruct(toy_model, list(frames), cam.Ks, config, viewmat=cam.viewmats,
+                      on_frame=lambda i, joints, loss: seen.append(i))  # fmt: skip
+    assert seen == list(range(T)) and rec.joints.shape == (T, 3)
+    error = torch.rad2deg((rec.joints - truth).abs())
+    assert error.mean() < 3.0, error
+
+
+def test_median_background_removes_what_moves():
+    static = torch.rand(20, 16, 3)
+    frames = static.expand(9, 20, 16, 3).clone()
+    for k in range(9):
+        frames[k, 2 * k : 2 * k + 2] = 1.0  # a bright bar sweeping down
+    assert torch.allclose(median_background(frames), static)
+    with pytest.raises(ValueError, match="T >= 1"):
+        median_background(torch.rand(0, 4, 4, 3))
+
+
+def test_masked_and_border_backgrounds():
+    image = torch.zeros(10, 12, 3)
+    image[3:7, 4:8] = 1.0
+    mask = torch.zeros(10, 12)
+    mask[3:7, 4:8] = 1.0
+    assert masked_background(image, mask).abs().max() == 0.0  # the robot replaced by the rest's colour
+    assert border_background(image).abs().max() == 0.0
+
+
+def test_objective_terms_and_plug_in(toy_model):
+    cam = toy_camera(48, 36)
+    frame = render_frames(toy_model, TRUE, cam, DARK)[0]
+    obs = observation(frame)
+    obs = dataclasses.replace(obs, masks=(torch.as_tensor(frame).float().sum(-1) > 0.35 * 255 * 3)[None, None].float())
+    params = PoseParameters(toy_model.joint_spec, TRUE, cam.viewmats[None, None], cam.Ks[None, None], (48, 36))
+    calls = []
+
+    def plug_in(state):
+        calls.append(state.render.images.shape)
+        return state.joints[:, 0] ** 2
+
+    objective = Objective(ObjectiveWeights(joint_prior=0.0), extra={"custom": (0.5, plug_in)})
+    result = fit(toy_model, params, obs, objective, FitConfig(steps=(2,), scales=(1.0,)))
+    assert set(result.terms) == {"photometric", "silhouette", "color", "custom"}
+    assert calls and calls[0] == (1, 1, 36, 48, 3)
+    assert result.terms["silhouette"][0] < 0.5  # the true pose covers the mask
