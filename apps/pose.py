@@ -84,13 +84,15 @@ class UsageError(ValueError):
 
 def run(config: PoseConfig) -> dict:
     """The whole job; returns the metrics (or {} without ground truth)."""
+    sources = [f for f, v in (("--images", config.images), ("--folder", config.folder), ("--video", config.video),
+                              ("--dream", config.dream)) if v]  # fmt: skip
+    if len(sources) != 1:
+        raise UsageError(f"give exactly one input: --images, --folder, --video or --dream (got {sources or 'none'})")
     check_output_dir(config.out)
     ckpt = load_checkpoint(config.checkpoint, device=config.device)
     model = ckpt.model.eval()
     sequence = truth = None
     if config.dream is not None:
-        if config.images or config.folder or config.video:
-            raise UsageError("give either --dream or images/--folder/--video, not both")
         sequence = load_dream(config.dream, stride=config.stride, max_frames=config.max_frames)
         if not sequence.frames:
             raise DreamFormatError(f"DREAM folder {config.dream} has no frames")

@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 import torch
 
-from drrobot.data.dream import DreamSequence, match_names
+from drrobot.data.dream import DreamFormatError, DreamSequence, match_names
 from drrobot.fit.metrics import PoseMetrics, inside_image, pose_metrics
 from drrobot.model import RobotModel
 
@@ -37,6 +37,13 @@ def dream_truth(sequence: DreamSequence, model: RobotModel) -> DreamTruth:
     spec = model.joint_spec
     frames = sequence.frames
     joint_index = match_names(frames[0].joint_names, spec.names, what="joint")  # file joint -> pose entry
+    matched = sum(j is not None for j in joint_index)
+    if matched < spec.dof / 2:
+        raise DreamFormatError(
+            f"{sequence.root}: only {matched} of the model's {spec.dof} joints ({', '.join(spec.names)}) match the "
+            f"sequence's ({', '.join(frames[0].joint_names)}): is the checkpoint for this robot "
+            f"({model.robot.name!r})?"
+        )
     joints = np.full((len(frames), spec.dof), np.nan)
     for k, j in enumerate(joint_index):
         if j is not None:

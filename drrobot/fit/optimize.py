@@ -32,6 +32,8 @@ class FitConfig:
     patience: int = 10
     """Steps without a relative improvement of `tolerance` that end a level."""
     tolerance: float = 1e-3
+    final_lr: float = 1.0
+    """Each level's learning rates decay geometrically to this fraction of their start (1: constant)."""
     appearance: bool = False
     """Render with the appearance field (slower; see BENCHMARKS.md for what it adds)."""
 
@@ -73,15 +75,20 @@ def fit(
     """Minimise `objective` over `params` (all hypotheses at once); see the module docstring."""
     config = config or FitConfig()
     weights = skinning_weights if skinning_weights is not None else cached_skinning_weights(model)
-    optimizer = torch.optim.Adam(params.param_groups(config.lr))
+    groups = params.param_groups(config.lr)
+    optimizer = torch.optim.Adam(groups)
     history: list[list[float]] = []
     bar = tqdm(total=sum(config.steps), desc="fit", leave=False, disable=not progress)
     with frozen(model):
         for steps, scale in zip(config.steps, config.scales):
             level = observation.resized(max(1, round(scale * observation.width)), max(1, round(scale * observation.height)))
+            keeper = _BestKeeper(params)
             best, stale = float("inf"), 0
-            for _ in range(steps):
+            for step in range(steps):
+                for group, start in zip(optimizer.param_groups, groups):  # decays to `final_lr` of each rate
+                    group["lr"] = start["lr"] * config.final_lr ** (step / max(steps - 1, 1))
                 loss = objective(_state(model, params, level, weights, config.appearance))  # [B]
+                keeper.offer(loss.detach())
                 optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 optimizer.step()
@@ -92,6 +99,9 @@ def fit(
                 best, stale = (total, 0) if total < best * (1 - config.tolerance) else (best, stale + 1)
                 if stale >= config.patience:
                     break
+            with torch.no_grad():
+                keeper.offer(objective(_state(model, params, level, weights, config.appearance)))
+            keeper.restore()
         bar.close()
         with torch.no_grad():
             state = _state(model, params, level, weights, config.appearance)
@@ -103,6 +113,37 @@ def fit(
         losses=losses.detach(), terms={k: v.detach() for k, (_, v) in terms.items()}, history=history,
         steps=len(history),
     )  # fmt: skip
+
+
+class _BestKeeper:
+    """Remembers each hypothesis' parameters at its lowest loss so far; `restore` puts them back. Parameters
+    shared by all hypotheses (a shared camera) follow the lowest total loss."""
+
+    def __init__(self, params: PoseParameters):
+        self.params = [p for p in params.parameters() if p.requires_grad]
+        self.batch = params.batch
+        self.saved = [p.detach().clone() for p in self.params]
+        self.losses: Tensor | None = None  # [B]
+
+    def offer(self, losses: Tensor) -> None:
+        """Record the current parameters of the hypotheses whose loss [B] is their best so far."""
+        if self.losses is None:
+            better = torch.ones_like(losses, dtype=torch.bool)
+            shared_better = True
+        else:
+            better = losses < self.losses
+            shared_better = bool(losses.sum() < self.losses.sum())
+        self.losses = losses.clone() if self.losses is None else torch.where(better, losses, self.losses)
+        for p, saved in zip(self.params, self.saved):
+            if p.shape[:1] == (self.batch,) and self.batch > 1:
+                saved[better] = p.detach()[better]
+            elif shared_better:
+                saved.copy_(p.detach())
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, saved in zip(self.params, self.saved):
+                p.copy_(saved)
 
 
 def render_state(

@@ -54,6 +54,11 @@ class ScratchConfig:
     """Refinement of the winner at full resolution."""
     prior: str = "middle"
     """Joint pose the search starts from: "middle" of the limits or "canonical" (the model's rest pose)."""
+    poses: int = 4
+    """Joint poses each camera direction is tried with (the prior plus random ones): the arm's pose is unknown."""
+    pose_range: float = 0.6
+    """Random start poses lie in this central fraction of each joint's range."""
+    seed: int = 0
 
     def __post_init__(self):
         if not len(self.keep) == len(self.round_steps) == len(self.round_scales) or not self.keep:
@@ -99,6 +104,16 @@ def prior_joints(model: RobotModel, prior: str) -> Tensor:
     raise ValueError(f"prior must be 'middle' or 'canonical', got {prior!r}")
 
 
+def start_poses(model: RobotModel, config: "ScratchConfig") -> list[Tensor]:
+    """The joint poses the camera search tries: the prior, then `poses - 1` seeded random ones inside the
+    middle `pose_range` of the limits. [J] each."""
+    spec = model.joint_spec
+    generator = torch.Generator().manual_seed(config.seed)
+    random = (2 * torch.rand(config.poses - 1, spec.dof, generator=generator) - 1) * config.pose_range
+    poses = [prior_joints(model, config.prior)]
+    return poses + list(spec.denormalize(random.to(model.device)))
+
+
 def solve_from_scratch(
     model: RobotModel,
     observation: Observation,  # Bo = 1, C = 1
@@ -112,14 +127,17 @@ def solve_from_scratch(
     if observation.images.shape[:2] != (1, 1):
         raise ValueError("solve_from_scratch takes one image of one camera (Observation [1, 1, H, W, 3])")
     skin = cached_skinning_weights(model)
-    joints0 = prior_joints(model, config.prior)  # [J]
-    centre, radius = _robot_extent(model, joints0, skin)
     search = _search_observation(observation, config.search_size)
     K_search = scale_intrinsics(K, search.width / observation.width, search.height / observation.height)
-    viewmats = _placed_cameras(model, joints0, centre, radius, search, K_search, config, skin)  # [H, 4, 4]
-    scores = _score_cameras(model, joints0, viewmats, K_search, search, skin, weights)  # [H]
-    order = scores.argsort()
-    joints, viewmats = joints0.expand(len(order), -1), viewmats[:, None]  # [V, J], [V, 1, 4, 4]
+    centre, radius = _robot_extent(model, prior_joints(model, config.prior), skin)
+    all_joints, all_viewmats, all_scores = [], [], []
+    for joints0 in start_poses(model, config):  # [J] each
+        viewmats = _placed_cameras(model, joints0, centre, radius, search, K_search, config, skin)  # [V, 4, 4]
+        all_scores.append(_score_cameras(model, joints0, viewmats, K_search, search, skin, weights))  # [V]
+        all_joints.append(joints0.expand(len(viewmats), -1))
+        all_viewmats.append(viewmats[:, None])
+    joints, viewmats = torch.cat(all_joints), torch.cat(all_viewmats)  # [P V, J], [P V, 1, 4, 4]
+    order = torch.cat(all_scores).argsort()
     objective, size = Objective(weights), (observation.width, observation.height)
     for keep, steps, scale in zip(config.keep, config.round_steps, config.round_scales):
         order = order[:keep]

@@ -46,3 +46,6 @@ def checker(width: int, height: int, cell: int = 8, seed: int = 1) -> torch.Tens
     rng = np.random.default_rng(seed)
     cells = torch.as_tensor(rng.uniform(0.25, 0.75, (height // cell + 1, width // cell + 1, 3)), dtype=torch.float32)
     return cells.repeat_interleave(cell, 0).repeat_interleave(cell, 1)[:height, :width]
+
+
+DARK_BACKGROUND = torch.tensor([0.1, 0.1, 0.1])

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 import torch
-from fit_helpers import checker, render_frames, toy_camera
+from fit_helpers import DARK_BACKGROUND, checker, render_frames, toy_camera
 
 from drrobot.fit import (
     FitConfig, Objective, ObjectiveWeights, Observation, PoseParameters, ScratchConfig, TrackConfig,
@@ -16,7 +16,7 @@ from drrobot.fit.reconstruct import ReconstructConfig, reconstruct, shrink
 from drrobot.metrics import silhouette_iou
 
 TRUE = torch.tensor([[0.4, 0.6, -0.9]])
-DARK = torch.tensor([0.1, 0.1, 0.1])
+DARK = DARK_BACKGROUND
 
 
 def observation(frame, background=None) -> Observation:
@@ -103,6 +103,6 @@ def test_objective_terms_and_plug_in(toy_model):
 
     objective = Objective(ObjectiveWeights(joint_prior=0.0), extra={"custom": (0.5, plug_in)})
     result = fit(toy_model, params, obs, objective, FitConfig(steps=(2,), scales=(1.0,)))
-    assert set(result.terms) == {"photometric", "silhouette", "color", "custom"}
+    assert set(result.terms) == {"photometric", "edges", "silhouette", "color", "custom"}
     assert calls and calls[0] == (1, 1, 36, 48, 3)
     assert result.terms["silhouette"][0] < 0.5  # the true pose covers the mask

@@ -1,0 +1,133 @@
+"""Pose-reconstruction benchmark on DREAM-format sequences (Panda-3CAM or its look-alikes, `drrobot lookalike`):
+joint error, ADD, ADD-AUC, PCK-AUC and speed, with the camera unknown (solved from frame 0) and known, the
+from-scratch success rate on random frames, and ablations. Prints a markdown block for BENCHMARKS.md.
+
+    drrobot lookalike --camera all --out outputs/lookalike-bench --frames 80 --seed 1
+    python benchmarks/bench_pose.py --checkpoint outputs/panda-model/checkpoint --root outputs/lookalike-bench
+
+The known-camera rows read the true camera from `_ground_truth_camera.json` (look-alikes only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drrobot.checkpoint import load_checkpoint
+from drrobot.data.dream import load_dream
+from drrobot.fit.dream_eval import dream_truth, score_reconstruction
+from drrobot.fit.frames import DreamFrames
+from drrobot.fit.reconstruct import FrameTensors, ReconstructConfig, reconstruct
+from drrobot.fit.cameras import scale_intrinsics
+from drrobot.fit.solve import solve_from_scratch
+
+SUCCESS_DEG = 10.0
+
+
+def run_sequence(model, directory: Path, config: ReconstructConfig, known_camera: bool, max_frames: int | None):
+    """Reconstruct one sequence; returns its PoseMetrics as a dict (plus timings)."""
+    sequence = load_dream(directory, max_frames=max_frames)
+    truth = dream_truth(sequence, model)
+    viewmat = None
+    if known_camera:
+        viewmat = torch.tensor(json.loads((directory / "_ground_truth_camera.json").read_text())["viewmat"])
+    rec = reconstruct(model, DreamFrames(sequence), torch.as_tensor(sequence.K, dtype=torch.float32), config,
+                      viewmat=viewmat)  # fmt: skip
+    metrics = score_reconstruction(model, rec.joints.numpy(), rec.viewmats.numpy(), rec.Ks.numpy(), truth, rec.fps)
+    track_fps = (len(rec.names) - 1) / max(rec.seconds_track, 1e-9)
+    return {**metrics.to_dict(), "seconds_first": rec.seconds_first, "seconds_track": rec.seconds_track,
+            "track_fps_all_passes": track_fps}  # fmt: skip
+
+
+def scratch_trials(model, directories: list[Path], config: ReconstructConfig, trials: int, seed: int) -> dict:
+    """Joints and camera from scratch on random frames (each sequence's median background)."""
+    rng = np.random.default_rng(seed)
+    errors, seconds = [], []
+    for k in range(trials):
+        directory = directories[k % len(directories)]
+        sequence = load_dream(directory)
+        truth = dream_truth(sequence, model)
+        frames = DreamFrames(sequence)
+        width = config.working_width
+        height = round(sequence.height * width / sequence.width)
+        data = FrameTensors(frames, None, width, height, "median", model.device, config.median_frames)
+        f = int(rng.integers(len(frames)))
+        K = scale_intrinsics(torch.as_tensor(sequence.K, dtype=torch.float32), width / sequence.width,
+                             height / sequence.height)  # fmt: skip
+        start = time.perf_counter()
+        result = solve_from_scratch(model, data[f], K, config.scratch, config.weights)
+        seconds.append(time.perf_counter() - start)
+        error = np.abs(result.joints[0].numpy() - truth.joints[f])[truth.scored]
+        errors.append(float(np.rad2deg(error).mean()))
+        print(f"  scratch {directory.name} frame {f}: {errors[-1]:.1f} deg, {seconds[-1]:.1f} s", flush=True)
+    errors = np.array(errors)
+    return {"trials": trials, "success_rate": float((errors < SUCCESS_DEG).mean()), "median_error_deg": float(np.median(errors)),
+            "mean_seconds": float(np.mean(seconds)), "max_seconds": float(np.max(seconds)), "errors_deg": errors.tolist()}  # fmt: skip
+
+
+def row(name: str, m: dict) -> str:
+    return (f"| {name} | {m['joint_error_deg']:.2f} | {m['add_mm']:.0f} | {m['add_auc']:.3f} | {m['pck_auc']:.3f} | "
+            f"{m['seconds_first']:.0f} | {m['track_fps_all_passes']:.2f} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=Path("outputs/panda-model/checkpoint"))
+    parser.add_argument("--root", type=Path, default=Path("outputs/lookalike-bench"))
+    parser.add_argument("--cameras", nargs="+", default=["azure", "kinect360", "realsense"])
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--scratch-trials", type=int, default=20)
+    parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench-pose"))
+    args = parser.parse_args()
+    model = load_checkpoint(args.checkpoint).model.eval()
+    base = ReconstructConfig()
+    directories = [args.root / c for c in args.cameras]
+    results: dict = {}
+    for directory in directories:
+        for known in (False, True):
+            name = f"{directory.name}, camera {'known' if known else 'unknown'}"
+            results[name] = run_sequence(model, directory, base, known, args.max_frames)
+            print(row(name, results[name]), flush=True)
+    if not args.no_ablations:
+        ablations = {
+            "appearance field on": dataclasses.replace(base, track=dataclasses.replace(base.track, fit=dataclasses.replace(base.track.fit, appearance=True))),
+            "border background (no background model)": dataclasses.replace(base, background="border"),
+            "no edge term": dataclasses.replace(base, weights=dataclasses.replace(base.weights, edges=0.0)),
+        }  # fmt: skip
+        for label, config in ablations.items():
+            name = f"{directories[0].name}, camera known, {label}"
+            results[name] = run_sequence(model, directories[0], config, True, args.max_frames)
+            print(row(name, results[name]), flush=True)
+        single = dataclasses.replace(base, scratch=dataclasses.replace(base.scratch, poses=1, keep=(1, 1)))
+        name = f"{directories[0].name}, camera unknown, no multi-start"
+        results[name] = run_sequence(model, directories[0], single, False, args.max_frames)
+        print(row(name, results[name]), flush=True)
+    if args.scratch_trials:
+        results["scratch"] = scratch_trials(model, directories, base, args.scratch_trials, seed=0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_pose.json").write_text(json.dumps(results, indent=2))
+    header = ["| run | joint error (deg) | ADD (mm) | ADD-AUC | PCK-AUC (20 px) | frame-0 solve (s) | tracking (frames/s) |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [f"{args.checkpoint}, {args.root}, CPU ({torch.get_num_threads()} threads), torch {torch.__version__}, "
+             f"{platform.machine()}", ""] + header  # fmt: skip
+    lines += [row(n, m) for n, m in results.items() if n != "scratch"]
+    if "scratch" in results:
+        s = results["scratch"]
+        lines += ["", f"From scratch on {s['trials']} random frames: {100 * s['success_rate']:.0f}% under "
+                      f"{SUCCESS_DEG:g} deg (median {s['median_error_deg']:.1f} deg), {s['mean_seconds']:.0f} s mean, "
+                      f"{s['max_seconds']:.0f} s max"]  # fmt: skip
+    report = "\n".join(lines)
+    (args.out / "bench_pose.md").write_text(report + "\n")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
