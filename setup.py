@@ -52,6 +52,8 @@ setup(
         "safetensors>=0.4",
         "tqdm>=4.60",
         "imageio>=2.30",
+        "imageio-ffmpeg>=0.4",  # mp4 read/write for `drrobot pose` (ships its own ffmpeg binary)
+        "matplotlib>=3.5",  # joint plots of the applications
         "trimesh>=4.0",
         "plyfile>=1.0",
         "scipy>=1.10",

@@ -24,7 +24,7 @@ import tyro
 from drrobot.apps.visuals import overlay_frames, plot_joints, write_grid, write_video
 from drrobot.checkpoint import CheckpointError, load_checkpoint
 from drrobot.data.dream import DreamFormatError, load_dream
-from drrobot.data.files import write_atomic, write_json_atomic
+from drrobot.data.files import ensure_writable_dir, write_atomic, write_json_atomic
 from drrobot.fit.dream_eval import dream_truth, score_reconstruction
 from drrobot.fit.frames import DreamFrames, FrameError, open_frames, read_mask
 from drrobot.fit.reconstruct import ReconstructConfig, Reconstruction, reconstruct
@@ -148,10 +148,7 @@ def mask_reader(folder: Path, frames):
 def check_output_dir(out: Path) -> None:
     """Fail before any work when `out` cannot be written."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        ensure_writable_dir(out)
     except OSError as err:
         raise UsageError(f"--out {out} is not a writable directory ({err.strerror or err})") from err
 

@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("outputs/lookalike-bench"))
     parser.add_argument("--cameras", nargs="+", default=["azure", "kinect360", "realsense"])
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--ablation-frames", type=int, default=60, help="frames of the ablation runs")
     parser.add_argument("--scratch-trials", type=int, default=20)
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench-pose"))
@@ -101,14 +102,15 @@ def main() -> None:
             "appearance field on": dataclasses.replace(base, track=dataclasses.replace(base.track, fit=dataclasses.replace(base.track.fit, appearance=True))),
             "border background (no background model)": dataclasses.replace(base, background="border"),
             "no edge term": dataclasses.replace(base, weights=dataclasses.replace(base.weights, edges=0.0)),
+            "no coverage term": dataclasses.replace(base, weights=dataclasses.replace(base.weights, coverage=0.0)),
         }  # fmt: skip
         for label, config in ablations.items():
             name = f"{directories[0].name}, camera known, {label}"
-            results[name] = run_sequence(model, directories[0], config, True, args.max_frames)
+            results[name] = run_sequence(model, directories[0], config, True, args.ablation_frames)
             print(row(name, results[name]), flush=True)
-        single = dataclasses.replace(base, scratch=dataclasses.replace(base.scratch, poses=1, keep=(1, 1)))
-        name = f"{directories[0].name}, camera unknown, no multi-start"
-        results[name] = run_sequence(model, directories[0], single, False, args.max_frames)
+        single = dataclasses.replace(base, scratch=dataclasses.replace(base.scratch, cameras=1, finalists=1))
+        name = f"{directories[0].name}, camera unknown, one camera placement (no multi-start)"
+        results[name] = run_sequence(model, directories[0], single, False, args.ablation_frames)
         print(row(name, results[name]), flush=True)
     if args.scratch_trials:
         results["scratch"] = scratch_trials(model, directories, base, args.scratch_trials, seed=0)

@@ -59,6 +59,15 @@ def write_json_atomic(path: Path, value: dict) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 
 
+def ensure_writable_dir(directory: Path) -> None:
+    """Create `directory` if needed and prove it writable (a probe file written and removed); OSError if not."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / ".write-probe"
+    write_atomic(probe, b"")
+    probe.unlink()
+
+
 def remove_stale_temps(directory: Path) -> int:
     """Delete temp files left by a killed run in `directory`; returns how many."""
     stale = [p for p in Path(directory).glob(f".*{TMP_MARKER}*") if p.is_file()]

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from drrobot.data.cameras import look_at
 from drrobot.data.dream import CAMERA_SETTINGS, write_camera_settings, write_frame
-from drrobot.data.files import TMP_MARKER, write_atomic, write_json_atomic
+from drrobot.data.files import TMP_MARKER, ensure_writable_dir, write_json_atomic
 from drrobot.data.mujoco_render import RenderBackendError, _gl_context, select_gl_backend
 from drrobot.joints import JointSpec
 from drrobot.robots import RobotDescription, RobotNotFoundError, load_robot
@@ -240,10 +240,7 @@ def prepare_output(directory: Path, overwrite: bool) -> None:
             for path in directory.glob(pattern):
                 path.unlink()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write-probe"
-        write_atomic(probe, b"")
-        probe.unlink()
+        ensure_writable_dir(directory)
     except OSError as err:
         raise LookalikeError(f"cannot write the output folder {directory}: {err}; choose a writable --out") from err
 

@@ -10,7 +10,7 @@ import mujoco
 
 from drrobot.data import cameras
 from drrobot.data.config import DataConfig, content_settings
-from drrobot.data.files import write_atomic, write_json_atomic
+from drrobot.data.files import ensure_writable_dir, write_json_atomic
 from drrobot.data.sample import SPLITS, split_sizes
 from drrobot.joints import JointSpec
 from drrobot.robots import RobotDescription, link_names
@@ -94,10 +94,7 @@ def prepare_output(root: Path, manifest: dict, overwrite: bool) -> bool:
     not part of a drrobot dataset."""
     root = Path(root)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / ".write-probe"
-        write_atomic(probe, b"")
-        probe.unlink()
+        ensure_writable_dir(root)
     except OSError as err:
         raise DatasetError(f"cannot write the output directory {root}: {err}; choose a writable --out") from err
     if not (root / MANIFEST).exists():

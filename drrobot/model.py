@@ -265,6 +265,7 @@ class RobotModel(nn.Module):
         features: Tensor | None = None,  # [N, F] or [B, N, F] per-Gaussian values to render too (e.g. weights)
         skinning_weights: Tensor | None = None,  # [N, L] `self.skinning_weights()` if already computed
         appearance: bool = True,  # False: skip the appearance field (faster, see `pose_gaussians`)
+        gaussian_mask: Tensor | None = None,  # [N] bool: render only these Gaussians (means2d, radii: [B, C, M, 2])
         **rasterize_kwargs,  # near_plane, far_plane, backend, ... (eps2d, rasterize_mode: the config's)
     ) -> RenderOutput:
         """Render B poses, each from its C cameras; differentiable w.r.t. joints, base pose, cameras, parameters.
@@ -274,6 +275,9 @@ class RobotModel(nn.Module):
         if render_mode not in ("RGB", "RGB+ED"):
             raise ValueError(f"render_mode must be 'RGB' or 'RGB+ED', got {render_mode!r}")
         posed = self.pose_gaussians(joints, base_pose, skinning_weights, appearance)
+        if gaussian_mask is not None:
+            posed = _select_gaussians(posed, gaussian_mask)
+            features = None if features is None else features[..., gaussian_mask, :]
         B = posed.means.shape[0]
         if viewmats.shape[:1] != (B,) or viewmats.shape[-2:] != (4, 4) or viewmats.ndim != 4:
             raise ValueError(f"viewmats must be [B={B}, C, 4, 4], got {tuple(viewmats.shape)}")
@@ -362,6 +366,14 @@ class RobotModel(nn.Module):
         if self.kinematics.device != self.device:
             self.kinematics = RobotKinematics.from_robot(self.robot, device=self.device)
         return self
+
+
+def _select_gaussians(posed: PosedGaussians, mask: Tensor) -> PosedGaussians:
+    """The Gaussians `mask` [N] bool of posed Gaussians (weights and link poses kept whole)."""
+    return dataclasses.replace(
+        posed, means=posed.means[:, mask], quats=posed.quats[:, mask], scales=posed.scales[:, mask],
+        opacities=posed.opacities[:, mask], sh=posed.sh[:, mask],
+    )  # fmt: skip
 
 
 def _with_features(

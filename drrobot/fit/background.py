@@ -60,6 +60,14 @@ def foreground(image: Tensor, background: Tensor, threshold: float = FOREGROUND_
     return (votes > 0.5).reshape(*lead, h, w)
 
 
+def moving_foreground(image: Tensor, background: Tensor, threshold: float = FOREGROUND_THRESHOLD,
+                      shadow: float = 0.3) -> Tensor:  # fmt: skip
+    """[..., H, W] float: pixels that differ from the background even after darkening it per pixel down to
+    `shadow` (so cast shadows are not foreground), cleaned of isolated pixels."""
+    scale = (image * background).sum(-1, keepdim=True) / background.square().sum(-1, keepdim=True).clamp_min(1e-6)
+    return foreground(image, background * scale.clamp(shadow, 1.0), threshold).float()
+
+
 def mask_stats(mask: Tensor) -> tuple[Tensor, float] | None:
     """Centroid (u, v) [2] in pixels (centres at +0.5) and area (pixels) of a mask [H, W]; None if empty."""
     v, u = torch.nonzero(mask, as_tuple=True)

@@ -48,6 +48,7 @@ class Observation:
     backgrounds: Tensor  # [Bo, C, H, W, 3] the scene without the robot
     masks: Tensor | None = None  # [Bo, C, H, W] robot foreground in [0, 1], when known
     keypoints: Keypoints | None = None
+    moving: Tensor | None = None  # [Bo, C, H, W] pixels a background model says the robot covers (partial)
 
     def __post_init__(self):
         if self.images.ndim != 5 or self.images.shape[-1] != 3:
@@ -73,8 +74,9 @@ class Observation:
         if keypoints is not None:
             scale = torch.tensor([width / self.width, height / self.height], device=keypoints.uv.device)
             keypoints = dataclasses.replace(keypoints, uv=keypoints.uv * scale)
-        masks = None if self.masks is None else _resize(self.masks[..., None], width, height)[..., 0]
-        return Observation(_resize(self.images, width, height), _resize(self.backgrounds, width, height), masks, keypoints)
+        masks, moving = (None if m is None else _resize(m[..., None], width, height)[..., 0] for m in (self.masks, self.moving))
+        return Observation(_resize(self.images, width, height), _resize(self.backgrounds, width, height), masks,
+                           keypoints, moving)  # fmt: skip
 
     def take(self, index: int) -> "Observation":
         """Instant `index` alone (Bo = 1)."""
@@ -82,8 +84,18 @@ class Observation:
         keypoints = self.keypoints
         if keypoints is not None:
             keypoints = dataclasses.replace(keypoints, uv=keypoints.uv[pick], visible=keypoints.visible[pick])
-        masks = None if self.masks is None else self.masks[pick]
-        return Observation(self.images[pick], self.backgrounds[pick], masks, keypoints)
+        masks, moving = (None if m is None else m[pick] for m in (self.masks, self.moving))
+        return Observation(self.images[pick], self.backgrounds[pick], masks, keypoints, moving)
+
+
+def stack_observations(observations: list[Observation]) -> Observation:
+    """One observation with the instants of several (Bo = their sum); keypoints are not carried."""
+
+    def cat(name: str) -> Tensor | None:
+        values = [getattr(o, name) for o in observations]
+        return None if any(v is None for v in values) else torch.cat(values)
+
+    return Observation(cat("images"), cat("backgrounds"), cat("masks"), None, cat("moving"))
 
 
 def _resize(x: Tensor, width: int, height: int) -> Tensor:
@@ -117,9 +129,15 @@ class ObjectiveWeights:
     """L1 + D-SSIM of the composite against the image."""
     ssim: float = 0.2
     """Share of D-SSIM inside the photometric term (3DGS's 0.2)."""
-    robust: float = 0.0
+    shadow: float = 0.3
+    """The background may be darkened per pixel down to this factor where that explains the image (shadows the
+    robot casts, which the model does not render; 1: off), so shadows do not pull the robot onto them."""
+    robust: float = 0.1
     """Scale of the robust per-pixel error s*log(1 + |e|/s) (0: plain L1): pixels the model cannot explain
     (shadows, reflections, unmodelled lighting) stop dominating the gradient."""
+    coverage: float = 1.0
+    """Share of the background model's foreground (`Observation.moving`) the render leaves uncovered. One-sided:
+    parts that never move are in the background, so rendering robot outside that foreground is not penalised."""
     edges: float = 2.0
     """L1 between the image gradients of the composite and of the image (grey): structure that survives shading
     the model never saw (on the look-alike benchmark it halved the drift from a perturbed start)."""
@@ -159,9 +177,11 @@ class Objective:
         w, obs = self.weights, state.observation
         out: dict[str, tuple[float, Tensor]] = {}
         if w.photometric:
-            out["photometric"] = (w.photometric, photometric_loss(state, w.ssim, w.robust))
+            out["photometric"] = (w.photometric, photometric_loss(state, w.ssim, w.robust, w.shadow))
         if w.edges:
-            out["edges"] = (w.edges, edge_loss(state))
+            out["edges"] = (w.edges, edge_loss(state, w.shadow))
+        if w.coverage and obs.moving is not None:
+            out["coverage"] = (w.coverage, coverage_loss(state.render.alphas[..., 0], obs.moving))
         if w.silhouette and obs.masks is not None:
             out["silhouette"] = (w.silhouette, silhouette_loss(state.render.alphas[..., 0], obs.masks))
         if w.keypoints and obs.keypoints is not None:
@@ -181,18 +201,28 @@ class Objective:
         return sum(weight * value for weight, value in self.terms(state).values())
 
 
-def composite(state: FitState) -> Tensor:
-    """The predicted image [B, C, H, W, 3]: the colour-corrected render over the observation's background."""
+def composite(state: FitState, shadow: float = 1.0) -> Tensor:
+    """The predicted image [B, C, H, W, 3]: the colour-corrected render over the observation's background
+    (darkened where the image is a darker copy of it, down to `shadow`; see `shadowed_background`)."""
     alpha = state.render.alphas  # [B, C, H, W, 1]
     gain = state.color_gain.exp()[:, :, None, None, :]  # [B, C, 1, 1, 3]
     bias = state.color_bias[:, :, None, None, :]
     robot = state.render.images * gain + bias * alpha
-    return robot + (1.0 - alpha) * state.observation.backgrounds
+    obs = state.observation
+    background = obs.backgrounds if shadow >= 1 else shadowed_background(obs.images, obs.backgrounds, shadow)
+    return robot + (1.0 - alpha) * background
 
 
-def photometric_loss(state: FitState, ssim_weight: float = 0.2, robust: float = 0.0) -> Tensor:
+def shadowed_background(images: Tensor, backgrounds: Tensor, lowest: float) -> Tensor:
+    """Backgrounds [..., H, W, 3] scaled per pixel by the factor in [lowest, 1] that best explains the images
+    (least squares over the channels): a shadow is the background, darker."""
+    scale = (images * backgrounds).sum(-1, keepdim=True) / backgrounds.square().sum(-1, keepdim=True).clamp_min(1e-6)
+    return backgrounds * scale.clamp(lowest, 1.0)
+
+
+def photometric_loss(state: FitState, ssim_weight: float = 0.2, robust: float = 0.0, shadow: float = 1.0) -> Tensor:
     """(1 - w) L1 (robust when `robust` > 0) + w D-SSIM of the composite against the observed images -> [B]."""
-    pred = composite(state)  # [B, C, H, W, 3]
+    pred = composite(state, shadow)  # [B, C, H, W, 3]
     target = state.observation.images.expand_as(pred)
     error = (pred - target).abs()
     if robust > 0:
@@ -204,13 +234,19 @@ def photometric_loss(state: FitState, ssim_weight: float = 0.2, robust: float = 
     return loss
 
 
-def edge_loss(state: FitState) -> Tensor:
+def edge_loss(state: FitState, shadow: float = 1.0) -> Tensor:
     """Mean L1 between the finite-difference gradients of the grey composite and grey image -> [B]."""
-    pred = composite(state).mean(dim=-1)  # [B, C, H, W]
+    pred = composite(state, shadow).mean(dim=-1)  # [B, C, H, W]
     target = state.observation.images.mean(dim=-1).expand_as(pred)
     dx = (pred.diff(dim=-1) - target.diff(dim=-1)).abs().mean(dim=(1, 2, 3))
     dy = (pred.diff(dim=-2) - target.diff(dim=-2)).abs().mean(dim=(1, 2, 3))
     return dx + dy
+
+
+def coverage_loss(alphas: Tensor, foreground: Tensor) -> Tensor:
+    """Fraction [B] of `foreground` [Bo, C, H, W] in [0, 1] that alphas [B, C, H, W] leave uncovered."""
+    foreground = foreground.expand_as(alphas)
+    return ((1.0 - alphas) * foreground).sum(dim=(1, 2, 3)) / foreground.sum(dim=(1, 2, 3)).clamp_min(1.0)
 
 
 def silhouette_loss(alphas: Tensor, masks: Tensor) -> Tensor:

@@ -71,6 +71,7 @@ def fit(
     config: FitConfig | None = None,
     skinning_weights: Tensor | None = None,  # [N, L] cached `model.skinning_weights()`
     progress: bool = False,
+    gaussian_mask: Tensor | None = None,  # [N] bool: render only these Gaussians (e.g. the links placed so far)
 ) -> FitResult:
     """Minimise `objective` over `params` (all hypotheses at once); see the module docstring."""
     config = config or FitConfig()
@@ -87,7 +88,7 @@ def fit(
             for step in range(steps):
                 for group, start in zip(optimizer.param_groups, groups):  # decays to `final_lr` of each rate
                     group["lr"] = start["lr"] * config.final_lr ** (step / max(steps - 1, 1))
-                loss = objective(_state(model, params, level, weights, config.appearance))  # [B]
+                loss = objective(_state(model, params, level, weights, config.appearance, gaussian_mask))  # [B]
                 keeper.offer(loss.detach())
                 optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()
@@ -100,11 +101,11 @@ def fit(
                 if stale >= config.patience:
                     break
             with torch.no_grad():
-                keeper.offer(objective(_state(model, params, level, weights, config.appearance)))
+                keeper.offer(objective(_state(model, params, level, weights, config.appearance, gaussian_mask)))
             keeper.restore()
         bar.close()
         with torch.no_grad():
-            state = _state(model, params, level, weights, config.appearance)
+            state = _state(model, params, level, weights, config.appearance, gaussian_mask)
             terms = objective.terms(state)
             losses = sum(weight * value for weight, value in terms.values())
     values = params.select(list(range(params.batch)))
@@ -156,20 +157,23 @@ def render_state(
     base_pose: Tensor | None = None,  # [B, 7]
     skinning_weights: Tensor | None = None,  # [N, L]
     appearance: bool = False,
+    gaussian_mask: Tensor | None = None,  # [N] bool: only these Gaussians (e.g. some links)
 ) -> RenderOutput:
     """B poses x C cameras rendered premultiplied (black background) for fitting: cached skinning weights, the
     appearance field optional, input validation skipped (the fit's parameters are valid by construction)."""
     weights = skinning_weights if skinning_weights is not None else cached_skinning_weights(model)
     return model.render(joints, viewmats, Ks, width, height, base_pose=base_pose, skinning_weights=weights,
-                        appearance=appearance, validate=False)  # fmt: skip
+                        appearance=appearance, gaussian_mask=gaussian_mask, validate=False)  # fmt: skip
 
 
-def _state(model: RobotModel, params: PoseParameters, obs: Observation, weights: Tensor, appearance: bool) -> FitState:
+def _state(model: RobotModel, params: PoseParameters, obs: Observation, weights: Tensor, appearance: bool,
+           gaussian_mask: Tensor | None = None) -> FitState:  # fmt: skip
     """Render the current hypotheses at the observation's resolution and bundle what the terms need."""
     joints, viewmats = params.joints(), params.viewmats()
     width, height = params.image_size  # the resolution params' Ks are for
     Ks = scale_intrinsics(params.Ks().expand_as(params.reference_Ks), obs.width / width, obs.height / height)
-    render = render_state(model, joints, viewmats, Ks, obs.width, obs.height, params.base_pose(), weights, appearance)
+    render = render_state(model, joints, viewmats, Ks, obs.width, obs.height, params.base_pose(), weights, appearance,
+                          gaussian_mask)  # fmt: skip
     return FitState(render, obs, joints, model.joint_spec.normalize(joints), viewmats, Ks,
                     params.color_gain, params.color_bias)  # fmt: skip
 

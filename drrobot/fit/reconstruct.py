@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from drrobot.fit.background import border_background, masked_background, median_background
+from drrobot.fit.background import border_background, masked_background, median_background, moving_foreground
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
-from drrobot.fit.optimize import FitConfig, FitResult, fit
+from drrobot.fit.chain import chain_search
+from drrobot.fit.optimize import FitResult, cached_skinning_weights, fit
 from drrobot.fit.params import PoseParameters
-from drrobot.fit.solve import ScratchConfig, TrackConfig, prior_joints, solve_from_scratch, track
+from drrobot.fit.solve import ScratchConfig, TrackConfig, prior_joints, solve_from_scratch, take_hypothesis, track
 from drrobot.model import RobotModel
 
 BackgroundMode = Literal["auto", "median", "masks", "border"]
@@ -44,9 +45,6 @@ class ReconstructConfig:
     """Frames (evenly spread) the median background is computed from."""
     median_min_frames: int = 8
     """auto picks the median only with at least this many frames (fewer cannot remove the robot)."""
-    starts: int = 4
-    """Joint starts tried on frame 0 when the camera is known (the prior pose plus random ones)."""
-    seed: int = 0
     scratch: ScratchConfig = dataclasses.field(default_factory=ScratchConfig)
     track: TrackConfig = dataclasses.field(default_factory=TrackConfig)
     weights: ObjectiveWeights = dataclasses.field(default_factory=ObjectiveWeights)
@@ -101,13 +99,16 @@ class FrameTensors:
         mask = None
         if self.masks is not None:
             mask = shrink(self.masks(index)[..., None], *self.size)[..., 0].to(self.device)
+        moving = None
         if self.mode == "median":
             background = self.median
+            moving = moving_foreground(image, background)[None, None]
         elif self.mode == "masks":
             background = masked_background(image, mask)
         else:
             background = border_background(image)
-        return Observation(image[None, None], background[None, None], None if mask is None else mask[None, None])
+        return Observation(image[None, None], background[None, None], None if mask is None else mask[None, None],
+                           moving=moving)  # fmt: skip
 
 
 def shrink(image: np.ndarray, width: int, height: int) -> Tensor:
@@ -179,17 +180,15 @@ def reconstruct(
 
 
 def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig) -> FitResult:
-    """Frame 0 with a known camera: the prior pose and `starts - 1` random poses, joints only; the best."""
-    spec = model.joint_spec
-    generator = torch.Generator().manual_seed(config.seed)
-    random = spec.denormalize(0.8 * (2 * torch.rand(max(config.starts - 1, 0), spec.dof, generator=generator) - 1))
-    joints = torch.cat([prior_joints(model, config.scratch.prior)[None].cpu(), random]).to(model.device)  # [S, J]
-    S = len(joints)
-    params = PoseParameters(spec, joints, viewmat.to(model.device).expand(S, 1, 4, 4), K.expand(S, 1, 3, 3),
+    """Frame 0 with a known camera: the chain search over the joints (`drrobot.fit.chain`), then the best refined."""
+    spec, skin = model.joint_spec, cached_skinning_weights(model)
+    viewmats = viewmat.to(model.device).reshape(1, 1, 4, 4)
+    objective = Objective(config.weights)
+    joints, _, _ = chain_search(model, obs, prior_joints(model, config.scratch.prior)[None], viewmats, K, objective,
+                                skin, config.scratch.chain, optimize_camera=False)  # fmt: skip
+    B = min(config.scratch.finalists, len(joints))
+    params = PoseParameters(spec, joints[:B], viewmats.expand(B, 1, 4, 4), K.expand(B, 1, 3, 3),
                             (obs.width, obs.height), optimize_camera=False)  # fmt: skip
-    rounds = FitConfig(steps=config.scratch.round_steps, scales=config.scratch.round_scales)
-    result = fit(model, params, obs, Objective(config.weights), rounds)
-    best = result.best
-    params = PoseParameters(spec, result.joints[best : best + 1], result.viewmats[best : best + 1],
-                            K.expand(1, 1, 3, 3), (obs.width, obs.height), optimize_camera=False)  # fmt: skip
-    return fit(model, params, obs, Objective(config.weights), config.scratch.final)
+    result = fit(model, params, obs, objective, config.scratch.final, skin)
+    return take_hypothesis(result, result.best)
+

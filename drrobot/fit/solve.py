@@ -22,8 +22,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from drrobot.fit.background import foreground, mask_stats
+from drrobot.fit.chain import ChainConfig, chain_search, joint_stages
 from drrobot.fit.cameras import look_at, rigid, scale_intrinsics
-from drrobot.fit.objectives import FitState, Objective, ObjectiveWeights, Observation
+from drrobot.fit.objectives import FitState, Objective, ObjectiveWeights, Observation, stack_observations
 from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit, frozen, render_state
 from drrobot.fit.params import PoseParameters
 from drrobot.model import RobotModel
@@ -42,27 +43,18 @@ class ScratchConfig:
     distance_factors: tuple[float, ...] = (1.0, 0.75, 0.55)
     """Camera distances tried per direction, relative to the one whose silhouette area matches the foreground
     (a median background misses the parts that never move, so the match is an upper bound)."""
-    keep: tuple[int, ...] = (16, 4)
-    """Hypotheses entering each refinement round (the best-scoring placements, then the best of each round)."""
-    round_steps: tuple[int, ...] = (15, 40)
-    """Adam steps (joints and camera) of each round."""
-    round_scales: tuple[float, ...] = (0.25, 0.5)
-    """Image scale of each round, relative to the observation."""
     search_size: int = 96
-    """Long side (pixels) of the images the placements are scored on."""
+    """Long side (pixels) of the images the camera placements are scored on."""
+    cameras: int = 8
+    """Best-scoring camera placements the chain search starts from."""
+    chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
+    """The joint-by-joint beam search (`drrobot.fit.chain`)."""
+    finalists: int = 3
+    """Best hypotheses of the chain search refined with the whole robot; the lowest loss wins."""
     final: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(40,), scales=(1.0,)))
-    """Refinement of the winner at full resolution."""
+    """Refinement of the finalists at full resolution."""
     prior: str = "middle"
     """Joint pose the search starts from: "middle" of the limits or "canonical" (the model's rest pose)."""
-    poses: int = 4
-    """Joint poses each camera direction is tried with (the prior plus random ones): the arm's pose is unknown."""
-    pose_range: float = 0.6
-    """Random start poses lie in this central fraction of each joint's range."""
-    seed: int = 0
-
-    def __post_init__(self):
-        if not len(self.keep) == len(self.round_steps) == len(self.round_scales) or not self.keep:
-            raise ValueError("keep, round_steps and round_scales must be non-empty and of equal length")
 
 
 @dataclasses.dataclass
@@ -104,16 +96,6 @@ def prior_joints(model: RobotModel, prior: str) -> Tensor:
     raise ValueError(f"prior must be 'middle' or 'canonical', got {prior!r}")
 
 
-def start_poses(model: RobotModel, config: "ScratchConfig") -> list[Tensor]:
-    """The joint poses the camera search tries: the prior, then `poses - 1` seeded random ones inside the
-    middle `pose_range` of the limits. [J] each."""
-    spec = model.joint_spec
-    generator = torch.Generator().manual_seed(config.seed)
-    random = (2 * torch.rand(config.poses - 1, spec.dof, generator=generator) - 1) * config.pose_range
-    poses = [prior_joints(model, config.prior)]
-    return poses + list(spec.denormalize(random.to(model.device)))
-
-
 def solve_from_scratch(
     model: RobotModel,
     observation: Observation,  # Bo = 1, C = 1
@@ -129,27 +111,28 @@ def solve_from_scratch(
     skin = cached_skinning_weights(model)
     search = _search_observation(observation, config.search_size)
     K_search = scale_intrinsics(K, search.width / observation.width, search.height / observation.height)
-    centre, radius = _robot_extent(model, prior_joints(model, config.prior), skin)
-    all_joints, all_viewmats, all_scores = [], [], []
-    for joints0 in start_poses(model, config):  # [J] each
-        viewmats = _placed_cameras(model, joints0, centre, radius, search, K_search, config, skin)  # [V, 4, 4]
-        all_scores.append(_score_cameras(model, joints0, viewmats, K_search, search, skin, weights))  # [V]
-        all_joints.append(joints0.expand(len(viewmats), -1))
-        all_viewmats.append(viewmats[:, None])
-    joints, viewmats = torch.cat(all_joints), torch.cat(all_viewmats)  # [P V, J], [P V, 1, 4, 4]
-    order = torch.cat(all_scores).argsort()
-    objective, size = Objective(weights), (observation.width, observation.height)
-    for keep, steps, scale in zip(config.keep, config.round_steps, config.round_scales):
-        order = order[:keep]
-        B = len(order)
-        params = PoseParameters(model.joint_spec, joints[order], viewmats[order], K.expand(B, 1, 3, 3), size,
-                                pivots=centre.expand(B, 3))  # fmt: skip
-        result = fit(model, params, observation, objective, FitConfig(steps=(steps,), scales=(scale,)), skin, progress)
-        joints, viewmats, order = result.joints, result.viewmats, result.losses.argsort()
-    best = order[:1]
-    params = PoseParameters(model.joint_spec, joints[best], viewmats[best], K.expand(1, 1, 3, 3), size,
-                            pivots=centre[None])  # fmt: skip
-    return fit(model, params, observation, objective, config.final, skin, progress)
+    joints0 = prior_joints(model, config.prior)  # [J]
+    centre, radius = _robot_extent(model, joints0, skin)
+    viewmats = _placed_cameras(model, joints0, centre, radius, search, K_search, config, skin)  # [V, 4, 4]
+    first = joint_stages(model, joints0)[1][0]  # [L] links placed by the first joint (and the fixed base)
+    scores = _score_cameras(model, joints0, viewmats, K_search, search, skin, weights, first[skin.argmax(-1)])
+    top = scores.argsort()[: config.cameras]
+    objective = Objective(weights)
+    joints, viewmats, _ = chain_search(model, observation, joints0.expand(len(top), -1), viewmats[top][:, None], K,
+                                       objective, skin, config.chain, optimize_camera=True, pivot=centre)  # fmt: skip
+    B = min(config.finalists, len(joints))
+    params = PoseParameters(model.joint_spec, joints[:B], viewmats[:B], K.expand(B, 1, 3, 3),
+                            (observation.width, observation.height), pivots=centre.expand(B, 3))  # fmt: skip
+    result = fit(model, params, observation, objective, config.final, skin, progress)
+    return take_hypothesis(result, result.best)
+
+
+def take_hypothesis(result: FitResult, index: int) -> FitResult:
+    """Hypothesis `index` of a fit, as a fit of one."""
+    pick = slice(index, index + 1)
+    return FitResult(result.joints[pick], result.viewmats[pick], result.Ks[pick],
+                     None if result.base_pose is None else result.base_pose[pick], result.losses[pick],
+                     {k: v[pick] for k, v in result.terms.items()}, result.history, result.steps)  # fmt: skip
 
 
 def track(
@@ -208,10 +191,7 @@ def _refine_camera(model, get, first: Track, config: TrackConfig, weights, skin,
     T = len(first.joints)
     index = torch.linspace(0, T - 1, min(config.keyframes, T)).round().long().unique()
     observations = [get(int(t)) for t in index]
-    obs = Observation(
-        torch.cat([o.images for o in observations]), torch.cat([o.backgrounds for o in observations]),
-        None if observations[0].masks is None else torch.cat([o.masks for o in observations]),
-    )  # fmt: skip
+    obs = stack_observations(observations)
     K = len(index)
     centre, _ = _robot_extent(model, first.joints[0], skin)
     params = PoseParameters(model.joint_spec, first.joints[index], first.viewmats[index], first.Ks[index],
@@ -282,17 +262,19 @@ def _placed_cameras(model, joints0, centre, radius, obs: Observation, K: Tensor,
     return torch.stack(placed)
 
 
-def _render_views(model, joints0: Tensor, viewmats: Tensor, K: Tensor, W: int, H: int, skin: Tensor):
+def _render_views(model, joints0: Tensor, viewmats: Tensor, K: Tensor, W: int, H: int, skin: Tensor, mask=None):
     """One pose seen by V cameras (one rasterization call): RenderOutput with B = 1, C = V."""
     V = len(viewmats)
-    return render_state(model, joints0[None], viewmats[None], K.expand(1, V, 3, 3), W, H, skinning_weights=skin)
+    return render_state(model, joints0[None], viewmats[None], K.expand(1, V, 3, 3), W, H, skinning_weights=skin,
+                        gaussian_mask=mask)  # fmt: skip
 
 
-def _score_cameras(model, joints0, viewmats: Tensor, K: Tensor, obs: Observation, skin, weights) -> Tensor:
-    """The objective [V] of each placed camera at the prior pose, from one render of all of them."""
+def _score_cameras(model, joints0, viewmats: Tensor, K: Tensor, obs: Observation, skin, weights, mask) -> Tensor:
+    """The objective [V] of each placed camera at the prior pose, from one render of all of them, with the
+    Gaussians `mask` [N] only."""
     V = len(viewmats)
     with torch.no_grad(), frozen(model):
-        out = _render_views(model, joints0, viewmats, K, obs.width, obs.height, skin)
+        out = _render_views(model, joints0, viewmats, K, obs.width, obs.height, skin, mask)
         out = dataclasses.replace(out, images=out.images.transpose(0, 1), alphas=out.alphas.transpose(0, 1))
         joints = joints0.expand(V, -1)
         zeros = torch.zeros(V, 1, 3, device=joints.device)

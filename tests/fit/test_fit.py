@@ -11,6 +11,7 @@ from drrobot.fit import (
     FitConfig, Objective, ObjectiveWeights, Observation, PoseParameters, ScratchConfig, TrackConfig,
     border_background, fit, masked_background, median_background, solve_from_scratch,
 )  # fmt: skip
+from drrobot.fit.chain import ChainConfig
 from drrobot.fit.optimize import render_state
 from drrobot.fit.reconstruct import ReconstructConfig, reconstruct, shrink
 from drrobot.metrics import silhouette_iou
@@ -42,8 +43,8 @@ def test_joints_and_camera_from_scratch(toy_model):
     re-rendered silhouette and the joints that are not ambiguous."""
     cam = toy_camera()
     obs = observation(render_frames(toy_model, TRUE, cam, DARK)[0])
-    config = ScratchConfig(azimuths=8, elevations_deg=(10.0, 35.0), keep=(8, 2), round_steps=(15, 30),
-                           search_size=48, final=FitConfig(steps=(40,), scales=(1.0,)))  # fmt: skip
+    config = ScratchConfig(azimuths=8, elevations_deg=(10.0, 35.0), cameras=4, search_size=48,
+                           chain=ChainConfig(values=6, beam=3, steps=10), final=FitConfig(steps=(40,), scales=(1.0,)))  # fmt: skip
     result = solve_from_scratch(toy_model, obs, cam.Ks, config)
     with torch.no_grad():
         fitted = render_state(toy_model, result.joints, result.viewmats, result.Ks, cam.width, cam.height)

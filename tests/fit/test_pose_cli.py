@@ -1,7 +1,6 @@
 """`drrobot pose` end to end on tiny inputs (a toy-arm DREAM sequence, image files), its outputs, and clear
 errors for bad input that leave no trajectory behind."""
 
-import dataclasses
 import json
 
 import imageio.v3 as iio
@@ -17,8 +16,9 @@ from drrobot.fit.trajectory import read_trajectory
 
 TINY = [
     "--reconstruct.working-width", "64", "--reconstruct.scratch.azimuths", "4",
-    "--reconstruct.scratch.elevations-deg", "20", "--reconstruct.scratch.poses", "1",
-    "--reconstruct.scratch.keep", "2", "1", "--reconstruct.scratch.round-steps", "3", "3",
+    "--reconstruct.scratch.elevations-deg", "20", "--reconstruct.scratch.cameras", "2",
+    "--reconstruct.scratch.chain.values", "3", "--reconstruct.scratch.chain.beam", "2",
+    "--reconstruct.scratch.chain.steps", "2", "--reconstruct.scratch.finalists", "1",
     "--reconstruct.scratch.final.steps", "3", "--reconstruct.track.fit.steps", "3",
     "--reconstruct.track.keyframes", "2", "--reconstruct.track.camera-fit.steps", "2", "2",
     "--reconstruct.median-min-frames", "3", "--no-progress",
