@@ -1,10 +1,10 @@
 """Solvers built on `fit`: one image from scratch (camera unknown), and a video tracked frame by frame.
 
-From scratch (`solve_from_scratch`): the camera is searched on a grid of viewing directions around the robot at a
-prior pose. Each direction is first *placed* so the robot's rendered silhouette matches the observed foreground
-in size and position (distance from the area ratio, image shift from the centroids), then all placements are
-scored in one low-resolution render; the best few are refined (joints and camera) coarse to fine and the one
-with the lowest loss is refined at full resolution.
+From scratch (`solve_from_scratch`): camera directions on a grid around the robot are *placed* so the robot's
+rendered silhouette (at a prior pose) matches the observed foreground in size and position, and scored in one
+low-resolution render with only the links the first joint places (the base does not depend on the arm's pose).
+The best placements start the joint-by-joint beam search of `drrobot.fit.chain` (joints and camera), and its
+finalists are refined with the whole robot; the lowest loss wins.
 
 Video (`track`): each frame starts from the previous one and optimises the joints (the camera is held, static);
 optionally the camera is then refined jointly with the joints of keyframes spread over the sequence, and the
@@ -280,5 +280,5 @@ def _score_cameras(model, joints0, viewmats: Tensor, K: Tensor, obs: Observation
         zeros = torch.zeros(V, 1, 3, device=joints.device)
         state = FitState(out, obs, joints, model.joint_spec.normalize(joints), viewmats[:, None],
                          K.expand(V, 1, 3, 3), zeros, zeros)  # fmt: skip
-        w = dataclasses.replace(weights or ObjectiveWeights(), keypoints=0.0, color=0.0)
+        w = dataclasses.replace(weights or ObjectiveWeights(), keypoints=0.0, color=0.0, coverage=0.0)  # base only
         return Objective(w)(state)
