@@ -67,6 +67,9 @@ class PoseConfig:
     """A DREAM-format split (Panda-3CAM): intrinsics and ground truth come from it."""
     masks: Path | None = None
     """Optional folder of robot masks named like the frames (`<frame>.png`; > 0 is robot)."""
+    init_joints: Path | None = None
+    """The first frame's joints, when known (e.g. from the robot's log): a JSON list in the model's joint order,
+    a {joint name: value} object, or a trajectory.json (its first frame). Skips the joint search."""
     camera: CameraArgs = dataclasses.field(default_factory=CameraArgs)
     stride: int = 1
     """Use every stride-th frame."""
@@ -103,7 +106,8 @@ def run(config: PoseConfig) -> dict:
         K = intrinsics(config.camera, *np.asarray(frames[0]).shape[1::-1])
     masks = mask_reader(config.masks, frames) if config.masks else None
     viewmat = read_viewmat(config.camera.viewmat) if config.camera.viewmat else None
-    rec = reconstruct(model, frames, K, config.reconstruct, masks, viewmat, progress=config.progress)
+    joints = read_initial_joints(config.init_joints, model.joint_spec.names) if config.init_joints else None
+    rec = reconstruct(model, frames, K, config.reconstruct, masks, viewmat, joints, progress=config.progress)
     return write_outputs(config, model, frames, rec, truth)
 
 
@@ -130,6 +134,25 @@ def read_viewmat(path: Path) -> torch.Tensor:
     if value.shape != (4, 4) or not np.isfinite(value).all():
         raise UsageError(f"--camera.viewmat {path} must hold a finite 4x4 matrix, got shape {value.shape}")
     return torch.as_tensor(value, dtype=torch.float32)
+
+
+def read_initial_joints(path: Path, names: tuple[str, ...]) -> torch.Tensor:
+    """[J] from a JSON list, a {name: value} object or a trajectory.json (see `PoseConfig.init_joints`)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read --init-joints {path}: {err}") from err
+    if isinstance(value, dict) and "frames" in value:
+        value = dict(zip(value.get("joint_names", []), value["frames"][0]["joints"])) if value["frames"] else {}
+    if isinstance(value, dict):
+        missing = [n for n in names if n not in value]
+        if missing:
+            raise UsageError(f"--init-joints {path} lacks joint(s) {', '.join(missing)} (the model's: {', '.join(names)})")
+        value = [value[n] for n in names]
+    joints = np.asarray(value, dtype=np.float64) if isinstance(value, list) else np.zeros(0)
+    if joints.shape != (len(names),) or not np.isfinite(joints).all():
+        raise UsageError(f"--init-joints {path} must give {len(names)} finite joint values ({', '.join(names)})")
+    return torch.as_tensor(joints, dtype=torch.float32)
 
 
 def mask_reader(folder: Path, frames):

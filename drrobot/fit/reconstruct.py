@@ -142,6 +142,7 @@ def reconstruct(
     config: ReconstructConfig | None = None,
     masks: Callable[[int], np.ndarray] | None = None,  # frame index -> [H, W] float in [0, 1]
     viewmat: Tensor | None = None,  # [4, 4] known world->camera (the camera is then not optimised)
+    joints: Tensor | None = None,  # [J] frame 0's joints when known (a robot log): no joint search
     progress: bool = False,
     on_frame: Callable[[int, Tensor, float], None] | None = None,
 ) -> Reconstruction:
@@ -158,9 +159,9 @@ def reconstruct(
     data = FrameTensors(frames, masks, width, height, mode, model.device, config.median_frames)
     start_time = time.perf_counter()
     if viewmat is None:
-        start = solve_from_scratch(model, data[0], K_work, config.scratch, config.weights, progress)
+        start = solve_from_scratch(model, data[0], K_work, config.scratch, config.weights, progress, joints)
     else:
-        start = _solve_joints(model, data[0], K_work, torch.as_tensor(viewmat, dtype=torch.float32), config)
+        start = _solve_joints(model, data[0], K_work, torch.as_tensor(viewmat, dtype=torch.float32), config, joints)
     first_done = time.perf_counter()
     track_config = config.track
     if viewmat is not None:
@@ -179,13 +180,18 @@ def reconstruct(
     )
 
 
-def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig) -> FitResult:
-    """Frame 0 with a known camera: the chain search over the joints (`drrobot.fit.chain`), then the best refined."""
+def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig,
+                  joints: Tensor | None) -> FitResult:  # fmt: skip
+    """Frame 0 with a known camera: the chain search over the joints (`drrobot.fit.chain`) unless `joints` [J] are
+    given, then the best refined."""
     spec, skin = model.joint_spec, cached_skinning_weights(model)
     viewmats = viewmat.to(model.device).reshape(1, 1, 4, 4)
     objective = Objective(config.weights)
-    joints, _, _ = chain_search(model, obs, prior_joints(model, config.scratch.prior)[None], viewmats, K, objective,
-                                skin, config.scratch.chain, optimize_camera=False)  # fmt: skip
+    if joints is None:
+        joints, _, _ = chain_search(model, obs, prior_joints(model, config.scratch.prior)[None], viewmats, K,
+                                    objective, skin, config.scratch.chain, optimize_camera=False)  # fmt: skip
+    else:
+        joints = joints.to(model.device).float().reshape(1, -1)
     B = min(config.scratch.finalists, len(joints))
     params = PoseParameters(spec, joints[:B], viewmats.expand(B, 1, 4, 4), K.expand(B, 1, 3, 3),
                             (obs.width, obs.height), optimize_camera=False)  # fmt: skip

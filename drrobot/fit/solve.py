@@ -103,6 +103,7 @@ def solve_from_scratch(
     config: ScratchConfig | None = None,
     weights: ObjectiveWeights | None = None,
     progress: bool = False,
+    joints: Tensor | None = None,  # [J] the pose, when known (a robot log): only the camera is searched
 ) -> FitResult:
     """Joints and camera of one image with an unknown camera; returns the refined winner (B = 1)."""
     config = config or ScratchConfig()
@@ -111,15 +112,18 @@ def solve_from_scratch(
     skin = cached_skinning_weights(model)
     search = _search_observation(observation, config.search_size)
     K_search = scale_intrinsics(K, search.width / observation.width, search.height / observation.height)
-    joints0 = prior_joints(model, config.prior)  # [J]
+    known = joints is not None
+    joints0 = joints.to(model.device).float() if known else prior_joints(model, config.prior)  # [J]
     centre, radius = _robot_extent(model, joints0, skin)
     viewmats = _placed_cameras(model, joints0, centre, radius, search, K_search, config, skin)  # [V, 4, 4]
-    first = joint_stages(model, joints0)[1][0]  # [L] links placed by the first joint (and the fixed base)
-    scores = _score_cameras(model, joints0, viewmats, K_search, search, skin, weights, first[skin.argmax(-1)])
+    scored = joint_stages(model, joints0)[1][-1 if known else 0]  # [L] the whole robot, or what joint 1 places
+    scores = _score_cameras(model, joints0, viewmats, K_search, search, skin, weights, scored[skin.argmax(-1)])
     top = scores.argsort()[: config.cameras]
     objective = Objective(weights)
-    joints, viewmats, _ = chain_search(model, observation, joints0.expand(len(top), -1), viewmats[top][:, None], K,
-                                       objective, skin, config.chain, optimize_camera=True, pivot=centre)  # fmt: skip
+    joints, viewmats = joints0.expand(len(top), -1), viewmats[top][:, None]
+    if not known:
+        joints, viewmats, _ = chain_search(model, observation, joints, viewmats, K, objective, skin, config.chain,
+                                           optimize_camera=True, pivot=centre)  # fmt: skip
     B = min(config.finalists, len(joints))
     params = PoseParameters(model.joint_spec, joints[:B], viewmats[:B], K.expand(B, 1, 3, 3),
                             (observation.width, observation.height), pivots=centre.expand(B, 3))  # fmt: skip

@@ -136,3 +136,21 @@ def test_bad_videos_masks_intrinsics_and_outputs(toy_checkpoint, tmp_path, capsy
     assert code == 2 and "--out" in err
     code, err = _bad(capsys, "--checkpoint", toy_checkpoint, "--out", tmp_path / "o4", *TINY)
     assert code == 2 and "exactly one" in err
+
+
+def test_known_initial_joints_skip_the_search(toy_checkpoint, tmp_path, capsys):
+    model = surface_model("toy_arm", points=600)
+    cam = toy_camera(64, 48)
+    truth = torch.tensor([[0.4, 0.6, -0.9]])
+    image = tmp_path / "shot.png"
+    iio.imwrite(image, render_frames(model, truth, cam, DARK_BACKGROUND)[0])
+    (tmp_path / "viewmat.json").write_text(json.dumps(cam.viewmats.tolist()))
+    (tmp_path / "init.json").write_text(json.dumps({"yaw": 0.4, "shoulder": 0.6, "elbow": -0.9}))
+    common = ["--checkpoint", toy_checkpoint, "--images", image, "--camera.fx", float(cam.Ks[0, 0]),
+              "--camera.viewmat", tmp_path / "viewmat.json", *TINY]  # fmt: skip
+    assert pose(*common, "--out", tmp_path / "out", "--init-joints", tmp_path / "init.json") == 0
+    joints = read_trajectory(tmp_path / "out" / "trajectory.json")["joints"][0]
+    assert np.abs(joints - truth[0].numpy()).max() < np.deg2rad(3)  # stays at the right answer
+    (tmp_path / "bad.json").write_text(json.dumps({"yaw": 0.4}))
+    code, err = _bad(capsys, *common, "--out", tmp_path / "o2", "--init-joints", tmp_path / "bad.json")
+    assert code == 2 and "shoulder" in err

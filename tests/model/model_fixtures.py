@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from drrobot.fit.cameras import look_at as camera_look_at
 from drrobot.kinematics import RobotKinematics
 from drrobot.model import ModelConfig, RobotModel
 
@@ -24,16 +25,8 @@ def make_model(robot: str = "toy_arm", n: int = 400, seed: int = 0, **config) ->
 
 
 def look_at(eye, target=(0.0, 0.0, 0.35)) -> torch.Tensor:
-    """World->camera [4, 4] (OpenCV: x right, y down, z forward) for a camera at `eye` facing `target`."""
-    eye, target = torch.tensor(eye, dtype=torch.float32), torch.tensor(target, dtype=torch.float32)
-    forward = (target - eye) / (target - eye).norm()
-    right = torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0]))
-    right = right / right.norm()
-    down = torch.linalg.cross(forward, right)
-    R = torch.stack([right, down, forward])
-    view = torch.eye(4)
-    view[:3, :3], view[:3, 3] = R, -R @ eye
-    return view
+    """World->camera [4, 4] (OpenCV) for a camera at `eye` facing `target` (the library's look-at)."""
+    return camera_look_at(torch.tensor(eye, dtype=torch.float32), torch.tensor(target, dtype=torch.float32))
 
 
 def cameras(B: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
