@@ -7,14 +7,15 @@
 
 from drrobot.fit.background import border_background, foreground, masked_background, median_background
 from drrobot.fit.cameras import CameraDelta, Cameras, look_at
+from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.objectives import Keypoints, Objective, ObjectiveWeights, Observation
 from drrobot.fit.optimize import FitConfig, FitResult, fit, render_state
 from drrobot.fit.params import LearningRates, PoseParameters
 from drrobot.fit.solve import ScratchConfig, Track, TrackConfig, solve_from_scratch, track
 
 __all__ = [
-    "CameraDelta", "Cameras", "FitConfig", "FitResult", "Keypoints", "LearningRates", "Objective",
+    "CameraDelta", "Cameras", "ChainConfig", "FitConfig", "FitResult", "Keypoints", "LearningRates", "Objective",
     "ObjectiveWeights", "Observation", "PoseParameters", "ScratchConfig", "Track", "TrackConfig",
-    "border_background", "fit", "foreground", "look_at", "masked_background", "median_background",
+    "border_background", "chain_search", "fit", "foreground", "look_at", "masked_background", "median_background",
     "render_state", "solve_from_scratch", "track",
 ]  # fmt: skip

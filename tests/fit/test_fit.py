@@ -107,3 +107,26 @@ def test_objective_terms_and_plug_in(toy_model):
     assert set(result.terms) == {"photometric", "edges", "silhouette", "color", "custom"}
     assert calls and calls[0] == (1, 1, 36, 48, 3)
     assert result.terms["silhouette"][0] < 0.5  # the true pose covers the mask
+
+
+def test_keypoint_term_is_zero_at_the_truth_and_pulls_towards_it(toy_model):
+    from drrobot.fit import Keypoints
+    from drrobot.model import project_points
+
+    cam = toy_camera(48, 36)
+    links = torch.tensor([2, 3, 4])  # link2, link3, tool origins
+    with torch.no_grad():
+        poses = toy_model.kinematics.link_poses(TRUE)[:, links]  # [1, K, 4, 4]
+        uv, _, _ = project_points(poses[..., :3, 3], cam.viewmats[None, None], cam.Ks[None, None])
+    frame = render_frames(toy_model, TRUE, cam, DARK)[0]
+    obs = dataclasses.replace(observation(frame), keypoints=Keypoints(links, torch.zeros(3, 3), uv,
+                                                                      torch.ones(1, 1, 3, dtype=torch.bool)))  # fmt: skip
+    weights = ObjectiveWeights(photometric=0.0, edges=0.0, joint_prior=0.0, color=0.0)
+    at_truth = PoseParameters(toy_model.joint_spec, TRUE, cam.viewmats[None, None], cam.Ks[None, None], (48, 36),
+                              optimize_camera=False)  # fmt: skip
+    assert fit(toy_model, at_truth, obs, Objective(weights), FitConfig(steps=(0,), scales=(1.0,))).losses[0] < 1e-6
+    start = toy_model.joint_spec.denormalize(torch.zeros(1, 3))
+    params = PoseParameters(toy_model.joint_spec, start, cam.viewmats[None, None], cam.Ks[None, None], (48, 36),
+                            optimize_camera=False)  # fmt: skip
+    result = fit(toy_model, params, obs, Objective(weights), FitConfig(steps=(150,), scales=(1.0,)))
+    assert torch.rad2deg((result.joints - TRUE).abs()).max() < 5.0  # from up to 52 degrees away
