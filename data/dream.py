@@ -22,7 +22,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from drrobot.data.files import write_atomic, write_json_atomic
+from drrobot.data.files import read_rgb8, write_atomic, write_json_atomic
 
 CAMERA_SETTINGS = "_camera_settings.json"
 IMAGE_SUFFIXES = (".rgb.jpg", ".rgb.png", ".rgb.jpeg")
@@ -64,13 +64,9 @@ class DreamSequence:
         """Frame `index`'s image, [H, W, 3] uint8."""
         path = self.frames[index].image_path
         try:
-            image = iio.imread(path, plugin="pillow")
-        except (OSError, ValueError, RuntimeError) as err:
-            raise DreamFormatError(
-                f"cannot read image {path} ({type(err).__name__}: {err}); re-download the split or delete the "
-                "frame's image and json"
-            ) from err
-        image = _as_rgb8(image, path)
+            image = read_rgb8(path)
+        except (OSError, ValueError) as err:
+            raise DreamFormatError(f"{err}; re-download the split or delete the frame's image and json") from err
         if image.shape[:2] != (self.height, self.width):
             raise DreamFormatError(
                 f"image {path} is {image.shape[1]}x{image.shape[0]} but {self.root / CAMERA_SETTINGS} says "
@@ -313,18 +309,6 @@ def _detect_units(frames: Sequence[DreamFrame]) -> str:
     """"cm" when the median keypoint depth exceeds `CM_MEDIAN_DEPTH`, else "m"."""
     depths = np.concatenate([f.keypoints_3d[:, 2] for f in frames])  # [sum K]
     return "cm" if float(np.median(depths)) > CM_MEDIAN_DEPTH else "m"
-
-
-def _as_rgb8(image: np.ndarray, path: Path) -> np.ndarray:
-    """[H, W, 3] uint8 from a grey, RGB or RGBA uint8 image."""
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-        raise DreamFormatError(
-            f"image {path} is {image.dtype} with shape {list(image.shape)}, expected 8-bit grey, RGB or RGBA; "
-            "convert it to an 8-bit RGB JPEG or PNG"
-        )
-    if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(image[:, :, :3])
 
 
 def _check_frame_arrays(

@@ -13,6 +13,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest zip timestamp
@@ -57,6 +58,23 @@ def write_atomic(path: Path, payload: bytes) -> None:
 
 def write_json_atomic(path: Path, value: dict) -> None:
     write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_rgb8(path: Path) -> np.ndarray:
+    """An image file as [H, W, 3] uint8 (grey and RGBA converted, 16-bit scaled down); ValueError naming the
+    file when it cannot be read or is not an 8/16-bit grey, RGB or RGBA image."""
+    try:
+        image = np.asarray(iio.imread(path, plugin="pillow"))  # PNG, JPEG, BMP, WebP
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ValueError(f"cannot read image {path} ({type(err).__name__}: {err})") from err
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(f"image {path} is {image.dtype} with shape {list(image.shape)}, expected 8-bit grey, RGB "
+                         "or RGBA; convert it to an 8-bit RGB JPEG or PNG")  # fmt: skip
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
 
 
 def ensure_writable_dir(directory: Path) -> None:

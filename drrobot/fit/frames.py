@@ -15,6 +15,8 @@ from typing import Sequence
 import imageio.v3 as iio
 import numpy as np
 
+from drrobot.data.files import read_rgb8
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -52,7 +54,7 @@ class VideoFrames:
         try:
             for i, frame in enumerate(iio.imiter(self.path)):
                 if i % stride == 0:
-                    frames.append(_as_rgb(np.asarray(frame), self.path))
+                    frames.append(_video_rgb(np.asarray(frame), self.path))
                 if max_frames is not None and len(frames) >= max_frames:
                     break
         except (OSError, ValueError, RuntimeError) as err:
@@ -112,10 +114,9 @@ def open_frames(
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as [H, W, 3] uint8 (grey and RGBA converted)."""
     try:
-        image = iio.imread(path)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise FrameError(f"cannot read image {path} ({type(err).__name__}: {err})") from err
-    return _as_rgb(np.asarray(image), path)
+        return read_rgb8(path)
+    except (OSError, ValueError) as err:
+        raise FrameError(str(err)) from err
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -128,20 +129,15 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
         mask = mask[..., :3].max(axis=-1)
     if mask.shape != tuple(shape):
         raise FrameError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its frame is {shape[1]}x{shape[0]}")
-    return (mask.astype(np.float32) / max(float(mask.max()), 1.0)).clip(0, 1) if mask.dtype != bool else mask.astype(np.float32)
+    mask = mask.astype(np.float32)
+    return mask / max(float(mask.max()), 1.0)  # 0/1 or 0/255 masks alike
 
 
-def _as_rgb(image: np.ndarray, path: Path) -> np.ndarray:
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    if image.ndim != 3 or image.shape[-1] not in (3, 4):
-        raise FrameError(f"{path} is not an RGB image (shape {image.shape})")
-    if image.dtype != np.uint8:
-        if image.dtype == np.uint16:
-            image = (image // 257).astype(np.uint8)
-        else:
-            raise FrameError(f"{path} has pixel type {image.dtype}; use 8-bit images")
-    return np.ascontiguousarray(image[..., :3])
+def _video_rgb(frame: np.ndarray, path: Path) -> np.ndarray:
+    """A decoded video frame as [H, W, 3] uint8."""
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] not in (3, 4):
+        raise FrameError(f"video {path} decodes to {frame.dtype} frames of shape {frame.shape}; expected 8-bit RGB")
+    return np.ascontiguousarray(frame[..., :3])
 
 
 def _stem(path: Path) -> str:
