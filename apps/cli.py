@@ -12,11 +12,13 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("drrobot.data.generate", "render a training dataset of a robot with MuJoCo"),
-    "train": ("drrobot.train.run", "train a robot self-model (makes the dataset if missing), then evaluate it"),
-    "eval": ("drrobot.train.evaluate", "evaluate a checkpoint on held-out test poses (PSNR, SSIM, Chamfer, IoU)"),
+    "data": ("drrobot.apps.data", "render a training dataset of a robot with MuJoCo"),
+    "train": ("drrobot.apps.train", "train a robot self-model (makes the dataset if missing), then evaluate it"),
+    "eval": ("drrobot.apps.evaluate", "evaluate a checkpoint on held-out test poses (PSNR, SSIM, Chamfer, IoU)"),
     "pose": ("drrobot.apps.pose", "estimate joint angles and the camera from images, a video or a DREAM split"),
-    "lookalike": ("drrobot.data.lookalike", "render DREAM-format sequences that look like Panda-3CAM (for benchmarks)"),
+    "view": ("drrobot.apps.view", "look at a self-model in the browser: joint sliders, link colours, trajectory playback"),
+    "lookalike": ("drrobot.apps.lookalike", "render DREAM-format sequences that look like Panda-3CAM (for benchmarks)"),
+    "render": ("drrobot.apps.render", "render a trained model to mp4/GIF/PNG: a turntable or a joint trajectory"),
 }
 """Subcommand -> (module with a `main(argv)` function, one-line help). Modules load lazily."""
 

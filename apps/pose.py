@@ -21,15 +21,17 @@ import numpy as np
 import torch
 import tyro
 
+from drrobot.apps.command import run_command
 from drrobot.apps.visuals import overlay_frames, plot_joints, write_grid, write_video
-from drrobot.checkpoint import CheckpointError, load_checkpoint
+from drrobot.checkpoint import load_checkpoint
+from drrobot.device import resolve_device
+from drrobot.errors import UsageError
 from drrobot.data.dream import DreamFormatError, load_dream
-from drrobot.data.files import ensure_writable_dir, write_atomic, write_json_atomic
+from drrobot.io import ensure_writable_dir, write_atomic, write_json_atomic
 from drrobot.fit.dream_eval import dream_truth, score_reconstruction
 from drrobot.fit.frames import DreamFrames, FrameError, open_frames, read_mask
 from drrobot.fit.reconstruct import ReconstructConfig, Reconstruction, reconstruct
 from drrobot.fit.trajectory import trajectory_dict, write_trajectory
-from drrobot.robots import RobotNotFoundError
 
 TRAJECTORY = "trajectory.json"
 
@@ -81,10 +83,6 @@ class PoseConfig:
     progress: bool = True
 
 
-class UsageError(ValueError):
-    """Arguments that do not make sense together."""
-
-
 def run(config: PoseConfig) -> dict:
     """The whole job; returns the metrics (or {} without ground truth)."""
     sources = [f for f, v in (("--images", config.images), ("--folder", config.folder), ("--video", config.video),
@@ -92,7 +90,7 @@ def run(config: PoseConfig) -> dict:
     if len(sources) != 1:
         raise UsageError(f"give exactly one input: --images, --folder, --video or --dream (got {sources or 'none'})")
     check_output_dir(config.out)
-    ckpt = load_checkpoint(config.checkpoint, device=config.device)
+    ckpt = load_checkpoint(config.checkpoint, device=resolve_device(config.device))
     model = ckpt.model.eval()
     sequence = truth = None
     if config.dream is not None:
@@ -194,29 +192,22 @@ def write_outputs(config: PoseConfig, model, frames, rec: Reconstruction, truth)
         write_json_atomic(out / "metrics.json", metrics)
         title = f"{config.dream} ({len(rec.names)} frames, background {rec.background})"
         write_atomic(out / "metrics.md", scored.to_markdown(title).encode())
-    trajectory = trajectory_dict(model.joint_spec.names, rec.names, estimate, rec.viewmats, rec.Ks, rec.losses)
+    size = np.asarray(frames[0]).shape[1::-1]  # (W, H)
+    trajectory = trajectory_dict(model.joint_spec.names, rec.names, estimate, rec.viewmats, rec.Ks, rec.losses, size)
     write_trajectory(out / TRAJECTORY, trajectory)
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = tyro.cli(PoseConfig, args=argv, prog="drrobot pose", description=__doc__.splitlines()[0])
-    try:
+    def job() -> None:
+        config = tyro.cli(PoseConfig, args=argv, prog="drrobot pose", description=__doc__.splitlines()[0])
         metrics = run(config)
-    except UsageError as err:
-        print(f"drrobot pose: error: {err}", file=sys.stderr)
-        return 2
-    except (CheckpointError, RobotNotFoundError, DreamFormatError, FrameError, ValueError, OSError) as err:
-        print(f"drrobot pose: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("drrobot pose: interrupted; nothing written as complete", file=sys.stderr)
-        return 130
-    if metrics:
-        print(f"joint error {metrics['joint_error_deg']:.2f} deg, ADD-AUC {metrics['add_auc']:.3f}, "
-              f"{metrics['fps']:.2f} frames/s")  # fmt: skip
-    print(f"wrote {config.out / TRAJECTORY}")
-    return 0
+        if metrics:
+            print(f"joint error {metrics['joint_error_deg']:.2f} deg, ADD-AUC {metrics['add_auc']:.3f}, "
+                  f"{metrics['fps']:.2f} frames/s")  # fmt: skip
+        print(f"wrote {config.out / TRAJECTORY}")
+
+    return run_command("drrobot pose", job, interrupted="interrupted; nothing written as complete")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Outputs people look at, shared by the apps: renders over input frames, videos, image grids, joint plots."""
+"""Outputs people look at, shared by the apps: renders over input frames, videos, GIFs, PNG frames, image grids,
+joint plots (the frames themselves come from `drrobot.renders`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from drrobot.data.files import write_atomic
 from drrobot.fit.cameras import scale_intrinsics
-from drrobot.fit.optimize import render_state
 from drrobot.fit.reconstruct import shrink
+from drrobot.io import ensure_writable_dir, write_atomic
 from drrobot.model import RobotModel
+from drrobot.renders import over, render_frames, to_uint8
 
 OVERLAY_OPACITY = 0.65
 
@@ -31,24 +32,17 @@ def overlay_frames(
 ) -> list[np.ndarray]:
     """Each frame (shrunk to `width`) with the model rendered at its estimate on top: T x [h, width, 3] uint8."""
     out = []
+    with torch.no_grad():
+        weights = model.skinning_weights()  # [N, L]
     for t in range(len(joints)):
         frame = np.asarray(frames[t])
         H, W = frame.shape[:2]
         height = max(1, round(H * width / W))
-        image = shrink(frame, width, height).to(model.device)  # [h, w, 3]
-        K = scale_intrinsics(Ks[t].to(model.device), width / W, height / H)
-        with torch.no_grad():
-            render = render_state(model, joints[t : t + 1].to(model.device), viewmats[t].to(model.device)[None, None],
-                                  K[None, None], width, height,
-                                  base_pose=None if base_pose is None else base_pose[t : t + 1])  # fmt: skip
-        alpha = OVERLAY_OPACITY * render.alphas[0, 0]  # [h, w, 1]
-        blended = image * (1 - alpha) + OVERLAY_OPACITY * render.images[0, 0]
-        out.append(to_uint8(blended))
+        K = scale_intrinsics(Ks[t], width / W, height / H)
+        rgba = render_frames(model, joints[t : t + 1], viewmats[t][None], K[None], width, height,
+                             None if base_pose is None else base_pose[t : t + 1], skinning_weights=weights)[0, 0]  # fmt: skip
+        out.append(to_uint8(over(rgba, shrink(frame, width, height), OVERLAY_OPACITY)))
     return out
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    return (image.clamp(0, 1) * 255).round().byte().cpu().numpy()
 
 
 def write_video(path: Path, frames: Sequence[np.ndarray], fps: float = 10.0) -> Path:
@@ -58,6 +52,22 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: float = 10.0) -> 
                           macro_block_size=1)  # fmt: skip
     write_atomic(path, payload)
     return path
+
+
+def write_gif(path: Path, frames: Sequence[np.ndarray], fps: float = 10.0) -> Path:
+    """An animated GIF (loops forever) written atomically."""
+    payload = iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
+    write_atomic(path, payload)
+    return path
+
+
+def write_frames(folder: Path, frames: Sequence[np.ndarray]) -> list[Path]:
+    """Each frame as `folder/NNNNNN.png` (lossless: the exact pixels), written atomically."""
+    ensure_writable_dir(folder)
+    paths = [folder / f"{t:06d}.png" for t in range(len(frames))]
+    for path, frame in zip(paths, frames):
+        write_atomic(path, iio.imwrite("<bytes>", frame, extension=".png"))
+    return paths
 
 
 def write_grid(path: Path, images: Sequence[np.ndarray], columns: int = 4) -> Path:

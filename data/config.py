@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from drrobot.apps.presets import parse_with_presets
+from drrobot.errors import UsageError
 
 PresetName = Literal["cpu-quick", "default", "paper"]
 
@@ -123,13 +123,8 @@ PRESETS: dict[str, DataConfig] = {
 }
 
 
-def parse_config(argv: list[str] | None = None) -> DataConfig:
-    """Parse `--preset NAME` first, then every field with tyro on top of that preset."""
-    return parse_with_presets(PRESETS, argv, "drrobot data", "Render a training dataset of a robot with MuJoCo (headless).")
-
-
 def validate(config: DataConfig) -> None:
-    """Raise ValueError naming the field for settings that cannot work."""
+    """Raise UsageError naming the field for settings that cannot work."""
     cam = config.camera
     problems = []
     if cam.height < 1 or cam.width < 1:
@@ -158,7 +153,7 @@ def validate(config: DataConfig) -> None:
     if config.lighting.supersample < 1 or config.lighting.supersample % 2 == 0:
         problems.append(f"lighting.supersample must be an odd number >= 1 (got {config.lighting.supersample})")
     if problems:
-        raise ValueError("invalid dataset settings: " + "; ".join(problems))
+        raise UsageError("invalid dataset settings: " + "; ".join(problems))
 
 
 def content_settings(config: DataConfig) -> dict:

@@ -22,7 +22,9 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from drrobot.data.files import read_rgb8, write_atomic, write_json_atomic
+from drrobot.data.files import read_rgb8
+from drrobot.io import write_atomic, write_json_atomic
+from drrobot.errors import DrRobotError
 
 CAMERA_SETTINGS = "_camera_settings.json"
 IMAGE_SUFFIXES = (".rgb.jpg", ".rgb.png", ".rgb.jpeg")
@@ -32,7 +34,7 @@ _FRAME_JSON = re.compile(r"^(\d+)\.json$")
 _PER_METRE = {"m": 1.0, "cm": 100.0}
 
 
-class DreamFormatError(ValueError):
+class DreamFormatError(DrRobotError, ValueError):
     """A DREAM-format folder or file is missing or malformed (the message names it and what to do)."""
 
 

@@ -1,4 +1,4 @@
-"""The dataset job: `drrobot data --robot panda --preset cpu-quick --out outputs/panda-data`.
+"""The dataset job behind `drrobot data --robot panda --preset cpu-quick --out outputs/panda-data`.
 
 Resolves the robot, checks or creates the output directory (resume / refuse / --overwrite), writes the
 manifest and the surface sample, renders the samples not yet on disk with parallel workers and a progress
@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 
 from tqdm import tqdm
 
 from drrobot.data import manifest as manifest_io
-from drrobot.data.config import DataConfig, parse_config, validate
-from drrobot.data.files import npz_bytes, remove_stale_temps, write_atomic
-from drrobot.data.mujoco_render import RenderBackendError
-from drrobot.data.poses import PoseError
+from drrobot.data.config import DataConfig, validate
+from drrobot.data.files import npz_bytes, npz_complete
+from drrobot.io import remove_stale_temps, write_atomic
 from drrobot.data.sample import SPLITS, canonical_surface, sample_path, split_sizes
-from drrobot.data.workers import WorkerError, run
+from drrobot.data.workers import run
 from drrobot.joints import JointSpec
-from drrobot.robots import RobotNotFoundError, load_robot
-
-USER_ERRORS = (RobotNotFoundError, manifest_io.DatasetError, WorkerError, PoseError, RenderBackendError, ValueError)
+from drrobot.robots import load_robot
 
 
 @dataclasses.dataclass
@@ -55,8 +51,9 @@ class Summary:
         return text
 
 
-def generate(config: DataConfig, progress: bool = True) -> Summary:
-    """Make (or finish) the dataset described by `config` in `config.out`."""
+def generate(config: DataConfig, progress: bool = True, out_flag: str = "--out") -> Summary:
+    """Make (or finish) the dataset described by `config` in `config.out` (`out_flag`: the option that named
+    it, for error messages)."""
     start = time.perf_counter()
     validate(config)
     robot = load_robot(config.robot)
@@ -64,16 +61,16 @@ def generate(config: DataConfig, progress: bool = True) -> Summary:
     spec = JointSpec.from_mj_model(model)
     manifest = manifest_io.build_manifest(config, robot, model, spec)
     root = config.out
-    manifest_io.prepare_output(root, manifest, config.overwrite)
+    manifest_io.prepare_output(root, manifest, config.overwrite, out_flag)
     for folder in (root, *(root / split for split in SPLITS)):
         remove_stale_temps(folder)
     surface_file = root / manifest_io.SURFACE
-    if not surface_file.exists():
+    if not npz_complete(surface_file):
         write_atomic(surface_file, npz_bytes(canonical_surface(model, config).arrays(), config.compress))
 
     sizes = split_sizes(config)
     every = [(split, i) for split in SPLITS for i in range(sizes[split])]
-    todo = [(split, i) for split, i in every if not sample_path(root, split, i).exists()]
+    todo = [(split, i) for split, i in every if not npz_complete(sample_path(root, split, i))]  # damaged: redo
     workers = min(config.workers or os.cpu_count() or 1, max(len(todo), 1))
     summary = Summary(skipped=len(every) - len(todo))
     bar = tqdm(total=len(every), initial=summary.skipped, unit="sample", desc=robot.name, disable=not progress)
@@ -88,22 +85,3 @@ def generate(config: DataConfig, progress: bool = True) -> Summary:
     manifest_io.mark_complete(root, manifest)
     summary.wall_s = time.perf_counter() - start
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point (`drrobot data ...`); returns the exit status."""
-    config = parse_config(argv)
-    try:
-        summary = generate(config)
-    except USER_ERRORS as err:
-        print(f"drrobot data: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("drrobot data: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    print(summary.line(config.robot, config.out))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

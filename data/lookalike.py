@@ -21,22 +21,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Literal, NamedTuple
 
 import mujoco
 import numpy as np
-import tyro
 from tqdm import tqdm
 
 from drrobot.data.cameras import look_at
 from drrobot.data.dream import CAMERA_SETTINGS, write_camera_settings, write_frame
-from drrobot.data.files import TMP_MARKER, ensure_writable_dir, write_json_atomic
-from drrobot.data.mujoco_render import RenderBackendError, _gl_context, select_gl_backend
+from drrobot.io import TMP_MARKER, ensure_writable_dir, write_json_atomic
+from drrobot.data.mujoco_render import _gl_context, select_gl_backend
 from drrobot.joints import JointSpec
-from drrobot.robots import RobotDescription, RobotNotFoundError, load_robot
+from drrobot.robots import RobotDescription, load_robot
+from drrobot.errors import UsageError
 
 
 class Intrinsics(NamedTuple):
@@ -77,7 +76,7 @@ RUN_ONLY_FIELDS = ("camera", "out", "gl", "overwrite")
 _OUR_FILES = (CAMERA_SETTINGS, GROUND_TRUTH_CAMERA, SETTINGS_FILE, "[0-9]*.rgb.jpg", "[0-9]*.json", f".*{TMP_MARKER}*")
 
 
-class LookalikeError(RuntimeError):
+class LookalikeError(UsageError, RuntimeError):
     """Bad settings, an unusable output folder, or no valid trajectory (the message says what to change)."""
 
 
@@ -630,20 +629,3 @@ def _write_metadata(
         {"viewmat": viewmat.tolist(), "K": K.tolist(), "width": width, "height": height,
          "convention": "OpenCV camera (x right, y down, z forward); viewmat world->camera; pixel centres at +0.5"},
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point (`drrobot lookalike ...`); returns the exit status."""
-    config = tyro.cli(LookalikeConfig, args=argv, prog="drrobot lookalike", description=__doc__.splitlines()[0])
-    try:
-        sequences = generate(config)
-    except (LookalikeError, RobotNotFoundError, RenderBackendError) as err:
-        print(f"drrobot lookalike: error: {err}", file=sys.stderr)
-        return 2
-    for seq in sequences:
-        print(f"{seq.directory}: {seq.frames} frames in {seq.seconds:.1f} s ({seq.seconds / seq.frames:.2f} s/frame)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -10,10 +9,11 @@ import mujoco
 
 from drrobot.data import cameras
 from drrobot.data.config import DataConfig, content_settings
-from drrobot.data.files import ensure_writable_dir, write_json_atomic
+from drrobot.io import check_fields, ensure_writable_dir, read_json_document, write_json_atomic
 from drrobot.data.sample import SPLITS, split_sizes
 from drrobot.joints import JointSpec
 from drrobot.robots import RobotDescription, link_names
+from drrobot.errors import DrRobotError
 
 SCHEMA_VERSION = 3  # 2: sample files gained `alpha`; 3: `mask` holds each pixel's majority link
 MANIFEST = "manifest.json"
@@ -21,7 +21,7 @@ SURFACE = "surface.npz"
 FORMAT = "drrobot-dataset"
 
 
-class DatasetError(ValueError):
+class DatasetError(DrRobotError, ValueError):
     """An output directory or dataset that cannot be used as asked (the message says what to do)."""
 
 
@@ -61,17 +61,18 @@ def read_manifest(root: Path) -> dict:
     path = Path(root) / MANIFEST
     if not path.is_file():
         raise DatasetError(f"{root} is not a drrobot dataset: {path} is missing (make one with `drrobot data`)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetError(f"cannot read dataset manifest {path}: {err}") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise DatasetError(f"{path} is not a drrobot dataset manifest")
+    manifest = read_json_document(path, "dataset manifest", {"format": str}, DatasetError)
+    if manifest["format"] != FORMAT:
+        raise DatasetError(f"{path} is not a drrobot dataset manifest (format {manifest['format']!r})")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise DatasetError(
             f"dataset {root} has schema version {manifest.get('schema_version')}, this drrobot reads and writes "
             f"version {SCHEMA_VERSION}: regenerate it with `drrobot data --overwrite` (or use a matching drrobot version)"
         )
+    fields = {"status": str, "robot": dict, "joints": dict, "links": list, "splits": dict, "views_per_sample": int,
+              "image_size": list, "settings": dict}  # fmt: skip
+    check_fields(manifest, f"dataset manifest {path}", fields, DatasetError)
+    check_fields(manifest["robot"], f"dataset manifest {path}: robot", {"name": str, "file": str}, DatasetError)
     return manifest
 
 
@@ -88,20 +89,22 @@ def differences(existing: dict, wanted: dict) -> list[str]:
     return out
 
 
-def prepare_output(root: Path, manifest: dict, overwrite: bool) -> bool:
+def prepare_output(root: Path, manifest: dict, overwrite: bool, flag: str = "--out") -> bool:
     """Make `root` ready for `manifest`: create it, or check that it holds the same dataset (resume), or
     with `overwrite` clear a different dataset. Returns True when resuming. Never deletes anything that is
-    not part of a drrobot dataset."""
+    not part of a drrobot dataset. `flag` is the option that named `root` (for the messages)."""
     root = Path(root)
     try:
         ensure_writable_dir(root)
     except OSError as err:
-        raise DatasetError(f"cannot write the output directory {root}: {err}; choose a writable --out") from err
+        raise DatasetError(
+            f"cannot write the dataset directory {root}: {err.strerror or err}; choose a writable {flag}"
+        ) from err
     if not (root / MANIFEST).exists():
         if any(root.iterdir()):
             raise DatasetError(
                 f"output directory {root} is not empty and is not a drrobot dataset (no {MANIFEST}); "
-                "choose a new or empty --out"
+                f"choose a new or empty {flag}"
             )
         _start(root, manifest)
         return False
@@ -116,7 +119,7 @@ def prepare_output(root: Path, manifest: dict, overwrite: bool) -> bool:
     if not overwrite:
         raise DatasetError(
             f"output directory {root} holds a different dataset:\n  " + "\n  ".join(changed) +
-            "\nuse the same settings to resume it, another --out, or --overwrite to replace it"
+            f"\nuse the same settings to resume it, another {flag}, or --overwrite to replace it"
         )
     _clear(root)
     _start(root, manifest)

@@ -25,12 +25,13 @@ import numpy as np
 
 from drrobot.data.cameras import Orbit
 from drrobot.data.config import CameraConfig, LightingConfig
+from drrobot.errors import DrRobotError
 
 GL_BACKENDS = ("egl", "osmesa")
 _PROBE = "import mujoco.{0} as m; c = m.GLContext(8, 8); c.make_current(); c.free()"
 
 
-class RenderBackendError(RuntimeError):
+class RenderBackendError(DrRobotError, RuntimeError):
     """No headless OpenGL backend works on this machine."""
 
 

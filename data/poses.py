@@ -6,9 +6,10 @@ import mujoco
 import numpy as np
 
 from drrobot.joints import JointSpec
+from drrobot.errors import DrRobotError
 
 
-class PoseError(RuntimeError):
+class PoseError(DrRobotError, RuntimeError):
     """No collision-free pose was found within the allowed number of tries."""
 
 

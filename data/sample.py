@@ -15,7 +15,8 @@ import numpy as np
 
 from drrobot.data import cameras, surface
 from drrobot.data.config import DataConfig
-from drrobot.data.files import npz_bytes, write_atomic
+from drrobot.data.files import npz_bytes
+from drrobot.io import write_atomic
 from drrobot.data.mujoco_render import MujocoRenderer
 from drrobot.data.poses import PoseSampler
 from drrobot.joints import JointSpec

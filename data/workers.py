@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from drrobot.data.config import DataConfig
-from drrobot.data.files import write_atomic
+from drrobot.io import write_atomic
 from drrobot.data.mujoco_render import select_gl_backend
 from drrobot.data.sample import SampleMaker, SampleStats, sample_path
 from drrobot.robots import description_hash
+from drrobot.errors import DrRobotError
 
 Task = tuple[str, int]  # (split, index)
 RAY_WINDOW = 256  # Ray tasks in flight at once
@@ -29,7 +30,7 @@ _out: Path | None = None
 _init_error: str | None = None  # a pool worker that failed to start reports it on its first task
 
 
-class WorkerError(RuntimeError):
+class WorkerError(DrRobotError, RuntimeError):
     """A sample failed in a worker (the message names the sample)."""
 
 

@@ -35,8 +35,10 @@ from safetensors.torch import load_file, save_file
 
 import drrobot
 from drrobot.gaussians import CanonicalGaussians
+from drrobot.io import check_fields, read_json_document
 from drrobot.model import ModelConfig, RobotModel
 from drrobot.robots import RobotDescription, RobotNotFoundError, load_robot
+from drrobot.errors import DrRobotError
 
 SCHEMA = "drrobot.checkpoint"
 SCHEMA_VERSION = 1
@@ -46,7 +48,7 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 LEGACY_RASTERIZATION = {"rasterize_mode": "classic", "eps2d": 0.3}  # what models rendered with before recording it
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DrRobotError, ValueError):
     """A checkpoint that cannot be loaded: missing, corrupt, truncated, of another schema or shape."""
 
 
@@ -174,34 +176,41 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict:
     path = Path(path)
     meta_file = path / META_FILE
     if not meta_file.is_file():
-        raise CheckpointError(f"{path} is not a drrobot checkpoint: {META_FILE} not found")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"checkpoint {path}: {META_FILE} is corrupt or truncated ({err})") from err
-    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
-        raise CheckpointError(f"checkpoint {path}: not a {SCHEMA} file (schema {meta.get('schema')!r})")
+        hint = " (pass the checkpoint directory, not the file)" if path.name == META_FILE else ""
+        raise CheckpointError(f"{path} is not a drrobot checkpoint: {META_FILE} not found{hint}")
+    meta = read_json_document(meta_file, "checkpoint file", {"schema": str}, CheckpointError)
+    if meta["schema"] != SCHEMA:
+        raise CheckpointError(f"checkpoint {path}: not a {SCHEMA} file (schema {meta['schema']!r})")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise CheckpointError(
             f"checkpoint {path}: schema version {meta.get('schema_version')!r}, this drrobot "
             f"({drrobot.__version__}) reads version {SCHEMA_VERSION}"
         )
-    missing = [k for k in ("robot", "model", "files") if k not in meta]
-    if missing:
-        raise CheckpointError(f"checkpoint {path}: {META_FILE} lacks {missing}")
+    where = f"checkpoint file {meta_file}"
+    check_fields(meta, where, {"robot": dict, "model": dict, "files": dict}, CheckpointError)
+    robot_fields = {"name": str, "content_hash": str, "joint_names": list, "joint_lower": list, "joint_upper": list,
+                    "link_names": list}  # fmt: skip
+    check_fields(meta["robot"], f"{where}: robot", robot_fields, CheckpointError)
+    check_fields(meta["model"], f"{where}: model", {"num_gaussians": int}, CheckpointError)
+    for name, record in meta["files"].items():
+        check_fields(record, f"{where}: files.{name}", {"bytes": int, "sha256": str}, CheckpointError)
     return meta
 
 
 def _resolve_robot(path: Path, meta: dict, robot: RobotDescription | str | None) -> RobotDescription:
+    """The given robot, else the recorded description file when the model was trained from a file, else the
+    robot of the recorded name."""
     if isinstance(robot, RobotDescription):
         return robot
-    name = robot if robot is not None else meta["robot"]["name"]
+    recorded = meta["robot"]
+    from_file = recorded.get("source") == "file" and recorded.get("path")
+    name = robot if robot is not None else recorded["path"] if from_file else recorded["name"]
     try:
         return load_robot(name)
     except RobotNotFoundError as err:
         raise CheckpointError(
-            f"checkpoint {path} is for robot {meta['robot']['name']!r} (recorded path {meta['robot'].get('path')}), "
-            f"which cannot be loaded: {err}; pass robot=<name or MJCF/URDF path>"
+            f"checkpoint {path} is for robot {recorded['name']!r} (recorded file {recorded.get('path')}), "
+            f"which cannot be loaded: {err}. Pass the robot's name or MJCF/URDF path (--robot)"
         ) from err
 
 

@@ -28,15 +28,18 @@ with the first d SH bands (progressive SH). Save/load with `drrobot.checkpoint`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from drrobot.appearance import AppearanceConfig, AppearanceField
+from drrobot.errors import UsageError
 from drrobot.gaussians import CanonicalGaussians
 from drrobot.kinematics import RobotKinematics
 from drrobot.ply import export_ply
@@ -52,27 +55,41 @@ LIMIT_TOLERANCE = 1e-5  # radians / metres outside a limit that pass silently (f
 class ModelConfig:
     """Everything needed to rebuild a `RobotModel` besides the robot and its tensors (saved in checkpoints)."""
 
-    sh_degree: int = 3  # SH degree of the Gaussians' colours (0..3)
-    init_opacity: float = 0.3  # opacity of new Gaussians
-    init_scale_factor: float = 1.0  # initial scale = factor x mean distance to 3 nearest surface samples
-    joint_limits: str = "clamp"  # "clamp" (with a warning) or "error" for joints outside the limits
-    # The screen-space filter: eps2d px^2 is added to every projected 2D covariance, and "antialiased" scales
-    # opacities so the blur keeps each Gaussian's mass (Mip-Splatting's 2D filter). 0.05 px^2 stays below a
-    # pixel's box filter (variance 1/12 px^2), which is how the dataset's supersampled pixels average the scene,
-    # so the filter never blurs more than the targets are blurred (0.1 cost the Panda's fingers ~0.01 IoU);
-    # gsplat's default ("classic", 0.3) widens sub-pixel Gaussians instead, so thin parts render too wide.
-    rasterize_mode: str = "antialiased"  # or "classic"
+    sh_degree: int = 3
+    """Spherical-harmonics degree of the Gaussians' colours (0..3)."""
+    init_opacity: float = 0.3
+    """Opacity of new Gaussians, in (0, 1)."""
+    init_scale_factor: float = 1.0
+    """Initial scale = this factor x the mean distance to the 3 nearest surface samples."""
+    joint_limits: Literal["clamp", "error"] = "clamp"
+    """Joints outside their limits: clamp them (with a warning) or raise an error."""
+    rasterize_mode: Literal["antialiased", "classic"] = "antialiased"
+    """Screen-space filter: "antialiased" scales opacities so the eps2d blur keeps each Gaussian's mass
+    (Mip-Splatting's 2D filter); "classic" (gsplat's default, and what common 3DGS viewers do) widens
+    sub-pixel Gaussians instead, so thin parts render too wide."""
     eps2d: float = 0.05
+    """Pixels^2 added to every projected 2D covariance. 0.05 stays below a pixel's box filter (variance 1/12
+    px^2), which is how the dataset's supersampled pixels average the scene, so the filter never blurs more
+    than the targets are blurred (0.1 cost the Panda's fingers ~0.01 IoU; common viewers use 0.3)."""
     skinning: SkinningConfig = field(default_factory=SkinningConfig)
     appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
 
     def __post_init__(self):
+        problems = []
+        if isinstance(self.sh_degree, bool) or not isinstance(self.sh_degree, int) or not 0 <= self.sh_degree <= 3:
+            problems.append(f"sh_degree must be an integer from 0 to 3, got {self.sh_degree!r}")
+        if not _is_number(self.init_opacity) or not 0.0 < self.init_opacity < 1.0:
+            problems.append(f"init_opacity must be in (0, 1), got {self.init_opacity!r}")
+        if not _is_number(self.init_scale_factor) or not 0.0 < self.init_scale_factor < math.inf:
+            problems.append(f"init_scale_factor must be a positive number, got {self.init_scale_factor!r}")
         if self.joint_limits not in JOINT_LIMIT_POLICIES:
-            raise ValueError(f"joint_limits must be one of {JOINT_LIMIT_POLICIES}, got {self.joint_limits!r}")
+            problems.append(f"joint_limits must be one of {JOINT_LIMIT_POLICIES}, got {self.joint_limits!r}")
         if self.rasterize_mode not in RASTERIZE_MODES:
-            raise ValueError(f"rasterize_mode must be one of {RASTERIZE_MODES}, got {self.rasterize_mode!r}")
-        if not 0.0 <= self.eps2d < float("inf"):
-            raise ValueError(f"eps2d must be finite and >= 0, got {self.eps2d}")
+            problems.append(f"rasterize_mode must be one of {RASTERIZE_MODES}, got {self.rasterize_mode!r}")
+        if not _is_number(self.eps2d) or not 0.0 <= self.eps2d < math.inf:
+            problems.append(f"eps2d must be finite and >= 0, got {self.eps2d!r}")
+        if problems:
+            raise UsageError("invalid model settings (--model.*): " + "; ".join(problems))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -83,6 +100,19 @@ class ModelConfig:
         skinning = SkinningConfig(**d.pop("skinning", {}))
         appearance = AppearanceConfig(**d.pop("appearance", {}))
         return cls(**d, skinning=skinning, appearance=appearance)
+
+
+def _broadcast(name: str, value, shape: tuple[int, ...], device) -> Tensor:
+    """`value` as a float tensor broadcast to `shape`, or a ValueError naming the argument and both shapes."""
+    tensor = torch.as_tensor(value, dtype=torch.float32, device=device)
+    try:
+        return tensor.broadcast_to(shape)
+    except RuntimeError as err:
+        raise ValueError(f"{name} of shape {tuple(tensor.shape)} does not broadcast to {shape}") from err
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -215,6 +245,11 @@ class RobotModel(nn.Module):
         """Skinning weights [N, L] of the current canonical Gaussians."""
         return self.skinning(self.gaussians.means, self.gaussians.link_ids)
 
+    def skinning_transforms(self, link_poses: Tensor, weights: Tensor):
+        """The rigid motions [B, M] (canonical -> pose) of M points with skinning `weights` [M, L] when the links
+        are at `link_poses` [B, L, 4, 4]: each point's blend of its links' motions (implicit LBS)."""
+        return blend_transforms(weights, relative_transforms(link_poses, self.canonical_link_poses))
+
     def pose_gaussians(
         self,
         joints: Tensor,
@@ -229,7 +264,7 @@ class RobotModel(nn.Module):
         g = self.gaussians
         link_poses = self.kinematics.link_poses(joints, base_pose)  # [B, L, 4, 4]
         weights = self.skinning_weights() if skinning_weights is None else skinning_weights  # [N, L]
-        blend = blend_transforms(weights, relative_transforms(link_poses, self.canonical_link_poses))
+        blend = self.skinning_transforms(link_poses, weights)  # [B, N]
         means = blend.apply_points(g.means)  # [B, N, 3]
         sh = g.colors_sh()  # [N, K, 3]
         log_scales, opacity_logits, quats = g.scales, g.opacities, g.quats  # [N, 3], [N], [N, 4]
@@ -288,12 +323,13 @@ class RobotModel(nn.Module):
         if not 0 <= degree <= self.config.sh_degree:
             raise ValueError(f"sh_degree must be in [0, {self.config.sh_degree}], got {sh_degree}")
         sh = posed.sh[:, :, : (degree + 1) ** 2]  # [B, N, K', 3]
-        backgrounds = None
-        if background is not None:
-            backgrounds = torch.as_tensor(background, dtype=torch.float32, device=self.device).broadcast_to(B, C, 3)
+        backgrounds = None if background is None else _broadcast("background", background, (B, C, 3), self.device)
         F = 0 if features is None else features.shape[-1]
         if features is not None:
-            features = features.broadcast_to(B, posed.means.shape[1], F)  # [B, N, F]
+            N = posed.means.shape[1]
+            if features.ndim not in (2, 3) or features.shape[-2] != N:
+                raise ValueError(f"features must be [N={N}, F] or [B={B}, N={N}, F], got {tuple(features.shape)}")
+            features = _broadcast("features", features, (B, N, F), features.device)  # [B, N, F]
         outputs = []
         for b in range(B):
             colors, colors_degree, bg = _with_features(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +22,11 @@ import torch
 from plyfile import PlyData, PlyElement, PlyParseError
 from torch import Tensor
 
+from drrobot.errors import DrRobotError
+from drrobot.io import atomic_path
 
-class PlyFormatError(ValueError):
+
+class PlyFormatError(DrRobotError, ValueError):
     """A `.ply` file that is not a readable 3DGS splat file."""
 
 
@@ -75,14 +77,8 @@ def export_ply(
         vertex[name] = column.detach().cpu().float().numpy()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(vertex, "vertex")], byte_order="<").write(str(tmp))
     return path
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import mujoco
 
+from drrobot.errors import UsageError
+
 URDF_DIR = Path(__file__).resolve().parent.parent / "urdf"
 """Robots shipped with drrobot (repo checkout: `urdf/`; installed: `drrobot/urdf`)."""
 if not URDF_DIR.is_dir():  # installed as the `drrobot.urdf` package
@@ -53,7 +55,7 @@ TEST_ROBOTS: dict[str, str] = {
 """Tiny robots of primitive geoms under `urdf/`, for fast tests."""
 
 
-class RobotNotFoundError(ValueError):
+class RobotNotFoundError(UsageError):
     """An unknown robot name or a missing/malformed robot description file."""
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from drrobot.appearance import AppearanceConfig
-from drrobot.apps.presets import parse_with_presets
+from drrobot.errors import UsageError
 from drrobot.model import ModelConfig
 from drrobot.skinning import SkinningConfig
 
@@ -165,6 +165,21 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Parse `--preset NAME` first, then every field with tyro on top of that preset."""
-    return parse_with_presets(PRESETS, argv, "drrobot train", "Train a drrobot self-model (see README).")
+
+def validate(config: TrainConfig) -> None:
+    """Raise UsageError naming each setting that cannot work (before any work starts)."""
+    at_least = {
+        "canonical_steps": 0, "lbs_steps": 0, "joint_steps": 0, "views_per_step": 1, "lbs_poses_per_step": 1,
+        "lbs_points_per_step": 1, "sh_degree_interval": 1, "log_every": 1, "image_every": 0,
+        "checkpoint_every": 0, "eval_views": 0, "num_threads": 0, "max_recoveries": 0,
+    }  # fmt: skip
+    problems = [f"--{name.replace('_', '-')} must be >= {low} (got {getattr(config, name)})"
+                for name, low in at_least.items() if getattr(config, name) < low]  # fmt: skip
+    for name in ("ssim_weight", "link_weight"):
+        value = getattr(config, name)
+        if not 0.0 <= value < float("inf"):
+            problems.append(f"--{name.replace('_', '-')} must be finite and >= 0 (got {value})")
+    if config.total_steps < 1:
+        problems.append("at least one of --canonical-steps, --lbs-steps, --joint-steps must be positive")
+    if problems:
+        raise UsageError("invalid training settings: " + "; ".join(problems))

@@ -1,4 +1,4 @@
-"""`drrobot eval <checkpoint>`: the paper's Table 1 protocol on held-out test poses and views.
+"""`drrobot eval <checkpoint>`'s job: the paper's Table 1 protocol on held-out test poses and views.
 
 For each test view: PSNR and SSIM of the model's render against MuJoCo's image (both over black), the
 Chamfer distance between the posed Gaussian means and the ground-truth posed surface points (millimetres),
@@ -13,9 +13,6 @@ link-map grid (`eval_links.png`: MuJoCo's link ids | the model's | mismatch in r
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +22,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from drrobot.checkpoint import CheckpointError, load_checkpoint
 from drrobot.data.cameras import Orbit
 from drrobot.data.config import render_configs
-from drrobot.data.manifest import DatasetError
 from drrobot.data.mujoco_render import MujocoRenderer
 from drrobot.data.reader import RobotDataset
+from drrobot.errors import UsageError
+from drrobot.io import ensure_writable_dir, write_atomic, write_json_atomic
 from drrobot.joints import JointSpec
 from drrobot.metrics import chamfer_distance, psnr, silhouette_iou, ssim
 from drrobot.model import RobotModel
@@ -61,6 +58,9 @@ def evaluate(
     model: RobotModel, data_root: Path, out_dir: Path, max_views: int = EVAL_VIEWS, seed: int = 0, backend: str = "auto"
 ) -> dict:
     """Run the protocol on up to `max_views` test views; write eval.md / eval.json / eval.png to `out_dir`."""
+    if max_views < 1:
+        raise UsageError(f"the number of test views to evaluate (--views) must be >= 1, got {max_views}")
+    ensure_writable_dir(out_dir)
     manifest = check_dataset(Path(data_root), model.robot.name)
     test = RobotDataset(data_root, "test")
     train = RobotDataset(data_root, "train")
@@ -125,12 +125,12 @@ def evaluate(
         "silhouette_iou": float(np.mean(robot_iou)),
         **link_stats.summary(model.link_names, seed=seed),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out_dir / "eval.md").write_text(format_table(results))
+    write_json_atomic(out_dir / "eval.json", results, sort_keys=False)
+    write_atomic(out_dir / "eval.md", format_table(results).encode())
     preds, targets, link_maps, masks = (torch.stack(column) for column in zip(*grid_rows))
-    iio.imwrite(out_dir / "eval.png", image_grid(preds, targets))
-    iio.imwrite(out_dir / "eval_links.png", link_grid(link_maps, masks, num_links))
+    write_atomic(out_dir / "eval.png", iio.imwrite("<bytes>", image_grid(preds, targets), extension=".png"))
+    write_atomic(out_dir / "eval_links.png", iio.imwrite("<bytes>", link_grid(link_maps, masks, num_links),
+                                                         extension=".png"))  # fmt: skip
     return results
 
 
@@ -255,32 +255,3 @@ class _BaselineRenderer:
 
     def close(self) -> None:
         self.renderer.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`drrobot eval <checkpoint> [--data DIR] [--views N] [--out DIR]`."""
-    parser = argparse.ArgumentParser(prog="drrobot eval", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, help="checkpoint directory (e.g. outputs/panda-model/checkpoint)")
-    parser.add_argument("--data", type=Path, default=None, help="dataset (default: the one the model was trained on)")
-    parser.add_argument("--views", type=int, default=EVAL_VIEWS, help="held-out test views to evaluate")
-    parser.add_argument("--out", type=Path, default=None, help="report directory (default: next to the checkpoint)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        ckpt = load_checkpoint(args.checkpoint, device=args.device)
-        data = args.data or ckpt.training.get("data") or ckpt.meta.get("data")
-        if data is None:
-            raise DatasetError("the checkpoint does not record its dataset: pass --data")
-        out = args.out or args.checkpoint.parent
-        results = evaluate(ckpt.model, Path(data), out, args.views, args.seed)
-    except (CheckpointError, DatasetError) as err:
-        print(f"drrobot eval: error: {err}", file=sys.stderr)
-        return 2
-    print(format_table(results))
-    print(f"wrote {out / 'eval.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from drrobot.checkpoint import load_checkpoint, save_checkpoint
 from drrobot.data.reader import RobotDataset, load_surface
+from drrobot.device import resolve_device
+from drrobot.errors import DrRobotError
 from drrobot.metrics import chamfer_distance, l1_dssim_loss, link_mask_loss, psnr
 from drrobot.model import RobotModel
 from drrobot.robots import load_robot
-from drrobot.skinning import blend_transforms, relative_transforms
 from drrobot.train.batches import Sampler, ViewBatch, check_dataset
 from drrobot.train.config import TrainConfig
 from drrobot.train.logger import RunLogger, image_grid
@@ -38,14 +39,14 @@ STAGES = ("canonical", "lbs", "joint")
 SNAPSHOT_EVERY = 50  # steps between in-memory "last good state" copies for the non-finite guard
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DrRobotError, RuntimeError):
     """Training cannot go on (e.g. losses keep diverging); the last checkpoint is kept."""
 
 
 class Trainer:
     def __init__(self, config: TrainConfig):
         self.config = config
-        self.device = _device(config.device)
+        self.device = resolve_device(config.device)
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
         torch.manual_seed(config.seed)
@@ -246,8 +247,7 @@ class Trainer:
         means = g.means[subset].detach()  # [M, 3]
         weights = self.model.skinning(means, g.link_ids[subset])  # [M, L]
         link_poses = self.model.kinematics.link_poses(batch.joints, batch.base_pose)  # [B, L, 4, 4]
-        blend = blend_transforms(weights, relative_transforms(link_poses, self.model.canonical_link_poses))
-        posed = blend.apply_points(means)  # [B, M, 3]
+        posed = self.model.skinning_transforms(link_poses, weights).apply_points(means)  # [B, M, 3]
         loss = chamfer_distance(posed, batch.points).mean()
         loss.backward()
         return loss, {"loss": loss.item(), "chamfer_mm": 1000 * loss.item()}, lambda: None
@@ -339,14 +339,6 @@ def _finite(loss: torch.Tensor, parameters) -> bool:
         return False
     grads = [p.grad for p in parameters if p.grad is not None]
     return all(bool(torch.isfinite(g).all()) for g in grads)
-
-
-def _device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for, but torch sees no CUDA GPU")
-    return torch.device(choice)
 
 
 def _config_dict(config: TrainConfig) -> dict:

@@ -16,11 +16,12 @@ import imageio.v3 as iio
 import numpy as np
 
 from drrobot.data.files import read_rgb8
+from drrobot.errors import DrRobotError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class FrameError(ValueError):
+class FrameError(DrRobotError, ValueError):
     """Frames that cannot be read (the message names the file and what to do)."""
 
 

@@ -15,31 +15,37 @@ from pathlib import Path
 
 import numpy as np
 
-from drrobot.data.files import write_atomic
+from drrobot.errors import DrRobotError
+from drrobot.io import write_json_atomic
 
 
-class TrajectoryError(ValueError):
+class TrajectoryError(DrRobotError, ValueError):
     """A trajectory file that cannot be read (the message names it)."""
 
 
-def trajectory_dict(joint_names, names, joints, viewmats, Ks, losses) -> dict:
-    """The layout above from frame names [T], joints [T, J], viewmats [T, 4, 4], Ks [T, 3, 3], losses [T]."""
+def trajectory_dict(joint_names, names, joints, viewmats, Ks, losses, image_size=None) -> dict:
+    """The layout above from frame names [T], joints [T, J], viewmats [T, 4, 4], Ks [T, 3, 3], losses [T]; with
+    `image_size` (width, height) of the input frames also `"image_size": [W, H]` (readers may ignore it)."""
     joints, viewmats, Ks, losses = (np.asarray(x, dtype=np.float64).tolist() for x in (joints, viewmats, Ks, losses))
     frames = [
         {"frame": str(n), "joints": j, "viewmat": v, "K": k, "loss": l if math.isfinite(l) else None}
         for n, j, v, k, l in zip(names, joints, viewmats, Ks, losses)
     ]
-    return {"joint_names": list(joint_names), "frames": frames}
+    out = {"joint_names": list(joint_names), "frames": frames}
+    if image_size is not None:
+        out["image_size"] = [int(image_size[0]), int(image_size[1])]
+    return out
 
 
 def write_trajectory(path: str | Path, trajectory: dict) -> Path:
     path = Path(path)
-    write_atomic(path, (json.dumps(trajectory, indent=1) + "\n").encode())
+    write_json_atomic(path, trajectory, indent=1, sort_keys=False)
     return path
 
 
 def read_trajectory(path: str | Path) -> dict:
-    """A trajectory as numpy arrays: joint_names, names [T], joints [T, J], viewmats [T, 4, 4], Ks [T, 3, 3]."""
+    """A trajectory as numpy arrays: joint_names, names [T], joints [T, J], viewmats [T, 4, 4], Ks [T, 3, 3], and
+    image_size (width, height) or None."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -51,8 +57,20 @@ def read_trajectory(path: str | Path) -> dict:
             "joints": np.array([f["joints"] for f in frames], dtype=np.float64).reshape(len(frames), len(names)),
             "viewmats": np.array([f["viewmat"] for f in frames], dtype=np.float64).reshape(len(frames), 4, 4),
             "Ks": np.array([f["K"] for f in frames], dtype=np.float64).reshape(len(frames), 3, 3),
+            "image_size": tuple(int(x) for x in data["image_size"]) if data.get("image_size") else None,
         }
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise TrajectoryError(f"cannot read trajectory {path} ({type(err).__name__}: {err}); expected the layout "
                               "that drrobot pose writes") from err  # fmt: skip
     return out
+
+
+def trajectory_joints(trajectory: dict, joint_names: tuple[str, ...] | list[str], path: str | Path = "") -> np.ndarray:
+    """The joints [T, J] of a `read_trajectory` result in the order of `joint_names` (a model's), matched by
+    name; TrajectoryError naming the joints that are missing."""
+    column = {name: i for i, name in enumerate(trajectory["joint_names"])}
+    missing = [n for n in joint_names if n not in column]
+    if missing:
+        raise TrajectoryError(f"trajectory {path} has no values for joint(s) {', '.join(missing)} of this model "
+                              f"(it has {', '.join(trajectory['joint_names']) or 'none'}): is it of another robot?")  # fmt: skip
+    return trajectory["joints"][:, [column[n] for n in joint_names]]

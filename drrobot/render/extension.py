@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import warnings
 from pathlib import Path
 
 ENV_DISABLE = "DRROBOT_RENDER_NO_EXT"
 _SOURCE = Path(__file__).parent / "csrc" / "composite_cpu.cpp"
+_NAME = "drrobot_composite_cpu"
 
 
 def extension_disabled() -> bool:
@@ -30,8 +32,11 @@ def _build():
     try:
         from torch.utils.cpp_extension import load
 
+        if not _already_built():
+            print("drrobot: compiling the C++ CPU rendering kernel (first use on this machine, about a minute; "
+                  f"set {ENV_DISABLE}=1 to skip it)...", file=sys.stderr, flush=True)  # fmt: skip
         return load(
-            name="drrobot_composite_cpu",
+            name=_NAME,
             sources=[str(_SOURCE)],
             extra_cflags=["-O3", "-fopenmp", "-fno-math-errno"],
             extra_ldflags=["-fopenmp"],
@@ -45,3 +50,13 @@ def _build():
             stacklevel=3,
         )
         return None
+
+
+def _already_built() -> bool:
+    """Whether torch's extension cache holds a build of the kernel (then loading it takes a moment)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory  # torch's cache layout, not a public API
+
+        return (Path(_get_build_directory(_NAME, False)) / f"{_NAME}.so").is_file()
+    except Exception:  # noqa: BLE001 - unknown layout: assume a build is needed (only the notice depends on it)
+        return False

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from data_helpers import tiny_config
 
-from drrobot.data.config import CameraConfig, parse_config
-from drrobot.data.files import TMP_MARKER
-from drrobot.data.generate import generate, main
+from drrobot.apps.data import main, parse_config
+from drrobot.data.config import CameraConfig
+from drrobot.io import TMP_MARKER
+from drrobot.data.generate import generate
 from drrobot.data.manifest import SCHEMA_VERSION, DatasetError
 from drrobot.data.reader import RobotDataset
 from drrobot.data.workers import WorkerError
@@ -65,7 +66,7 @@ RESUME_ARGS = [
 
 def test_killed_run_resumes_without_redoing_samples(tmp_path):
     out, reference = tmp_path / "killed", tmp_path / "reference"
-    cmd = [sys.executable, "-m", "drrobot.data.generate", *RESUME_ARGS, "--out", str(out), "--workers", "1"]
+    cmd = [sys.executable, "-m", "drrobot.apps.data", *RESUME_ARGS, "--out", str(out), "--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
     while len(list((out / "train").glob("*.npz"))) < 10 and proc.poll() is None and time.time() < deadline:
@@ -122,11 +123,11 @@ def test_never_touches_a_directory_that_is_not_a_dataset(tmp_path):
 
 def test_unwritable_output_directory(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(DatasetError, match="cannot write the output directory"):
+    with pytest.raises(DatasetError, match="cannot write the dataset directory .*--out"):
         generate(tiny_config(tmp_path / "file" / "data"), progress=False)
     if os.geteuid() != 0:  # root ignores permissions
         (tmp_path / "ro").mkdir(mode=0o500)
-        with pytest.raises(DatasetError, match="cannot write the output directory"):
+        with pytest.raises(DatasetError, match="cannot write the dataset directory .*--out"):
             generate(tiny_config(tmp_path / "ro"), progress=False)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from drrobot.apps.cli import main as cli_main
+from drrobot.apps.lookalike import main
 from drrobot.data.cameras import look_at
 from drrobot.data.dream import load_dream
 from drrobot.data.lookalike import (
@@ -24,7 +25,6 @@ from drrobot.data.lookalike import (
     add_pinhole_camera,
     compile_scene,
     generate,
-    main,
     project,
 )
 from drrobot.joints import JointSpec

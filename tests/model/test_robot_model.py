@@ -151,3 +151,30 @@ def test_surface_link_ids_validated():
     points, links, colors = np.zeros((4, 3)), np.array([0, 1, 2, 99]), np.zeros((4, 3))
     with pytest.raises(ValueError, match="link ids"):
         RobotModel.from_surface("toy_arm", points, links, colors)
+
+
+def test_wrongly_shaped_background_and_features_name_the_argument(toy_model):
+    viewmats, Ks = cameras(2)
+    joints = torch.zeros(2, len(toy_model.joint_spec.names))
+    with pytest.raises(ValueError, match=r"background of shape \(4,\) does not broadcast to \(2, 2, 3\)"):
+        toy_model.render(joints, viewmats, Ks, 32, 32, background=torch.zeros(4))
+    n = len(toy_model.gaussians)
+    with pytest.raises(ValueError, match=rf"features must be \[N={n}, F\]"):
+        toy_model.render(joints, viewmats, Ks, 32, 32, features=torch.zeros(n + 1, 2))
+    with pytest.raises(ValueError, match=rf"features of shape \(3, {n}, 2\) does not broadcast"):
+        toy_model.render(joints, viewmats, Ks, 32, 32, features=torch.zeros(3, n, 2))
+
+
+def test_first_build_of_the_cpu_kernel_is_announced(monkeypatch, capsys):
+    import torch.utils.cpp_extension
+
+    from drrobot.render import extension
+
+    monkeypatch.setattr(extension, "_already_built", lambda: False)
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", lambda **kwargs: "module")
+    extension._build.cache_clear()
+    try:
+        assert extension._build() == "module"
+    finally:
+        extension._build.cache_clear()
+    assert "compiling the C++ CPU rendering kernel" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 import torch
 
 from drrobot.apps.cli import main as drrobot_main
+from drrobot.apps import train as train_app
 from drrobot.train import run
 
 
@@ -15,8 +16,8 @@ def test_out_of_memory_names_the_settings_to_lower(monkeypatch, capsys, toy_arm_
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(run.Trainer, "train", oom)
-    code = run.main(["--robot", "toy_arm", "--data", str(toy_arm_data), "--out", str(tmp_path), "--wandb", "disabled"])
-    assert code == 3
+    code = train_app.main(["--robot", "toy_arm", "--data", str(toy_arm_data), "--out", str(tmp_path), "--wandb", "disabled"])
+    assert code == 1
     err = capsys.readouterr().err
     assert "--densify.max-gaussians" in err and "--resume" in err
 

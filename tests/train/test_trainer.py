@@ -166,11 +166,11 @@ def test_dataset_of_another_robot_is_refused(tmp_path):
 
 
 def test_eval_command_reports_on_a_checkpoint(trained, tmp_path, capsys):
-    from drrobot.train.evaluate import main as eval_main
+    from drrobot.apps.evaluate import main as eval_main
 
     out, _ = trained
     assert eval_main([str(out / "checkpoint"), "--views", "4", "--out", str(tmp_path)]) == 0
     assert "| Dr. Robot (ours) |" in (tmp_path / "eval.md").read_text()
     assert (tmp_path / "eval.png").is_file() and (tmp_path / "eval_links.png").is_file()
-    assert eval_main([str(tmp_path / "missing"), "--views", "4"]) == 2
+    assert eval_main([str(tmp_path / "missing"), "--views", "4"]) == 1
     assert "missing" in capsys.readouterr().err
