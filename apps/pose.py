@@ -31,7 +31,7 @@ from drrobot.io import ensure_writable_dir, write_atomic, write_json_atomic
 from drrobot.fit.dream_eval import dream_truth, score_reconstruction
 from drrobot.fit.frames import DreamFrames, FrameError, open_frames, read_mask
 from drrobot.fit.reconstruct import ReconstructConfig, Reconstruction, reconstruct
-from drrobot.fit.trajectory import trajectory_dict, write_trajectory
+from drrobot.fit.trajectory import read_pose_file, trajectory_dict, write_trajectory
 
 TRAJECTORY = "trajectory.json"
 
@@ -104,7 +104,10 @@ def run(config: PoseConfig) -> dict:
         K = intrinsics(config.camera, *np.asarray(frames[0]).shape[1::-1])
     masks = mask_reader(config.masks, frames) if config.masks else None
     viewmat = read_viewmat(config.camera.viewmat) if config.camera.viewmat else None
-    joints = read_initial_joints(config.init_joints, model.joint_spec.names) if config.init_joints else None
+    joints = None
+    if config.init_joints:
+        joints = torch.as_tensor(read_pose_file(config.init_joints, model.joint_spec.names, "--init-joints"),
+                                 dtype=torch.float32)  # fmt: skip
     rec = reconstruct(model, frames, K, config.reconstruct, masks, viewmat, joints, progress=config.progress)
     return write_outputs(config, model, frames, rec, truth)
 
@@ -132,25 +135,6 @@ def read_viewmat(path: Path) -> torch.Tensor:
     if value.shape != (4, 4) or not np.isfinite(value).all():
         raise UsageError(f"--camera.viewmat {path} must hold a finite 4x4 matrix, got shape {value.shape}")
     return torch.as_tensor(value, dtype=torch.float32)
-
-
-def read_initial_joints(path: Path, names: tuple[str, ...]) -> torch.Tensor:
-    """[J] from a JSON list, a {name: value} object or a trajectory.json (see `PoseConfig.init_joints`)."""
-    try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read --init-joints {path}: {err}") from err
-    if isinstance(value, dict) and "frames" in value:
-        value = dict(zip(value.get("joint_names", []), value["frames"][0]["joints"])) if value["frames"] else {}
-    if isinstance(value, dict):
-        missing = [n for n in names if n not in value]
-        if missing:
-            raise UsageError(f"--init-joints {path} lacks joint(s) {', '.join(missing)} (the model's: {', '.join(names)})")
-        value = [value[n] for n in names]
-    joints = np.asarray(value, dtype=np.float64) if isinstance(value, list) else np.zeros(0)
-    if joints.shape != (len(names),) or not np.isfinite(joints).all():
-        raise UsageError(f"--init-joints {path} must give {len(names)} finite joint values ({', '.join(names)})")
-    return torch.as_tensor(joints, dtype=torch.float32)
 
 
 def mask_reader(folder: Path, frames):

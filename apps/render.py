@@ -12,7 +12,6 @@ MuJoCo's render of the robot's description (same poses and cameras) below the mo
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -27,7 +26,7 @@ from drrobot.apps.visuals import write_frames, write_gif, write_video
 from drrobot.checkpoint import load_checkpoint
 from drrobot.device import resolve_device
 from drrobot.errors import UsageError
-from drrobot.fit.trajectory import read_trajectory, trajectory_joints
+from drrobot.fit.trajectory import read_pose_file, read_trajectory, trajectory_joints
 from drrobot.io import ensure_writable_dir
 from drrobot.model import RobotModel
 from drrobot.renders import mujoco_frames, orbit_cameras, over, render_frames, robot_bounds, tile, to_uint8
@@ -45,8 +44,8 @@ class RenderConfig:
     """A trajectory.json (the layout `drrobot pose` writes): render its joints frame by frame. Without it: a
     turntable of one pose."""
     pose: Path | None = None
-    """The turntable's pose: a JSON list in the model's joint order or a {joint name: radians} object
-    (default: the middle of every joint's range)."""
+    """The turntable's pose: a JSON list in the model's joint order, a {joint name: radians} object or a
+    trajectory.json (its first frame); default: the middle of every joint's range."""
     camera: Literal["orbit", "trajectory"] = "orbit"
     """orbit: cameras around the robot that keep it in view (a turntable turns them); trajectory: each frame's
     own camera from the trajectory file (its K at the input's resolution, scaled to --width)."""
@@ -140,24 +139,8 @@ def _joints(config: RenderConfig, model: RobotModel) -> tuple[torch.Tensor, dict
         joints = torch.as_tensor(trajectory_joints(traj, names, config.trajectory), dtype=torch.float32)
         return model.check_joints(joints), traj
     middle = torch.nan_to_num(0.5 * (model.joint_lower + model.joint_upper), nan=0.0, posinf=0.0, neginf=0.0)
-    pose = middle if config.pose is None else _read_pose(config.pose, names)
+    pose = middle if config.pose is None else torch.as_tensor(read_pose_file(config.pose, names, "--pose"))
     return model.check_joints(pose.float().cpu()[None]).expand(config.frames, -1), None
-
-
-def _read_pose(path: Path, names: tuple[str, ...]) -> torch.Tensor:
-    try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read --pose {path}: {err}") from err
-    if isinstance(value, dict):
-        missing = [n for n in names if n not in value]
-        if missing:
-            raise UsageError(f"--pose {path} lacks joint(s) {', '.join(missing)}")
-        value = [value[n] for n in names]
-    pose = np.asarray(value, dtype=np.float64) if isinstance(value, list) else np.zeros(0)
-    if pose.shape != (len(names),) or not np.isfinite(pose).all():
-        raise UsageError(f"--pose {path} must give {len(names)} finite joint values ({', '.join(names)})")
-    return torch.as_tensor(pose)
 
 
 def _orbit_cameras(config: RenderConfig, model: RobotModel, joints: torch.Tensor):

@@ -385,13 +385,15 @@ class RobotModel(nn.Module):
 
     @torch.no_grad()
     def export_ply(self, path: str | Path, joints: Tensor | None = None, base_pose: Tensor | None = None) -> Path:
-        """Write the canonical Gaussians (joints None) or those at one pose (joints [J] or [1, J], appearance
-        deformation applied) as a standard 3DGS `.ply` (see `drrobot.ply`)."""
-        if joints is None:
-            g = self.gaussians
-            return export_ply(path, g.means, g.quats, g.scales.exp(), torch.sigmoid(g.opacities), g.colors_sh())
-        base_pose = None if base_pose is None else torch.as_tensor(base_pose).reshape(1, 7)
-        posed = self.pose_gaussians(torch.as_tensor(joints).reshape(1, -1), base_pose)
+        """Write the Gaussians at one pose (joints [J] or [1, J]; None: the canonical pose) as a standard 3DGS
+        `.ply` (see `drrobot.ply`), the appearance field's deformation at that pose baked in: rasterized with
+        the model's filter (`rasterize_mode`, `eps2d`) the file renders exactly as `render` does. Common 3DGS
+        viewers use the classic filter (eps2d 0.3), which widens sub-pixel Gaussians: see BENCHMARKS.md for
+        what that changes at each resolution."""
+        joints = self.canonical_joints if joints is None else torch.as_tensor(joints, device=self.device)
+        base_pose = None if base_pose is None else torch.as_tensor(base_pose, device=self.device).reshape(1, 7)
+        with torch.no_grad():
+            posed = self.pose_gaussians(joints.reshape(1, -1), base_pose)
         return export_ply(path, posed.means[0], posed.quats[0], posed.scales[0], posed.opacities[0], posed.sh[0])
 
     # --- devices ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drrobot.errors import DrRobotError
+from drrobot.errors import DrRobotError, UsageError
 from drrobot.io import write_json_atomic
 
 
@@ -74,3 +74,26 @@ def trajectory_joints(trajectory: dict, joint_names: tuple[str, ...] | list[str]
         raise TrajectoryError(f"trajectory {path} has no values for joint(s) {', '.join(missing)} of this model "
                               f"(it has {', '.join(trajectory['joint_names']) or 'none'}): is it of another robot?")  # fmt: skip
     return trajectory["joints"][:, [column[n] for n in joint_names]]
+
+
+def read_pose_file(path: str | Path, joint_names: tuple[str, ...] | list[str], flag: str) -> np.ndarray:
+    """One pose [J] in the order of `joint_names` from a JSON file: a list in that order, a {joint name: value}
+    object, or a trajectory.json (its first frame). UsageError naming `flag` and what is wrong."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read {flag} {path}: {err}") from err
+    if isinstance(value, dict) and "frames" in value:
+        value = dict(zip(value.get("joint_names", []), value["frames"][0]["joints"])) if value["frames"] else {}
+    if isinstance(value, dict):
+        missing = [n for n in joint_names if n not in value]
+        if missing:
+            raise UsageError(f"{flag} {path} lacks joint(s) {', '.join(missing)} (the model's: {', '.join(joint_names)})")
+        value = [value[n] for n in joint_names]
+    try:
+        pose = np.asarray(value, dtype=np.float64) if isinstance(value, list) else np.zeros(0)
+    except (TypeError, ValueError):
+        pose = np.zeros(0)
+    if pose.shape != (len(joint_names),) or not np.isfinite(pose).all():
+        raise UsageError(f"{flag} {path} must give {len(joint_names)} finite joint values ({', '.join(joint_names)})")
+    return pose

@@ -80,3 +80,24 @@ def test_model_export_canonical_and_posed(tmp_path, toy_model):
     expected = toy_model.pose_gaussians(joints[None])
     assert torch.allclose(posed.means, expected.means[0], atol=1e-6)
     assert torch.allclose(posed.quats, expected.quats[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("posed", [False, True])
+def test_model_export_renders_as_the_model(tmp_path, posed):
+    from model_fixtures import cameras, make_model
+
+    from drrobot.render import rasterize
+
+    model = make_model("toy_arm", n=300, sh_degree=1)
+    with torch.no_grad():  # make the appearance field's deformation visible
+        for p in model.appearance.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    joints = 0.3 * model.joint_upper + 0.7 * model.joint_lower if posed else model.canonical_joints
+    viewmats, Ks = cameras(1, size=48)
+    with torch.no_grad():
+        expected = model.render(joints[None], viewmats, Ks, 48, 48).images[0]  # [C, 48, 48, 3]
+    splats = import_ply(model.export_ply(tmp_path / "m.ply", joints if posed else None))
+    image, _, _ = rasterize(splats.means, splats.quats, splats.scales, splats.opacities, splats.sh, viewmats[0],
+                            Ks[0], 48, 48, sh_degree=splats.sh_degree, rasterize_mode=model.config.rasterize_mode,
+                            eps2d=model.config.eps2d)  # fmt: skip
+    assert torch.allclose(image, expected, atol=1e-4)
