@@ -65,15 +65,28 @@ def read_trajectory(path: str | Path) -> dict:
     return out
 
 
-def trajectory_joints(trajectory: dict, joint_names: tuple[str, ...] | list[str], path: str | Path = "") -> np.ndarray:
-    """The joints [T, J] of a `read_trajectory` result in the order of `joint_names` (a model's), matched by
-    name; TrajectoryError naming the joints that are missing."""
-    column = {name: i for i, name in enumerate(trajectory["joint_names"])}
-    missing = [n for n in joint_names if n not in column]
-    if missing:
-        raise TrajectoryError(f"trajectory {path} has no values for joint(s) {', '.join(missing)} of this model "
-                              f"(it has {', '.join(trajectory['joint_names']) or 'none'}): is it of another robot?")  # fmt: skip
-    return trajectory["joints"][:, [column[n] for n in joint_names]]
+def trajectory_joints(trajectory: dict, names: tuple[str, ...] | list[str], path: str | Path = "") -> np.ndarray:
+    """Joints [T, J] in the order `names` (a model's) from a `read_trajectory` result, matched by name;
+    TrajectoryError naming the file (`path`) when its joints are not the model's (the missing and the unexpected
+    ones), it has no frames or non-finite joints."""
+    where = f"trajectory {path}".rstrip()
+    recorded = list(trajectory["joint_names"])
+    missing = [n for n in names if n not in recorded]
+    unexpected = [n for n in recorded if n not in names]
+    if not set(recorded) & set(names):
+        raise TrajectoryError(f"{where}: joints ({', '.join(recorded)}) are not the model's ({', '.join(names)}): "
+                              "is it for another robot?")  # fmt: skip
+    if missing or unexpected:
+        parts = [f"lacks {', '.join(missing)}"] if missing else []
+        parts += [f"has {', '.join(unexpected)}, which the model does not"] if unexpected else []
+        raise TrajectoryError(f"{where} {' and '.join(parts)} (the model's joints: {', '.join(names)})")
+    joints = np.asarray(trajectory["joints"], dtype=np.float64)  # [T, J]
+    if not len(joints):
+        raise TrajectoryError(f"{where} has no frames")
+    bad = np.flatnonzero(~np.isfinite(joints).all(axis=1))
+    if len(bad):
+        raise TrajectoryError(f"{where} has non-finite joints in {len(bad)} frame(s), the first is frame {bad[0]}")
+    return joints[:, [recorded.index(n) for n in names]]
 
 
 def read_pose_file(path: str | Path, joint_names: tuple[str, ...] | list[str], flag: str) -> np.ndarray:

@@ -71,7 +71,7 @@ def test_trajectory_with_its_own_cameras(checkpoint, tmp_path, capsys):
     [
         (["--camera", "trajectory"], 2, "--camera trajectory needs --trajectory"),
         (["--frames", "0"], 2, "--frames must be >= 1"),
-        (["--trajectory", "{traj}"], 1, "has no values for joint(s)"),
+        (["--trajectory", "{traj}"], 1, "is it for another robot?"),
         (["--trajectory", "{missing}"], 1, "cannot read trajectory"),
         (["--out", "/proc/x"], 1, "/proc/x"),
     ],
