@@ -66,7 +66,7 @@ setup(
         "clip": ["open_clip_torch>=2.24", "torchvision"],
         "video": ["imageio[ffmpeg]", "diffusers>=0.27", "torchvision"],
         "viewer": ["viser>=1.0"],
-        "dev": ["pytest>=8", "wandb>=0.16", "torchvision", "viser>=1.0", "selenium>=4.10"],
+        "dev": ["pytest>=8", "wandb>=0.16", "torchvision", "viser>=1.0", "selenium>=4.10", "open_clip_torch>=2.24"],
     },
     entry_points={"console_scripts": ["drrobot=drrobot.apps.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],

@@ -88,11 +88,7 @@ def plot_joints(
     frame_labels: Sequence[str] | None = None,
 ) -> Path:  # fmt: skip
     """One small panel per joint over time: estimate [T, J] (and truth [T, J], NaN where unknown); PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     J = len(joint_names)
     columns = min(4, J)
     rows = math.ceil(J / columns)
@@ -109,6 +105,34 @@ def plot_joints(
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7)
     fig.supxlabel("frame", fontsize=8)
+    return _save_figure(path, fig)
+
+
+def plot_curve(path: Path, values: Sequence[float], xlabel: str, ylabel: str, title: str = "") -> Path:
+    """One curve (e.g. a score per step) as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(np.arange(len(values)), values, lw=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    return _save_figure(path, fig)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(path: Path, fig) -> Path:
+    """`fig` as a PNG at `path` (atomically), then closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
