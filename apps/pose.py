@@ -109,7 +109,8 @@ def run(config: PoseConfig) -> dict:
         joints = torch.as_tensor(read_pose_file(config.init_joints, model.joint_spec.names, "--init-joints"),
                                  dtype=torch.float32)  # fmt: skip
     rec = reconstruct(model, frames, K, config.reconstruct, masks, viewmat, joints, progress=config.progress)
-    return write_outputs(config, model, frames, rec, truth)
+    return write_outputs(config.out, model, frames, rec, truth, video=bool(config.video or config.dream),
+                         fps=config.overlay_fps, width=config.reconstruct.working_width, title=str(config.dream))  # fmt: skip
 
 
 def intrinsics(camera: CameraArgs, width: int, height: int) -> torch.Tensor:
@@ -158,13 +159,14 @@ def check_output_dir(out: Path) -> None:
         raise UsageError(f"--out {out} is not a writable directory ({err.strerror or err})") from err
 
 
-def write_outputs(config: PoseConfig, model, frames, rec: Reconstruction, truth) -> dict:
-    """trajectory.json last, so its presence means the run finished."""
-    out = config.out
+def write_outputs(out: Path, model, frames, rec: Reconstruction, truth=None, video: bool = True, fps: float = 10.0,
+                  width: int = 320, title: str = "") -> dict:  # fmt: skip
+    """The overlay (mp4 for a `video`, else a PNG grid, `width` px wide), the joint plot, metrics against `truth`
+    (a DREAM split's) and trajectory.json, last, so its presence means the run finished. Returns the metrics."""
     estimate = rec.joints.cpu().numpy()
-    shown = overlay_frames(model, frames, rec.joints, rec.viewmats, rec.Ks, config.reconstruct.working_width)
-    if config.video or config.dream:
-        write_video(out / "overlay.mp4", shown, config.overlay_fps)
+    shown = overlay_frames(model, frames, rec.joints, rec.viewmats, rec.Ks, width)
+    if video:
+        write_video(out / "overlay.mp4", shown, fps)
     else:
         write_grid(out / "overlay.png", shown)
     plot_joints(out / "joints.png", model.joint_spec.names, estimate, None if truth is None else truth.joints)
@@ -174,7 +176,7 @@ def write_outputs(config: PoseConfig, model, frames, rec: Reconstruction, truth)
         metrics = {**scored.to_dict(), "background": rec.background, "seconds_first_frame": rec.seconds_first,
                    "seconds_tracking": rec.seconds_track}  # fmt: skip
         write_json_atomic(out / "metrics.json", metrics)
-        title = f"{config.dream} ({len(rec.names)} frames, background {rec.background})"
+        title = f"{title} ({len(rec.names)} frames, background {rec.background})"
         write_atomic(out / "metrics.md", scored.to_markdown(title).encode())
     size = np.asarray(frames[0]).shape[1::-1]  # (W, H)
     trajectory = trajectory_dict(model.joint_spec.names, rec.names, estimate, rec.viewmats, rec.Ks, rec.losses, size)

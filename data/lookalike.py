@@ -270,16 +270,23 @@ def _direction(azimuth: float, elevation: float) -> np.ndarray:  # [3]
     return np.array([horizontal * math.cos(azimuth), horizontal * math.sin(azimuth), math.sin(elevation)])
 
 
+def pinhole_pose(viewmat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position [3] and wxyz quaternion [4] of a MuJoCo world camera seeing what the OpenCV world->camera
+    `viewmat` [4, 4] sees (MuJoCo cameras: x right, y up, looking along -z)."""
+    rotation = viewmat[:3, :3]  # rows: camera axes in world
+    eye = -rotation.T @ viewmat[:3, 3]
+    frame = rotation.T @ np.diag([1.0, -1.0, -1.0])
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(frame, dtype=np.float64).flatten())
+    return eye, quat
+
+
 def add_pinhole_camera(
     spec: mujoco.MjSpec, name: str, K: np.ndarray, width: int, height: int, viewmat: np.ndarray
 ) -> mujoco.MjsCamera:
     """Add a world camera that renders exactly the pinhole K [3, 3] (pixel centres at +0.5) at `width` x
     `height` from the OpenCV world->camera `viewmat` [4, 4]; the offscreen buffer grows to fit."""
-    rotation = viewmat[:3, :3]  # rows: camera axes in world
-    eye = -rotation.T @ viewmat[:3, 3]
-    frame = rotation.T @ np.diag([1.0, -1.0, -1.0])  # MuJoCo camera: x right, y up, looking along -z
-    quat = np.zeros(4)
-    mujoco.mju_mat2Quat(quat, frame.flatten())
+    eye, quat = pinhole_pose(viewmat)
     camera = spec.worldbody.add_camera(name=name, pos=eye, quat=quat)
     camera.resolution = [width, height]
     camera.sensor_size = [1e-3 * width, 1e-3 * height]  # any size: focal_pixel and principal_pixel set K

@@ -148,3 +148,46 @@ def mujoco_frames(
             if progress is not None:
                 progress(t)
     return out
+
+
+def mujoco_replay(
+    model: RobotModel,
+    joints: Tensor,  # [T, J]
+    viewmats: Tensor,  # [T, 4, 4] world->camera (OpenCV), e.g. a reconstruction's cameras
+    K: Tensor,  # [3, 3] pinhole intrinsics at width x height
+    width: int,
+    height: int,
+    base_pose: Tensor | None = None,  # [T, 7]
+    progress=None,
+) -> np.ndarray:
+    """MuJoCo executing a joint trajectory: the robot's description posed at each frame's joints, seen through
+    each frame's camera (exact pinhole K) under the training data's headlight, on black: [T, H, W, 3] uint8."""
+    import mujoco
+
+    from drrobot.data.config import LightingConfig
+    from drrobot.data.lookalike import CAMERA_NAME, SceneRenderer, add_pinhole_camera, pinhole_pose
+    from drrobot.joints import JointSpec
+
+    spec = mujoco.MjSpec.from_file(str(model.robot.path))
+    light = LightingConfig()
+    spec.visual.headlight.ambient = [light.headlight_ambient] * 3
+    spec.visual.headlight.diffuse = [light.headlight_diffuse] * 3
+    spec.visual.headlight.specular = [light.headlight_specular] * 3
+    add_pinhole_camera(spec, CAMERA_NAME, K.cpu().numpy().astype(np.float64), width, height,
+                       viewmats[0].cpu().numpy().astype(np.float64))  # fmt: skip
+    mj_model = spec.compile()
+    camera = mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA_NAME)
+    joint_spec = JointSpec.from_mj_model(mj_model)
+    data = mujoco.MjData(mj_model)
+    out = np.zeros((len(joints), height, width, 3), np.uint8)
+    with SceneRenderer(mj_model, width, height) as renderer:
+        for t in range(len(joints)):
+            base = None if base_pose is None else base_pose[t].cpu().numpy().astype(np.float64)
+            data.qpos[:] = joint_spec.to_qpos(joints[t].cpu().numpy().astype(np.float64), base)
+            mj_model.cam_pos[camera], mj_model.cam_quat[camera] = pinhole_pose(viewmats[t].cpu().numpy().astype(np.float64))
+            mujoco.mj_kinematics(mj_model, data)
+            mujoco.mj_camlight(mj_model, data)  # the camera's world pose
+            out[t] = renderer.render(data)
+            if progress is not None:
+                progress(t)
+    return out
