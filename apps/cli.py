@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "view": ("drrobot.apps.view", "look at a self-model in the browser: joint sliders, link colours, trajectory playback"),
     "lookalike": ("drrobot.apps.lookalike", "render DREAM-format sequences that look like Panda-3CAM (for benchmarks)"),
     "video2joints": ("drrobot.apps.video2joints", "a robot video (camera or video model) -> joint trajectory + MuJoCo replay"),
+    "retarget": ("drrobot.apps.retarget", "drive a robot like another embodiment's video (2D point tracks)"),
     "text2pose": ("drrobot.apps.text2pose", "find the pose CLIP says matches a text prompt (the clip extra)"),
     "render": ("drrobot.apps.render", "render a trained model to mp4/GIF/PNG: a turntable or a joint trajectory"),
 }

@@ -1,0 +1,155 @@
+"""Visual motion retargeting: a joint trajectory [T, J] whose robot moves like 2D point tracks of another video.
+
+The robot's own tracks are exact: the projections of a fixed set of its Gaussians' centres, posed by FK and the
+skinning field at every frame and seen by a chosen camera, differentiable with no tracker in the loop. Both
+track sets are normalised per video (centre and RMS radius over all frames), so embodiments of other sizes and
+cameras at other distances compare; the objective is the mean over frames of the symmetric 2D Chamfer distance
+between them, plus a temporal smoothness term and a prior towards the middle of each joint's range.
+
+>>> result = retarget(model, tracks, viewmat, K, RetargetConfig())     # tracks: drrobot.vision.tracks.Tracks
+>>> result.joints, result.chamfer_px                                   # [T, J], [T] in the source's pixels
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from drrobot.errors import UsageError
+from drrobot.fit.params import LearningRates, PoseParameters
+from drrobot.model import RobotModel, project_points
+from drrobot.vision.tracks import Tracks
+
+OPAQUE = 0.3  # Gaussians at least this opaque can be tracked
+
+
+@dataclasses.dataclass
+class RetargetConfig:
+    """How the trajectory is fitted (defaults: seconds to a minute for ~100 frames on a CPU)."""
+
+    steps: int = 300
+    """Adam steps over the whole trajectory."""
+    lr: float = 0.05
+    """Learning rate of the joints in tanh space; decays to 10% by the last step."""
+    points: int = 512
+    """Robot Gaussians tracked (sampled among the opaque ones)."""
+    robot_to_source: float = 0.25
+    """Weight of the robot-to-source half of the Chamfer distance (source-to-robot has weight 1). Trackers
+    follow corners and edges while the robot's tracks cover its whole surface, so the robot-to-source half
+    cannot reach zero; a low weight keeps it from pulling the pose towards where the source has no tracks."""
+    smoothness: float = 1.0
+    """Weight of the mean squared change of the normalised joints between frames."""
+    prior_weight: float = 0.01
+    """Weight of the mean squared normalised joint (0 at the middle of the range)."""
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class RetargetResult:
+    joints: Tensor  # [T, J]
+    robot_points: Tensor  # [T, M, 2] the robot's tracks in its camera's pixels
+    chamfer_px: Tensor  # [T] symmetric Chamfer distance of the robot's tracks (in the source's frame) to the source's
+    coverage_px: Tensor  # [T] mean distance of each visible source track to the nearest robot track (source px)
+    history: list[float]  # objective per step
+
+
+def normalize_tracks(points: Tensor, visible: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """points [T, N, 2] -> (normalised points, centre [2], scale []): centre and RMS radius of the visible ones
+    over the whole video."""
+    weight = visible.float()[..., None]  # [T, N, 1]
+    count = weight.sum().clamp_min(1.0)
+    centre = (points * weight).sum((0, 1)) / count  # [2]
+    scale = (((points - centre) ** 2).sum(-1, keepdim=True) * weight).sum().div(count).sqrt().clamp_min(1e-6)
+    return (points - centre) / scale, centre, scale
+
+
+def chamfer_2d(a: Tensor, b: Tensor, b_visible: Tensor, a_weight: float = 1.0) -> Tensor:
+    """Chamfer distance per frame [T] between point sets a [T, M, 2] and b [T, N, 2] (b's invisible points left
+    out): the mean distance to the nearest other point, b to a plus `a_weight` times a to b, over 1 + a_weight
+    (1: the symmetric distance)."""
+    distance = torch.cdist(a, b)  # [T, M, N]
+    far = torch.finfo(distance.dtype).max
+    a_to_b = distance.masked_fill(~b_visible[:, None, :], far).min(2).values.mean(1)  # [T]
+    counts = b_visible.float().sum(1).clamp_min(1.0)
+    b_to_a = (distance.min(1).values * b_visible.float()).sum(1) / counts  # [T]
+    return (b_to_a + a_weight * a_to_b) / (1.0 + a_weight)
+
+
+def robot_track_ids(model: RobotModel, count: int, seed: int = 0) -> Tensor:
+    """[M] indices of Gaussians to track: opaque ones, sampled uniformly."""
+    with torch.no_grad():
+        candidates = torch.nonzero(torch.sigmoid(model.gaussians.opacities) >= OPAQUE).flatten()
+    if len(candidates) == 0:
+        candidates = torch.arange(len(model.gaussians), device=model.device)
+    gen = torch.Generator().manual_seed(seed)
+    return candidates[torch.randperm(len(candidates), generator=gen)[:count].to(candidates.device)]
+
+
+def robot_tracks(model: RobotModel, joints: Tensor, ids: Tensor, viewmat: Tensor, K: Tensor,
+                 weights: Tensor | None = None) -> Tensor:  # fmt: skip
+    """Pixels [T, M, 2] of Gaussians `ids` [M] at joints [T, J] seen by one camera (viewmat [4, 4], K [3, 3])."""
+    T = len(joints)
+    g = model.gaussians
+    weights = model.skinning(g.means[ids], g.link_ids[ids]) if weights is None else weights  # [M, L]
+    link_poses = model.kinematics.link_poses(joints)  # [T, L, 4, 4]
+    means = model.skinning_transforms(link_poses, weights).apply_points(g.means[ids])  # [T, M, 3]
+    uv, _, _ = project_points(means, viewmat.expand(T, 1, 4, 4), K.expand(T, 1, 3, 3))
+    return uv[:, 0]
+
+
+def retarget(
+    model: RobotModel,
+    source: Tracks,
+    viewmat: Tensor,  # [4, 4] the robot's camera
+    K: Tensor,  # [3, 3]
+    config: RetargetConfig,
+    progress: Callable[[int, float], None] | None = None,
+) -> RetargetResult:
+    """The joint trajectory [T, J] (T = the source's frames) whose robot tracks match the source's."""
+    if config.steps < 1 or config.points < 1 or config.lr <= 0:
+        raise UsageError(f"retarget needs steps >= 1, points >= 1 and lr > 0 (got {config.steps}, {config.points}, "
+                         f"{config.lr})")  # fmt: skip
+    device = model.device
+    points = torch.as_tensor(source.points, dtype=torch.float32, device=device)  # [T, N, 2]
+    visible = torch.as_tensor(source.visible, device=device)  # [T, N]
+    if not visible.any(1).all():
+        raise UsageError("some frames have no visible source track: trim the video or track more points")
+    target, centre, scale = normalize_tracks(points, visible)
+    T, spec = len(points), model.joint_spec
+    middle = torch.nan_to_num(0.5 * (model.joint_lower + model.joint_upper), nan=0.0, posinf=0.0, neginf=0.0)
+    eye = torch.eye(4, device=device).expand(T, 1, 4, 4)
+    params = PoseParameters(spec, middle.expand(T, -1), eye, torch.eye(3, device=device).expand(T, 1, 3, 3), (1, 1),
+                            optimize_camera=False, color_correction=False)  # fmt: skip
+    optimizer = torch.optim.Adam(params.param_groups(LearningRates(joints=config.lr)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.1 ** (s / max(config.steps - 1, 1)))
+    ids = robot_track_ids(model, config.points, config.seed)
+    with torch.no_grad():
+        weights = model.skinning(model.gaussians.means[ids], model.gaussians.link_ids[ids])  # [M, L], pose-free
+    viewmat, K = viewmat.to(device), K.to(device)
+    history = []
+    for step in range(config.steps):
+        joints = params.joints()  # [T, J]
+        robot, _, _ = normalize_tracks(robot_tracks(model, joints, ids, viewmat, K, weights),
+                                       torch.ones(T, len(ids), dtype=torch.bool, device=device))  # fmt: skip
+        normalized = torch.where(params.limited, spec.normalize(joints), 0.0)  # [T, J]
+        loss = (chamfer_2d(robot, target, visible, config.robot_to_source).mean()
+                + config.smoothness * (normalized[1:] - normalized[:-1]).pow(2).sum(1).mean().nan_to_num(0.0)
+                + config.prior_weight * normalized.pow(2).mean())  # fmt: skip
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        history.append(loss.item())
+        if progress is not None:
+            progress(step, history[-1])
+    with torch.no_grad():
+        joints = params.joints()
+        pixels = robot_tracks(model, joints, ids, viewmat, K, weights)  # [T, M, 2]
+        robot, _, _ = normalize_tracks(pixels, torch.ones(T, len(ids), dtype=torch.bool, device=device))
+        mapped = robot * scale + centre  # [T, M, 2] in the source's pixels
+        chamfer_px = chamfer_2d(mapped, points, visible)
+        coverage_px = chamfer_2d(mapped, points, visible, a_weight=0.0)
+    return RetargetResult(joints.detach(), pixels.detach(), chamfer_px.cpu(), coverage_px.cpu(), history)
