@@ -94,7 +94,8 @@ def run(args: RetargetArgs) -> dict:
                                  cams.viewmats.expand(T, 4, 4), cams.Ks.expand(T, 3, 3), result.chamfer_px.numpy(),
                                  (view.width, view.height))  # fmt: skip
     write_trajectory(args.out / "trajectory.json", trajectory)
-    return {"chamfer_px": float(result.chamfer_px.mean()), "coverage_px": float(result.coverage_px.mean()), "frames": T}
+    return {"chamfer_px": float(result.chamfer_px.mean()), "coverage_px": float(result.coverage_px.mean()), "frames": T,
+            "interrupted": result.interrupted}  # fmt: skip
 
 
 def source_tracks(args: RetargetArgs, frames: list[np.ndarray]) -> Tracks:
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> None:
         args = tyro.cli(RetargetArgs, args=argv, prog="drrobot retarget", description=__doc__.splitlines()[0])
         summary = run(args)
+        if summary["interrupted"]:
+            print("interrupted: wrote the trajectory fitted so far")
         print(f"{summary['frames']} frames; Chamfer {summary['chamfer_px']:.2f} source px (source tracks to the "
               f"robot's: {summary['coverage_px']:.2f} px); wrote {args.out / 'trajectory.json'}")  # fmt: skip
 

@@ -54,6 +54,7 @@ class RetargetResult:
     chamfer_px: Tensor  # [T] symmetric Chamfer distance of the robot's tracks (in the source's frame) to the source's
     coverage_px: Tensor  # [T] mean distance of each visible source track to the nearest robot track (source px)
     history: list[float]  # objective per step
+    interrupted: bool = False  # stopped by Ctrl-C: the trajectory so far
 
 
 def normalize_tracks(points: Tensor, visible: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -108,7 +109,8 @@ def retarget(
     config: RetargetConfig,
     progress: Callable[[int, float], None] | None = None,
 ) -> RetargetResult:
-    """The joint trajectory [T, J] (T = the source's frames) whose robot tracks match the source's."""
+    """The joint trajectory [T, J] (T = the source's frames) whose robot tracks match the source's. Ctrl-C stops
+    early and returns the trajectory so far (`interrupted=True`)."""
     if config.steps < 1 or config.points < 1 or config.lr <= 0:
         raise UsageError(f"retarget needs steps >= 1, points >= 1 and lr > 0 (got {config.steps}, {config.points}, "
                          f"{config.lr})")  # fmt: skip
@@ -129,22 +131,25 @@ def retarget(
     with torch.no_grad():
         weights = model.skinning(model.gaussians.means[ids], model.gaussians.link_ids[ids])  # [M, L], pose-free
     viewmat, K = viewmat.to(device), K.to(device)
-    history = []
-    for step in range(config.steps):
-        joints = params.joints()  # [T, J]
-        robot, _, _ = normalize_tracks(robot_tracks(model, joints, ids, viewmat, K, weights),
-                                       torch.ones(T, len(ids), dtype=torch.bool, device=device))  # fmt: skip
-        normalized = torch.where(params.limited, spec.normalize(joints), 0.0)  # [T, J]
-        loss = (chamfer_2d(robot, target, visible, config.robot_to_source).mean()
-                + config.smoothness * (normalized[1:] - normalized[:-1]).pow(2).sum(1).mean().nan_to_num(0.0)
-                + config.prior_weight * normalized.pow(2).mean())  # fmt: skip
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        history.append(loss.item())
-        if progress is not None:
-            progress(step, history[-1])
+    history, interrupted = [], False
+    try:
+        for step in range(config.steps):
+            joints = params.joints()  # [T, J]
+            robot, _, _ = normalize_tracks(robot_tracks(model, joints, ids, viewmat, K, weights),
+                                           torch.ones(T, len(ids), dtype=torch.bool, device=device))  # fmt: skip
+            normalized = torch.where(params.limited, spec.normalize(joints), 0.0)  # [T, J]
+            loss = (chamfer_2d(robot, target, visible, config.robot_to_source).mean()
+                    + config.smoothness * (normalized[1:] - normalized[:-1]).pow(2).sum(1).mean().nan_to_num(0.0)
+                    + config.prior_weight * normalized.pow(2).mean())  # fmt: skip
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            history.append(loss.item())
+            if progress is not None:
+                progress(step, history[-1])
+    except KeyboardInterrupt:  # stop early: the trajectory so far
+        interrupted = True
     with torch.no_grad():
         joints = params.joints()
         pixels = robot_tracks(model, joints, ids, viewmat, K, weights)  # [T, M, 2]
@@ -152,4 +157,4 @@ def retarget(
         mapped = robot * scale + centre  # [T, M, 2] in the source's pixels
         chamfer_px = chamfer_2d(mapped, points, visible)
         coverage_px = chamfer_2d(mapped, points, visible, a_weight=0.0)
-    return RetargetResult(joints.detach(), pixels.detach(), chamfer_px.cpu(), coverage_px.cpu(), history)
+    return RetargetResult(joints.detach(), pixels.detach(), chamfer_px.cpu(), coverage_px.cpu(), history, interrupted)

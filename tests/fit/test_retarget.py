@@ -135,3 +135,16 @@ def test_cli_bad_input(cli_inputs, tmp_path, capsys, args, code, message):
     assert cli_main(argv) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_ctrl_c_keeps_the_trajectory_so_far(arm, source_video):
+    frames, _ = source_video
+    tracks = track_points_lk(list(frames), num_points=100)
+    view = orbit_cameras(arm, (0.5 * (arm.joint_lower + arm.joint_upper))[None], [100.0], 200, 150)
+
+    def stop_at_step_3(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    result = retarget(arm, tracks, view.viewmats[0], view.Ks[0], RetargetConfig(steps=50, points=100), stop_at_step_3)
+    assert result.interrupted and len(result.history) == 4 and torch.isfinite(result.joints).all()

@@ -118,3 +118,13 @@ def test_cli_bad_input(checkpoint, tmp_path, capsys, args, code, message):
     assert drrobot_main(["text2pose", str(checkpoint), "--out", str(tmp_path), "--no-progress", *args]) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_ctrl_c_keeps_the_best_pose_so_far(toy_model):
+    def stop_at_step_5(step, value):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    config = TextPoseConfig(steps=40, starts=2, start_steps=10, views=1, resolution=32)
+    result = optimize_pose_for_score(toy_model, height_score, config, stop_at_step_5)
+    assert result.interrupted and len(result.history) == 6 and torch.isfinite(result.joints).all()
