@@ -108,9 +108,9 @@ def source_tracks(args: RetargetArgs, frames: list[np.ndarray]) -> Tracks:
         tracks = track_points_cotracker(frames, args.cotracker_checkpoint)
     else:
         video = torch.as_tensor(np.stack(frames)).float() / 255.0  # [T, H, W, 3]
-        moving = moving_foreground(video[0], median_background(video)) > 0.5  # [H, W]
-        mask = moving.numpy() if moving.float().mean() > 0.002 else None  # nothing moves: the whole frame
-        tracks = track_points_lk(frames, args.points, mask)
+        moving = (moving_foreground(video, median_background(video)) > 0.5).numpy()  # [T, H, W]
+        masks = moving if moving.mean() > 0.002 else None  # nothing moves: the whole frame
+        tracks = track_points_lk(frames, args.points, masks)
     if len(tracks.points) != len(frames):
         raise UsageError(f"the tracks cover {len(tracks.points)} frames but the video has {len(frames)}: they must "
                          "be of the same video (use --max-frames or re-track)")  # fmt: skip

@@ -71,12 +71,23 @@ def chamfer_2d(a: Tensor, b: Tensor, b_visible: Tensor, a_weight: float = 1.0) -
     """Chamfer distance per frame [T] between point sets a [T, M, 2] and b [T, N, 2] (b's invisible points left
     out): the mean distance to the nearest other point, b to a plus `a_weight` times a to b, over 1 + a_weight
     (1: the symmetric distance)."""
-    distance = torch.cdist(a, b)  # [T, M, N]
-    far = torch.finfo(distance.dtype).max
-    a_to_b = distance.masked_fill(~b_visible[:, None, :], far).min(2).values.mean(1)  # [T]
+    with torch.no_grad():  # nearest neighbours only; gradients flow through the chosen pairs (as through a min)
+        squared = a.square().sum(-1)[:, :, None] + b.square().sum(-1)[:, None, :] - 2 * a @ b.transpose(1, 2)
+        nearest_b = squared.masked_fill(~b_visible[:, None, :], float("inf")).argmin(2)  # [T, M]
+        nearest_a = squared.argmin(1)  # [T, N]
+    a_to_b = (a - b.gather(1, nearest_b[..., None].expand(-1, -1, 2))).norm(dim=-1).mean(1)  # [T]
     counts = b_visible.float().sum(1).clamp_min(1.0)
-    b_to_a = (distance.min(1).values * b_visible.float()).sum(1) / counts  # [T]
+    b_to_a = ((b - a.gather(1, nearest_a[..., None].expand(-1, -1, 2))).norm(dim=-1) * b_visible.float()).sum(1) / counts
     return (b_to_a + a_weight * a_to_b) / (1.0 + a_weight)
+
+
+def compact_visible(points: Tensor, visible: Tensor) -> tuple[Tensor, Tensor]:
+    """Each frame's visible points first: points [T, N, 2], visible [T, N] -> [T, V, 2], [T, V] with V the most
+    points visible in one frame (tracks that start and end make N much larger than V)."""
+    order = torch.argsort(visible.to(torch.int8), dim=1, descending=True, stable=True)  # visible first
+    V = max(int(visible.sum(1).max()), 1)
+    keep = order[:, :V]  # [T, V]
+    return points.gather(1, keep[..., None].expand(-1, -1, 2)), visible.gather(1, keep)
 
 
 def robot_track_ids(model: RobotModel, count: int, seed: int = 0) -> Tensor:
@@ -119,6 +130,7 @@ def retarget(
     visible = torch.as_tensor(source.visible, device=device)  # [T, N]
     if not visible.any(1).all():
         raise UsageError("some frames have no visible source track: trim the video or track more points")
+    points, visible = compact_visible(points, visible)  # [T, V, 2], [T, V]
     target, centre, scale = normalize_tracks(points, visible)
     T, spec = len(points), model.joint_spec
     middle = torch.nan_to_num(0.5 * (model.joint_lower + model.joint_upper), nan=0.0, posinf=0.0, neginf=0.0)

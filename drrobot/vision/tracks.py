@@ -1,10 +1,11 @@
 """2D point tracks through a video: OpenCV's pyramidal Lucas-Kanade (no weights), or CoTracker when installed.
 
-    tracks = track_points_lk(frames, num_points=256, mask=foreground)       # Tracks: points [T, N, 2], visible
+    tracks = track_points_lk(frames, num_points=256, masks=foreground)     # Tracks: points [T, N, 2], visible
     tracks = track_points_cotracker(frames, "path/to/scaled_offline.pth")  # optional, CC-BY-NC code and weights
 
 Points are in pixels of the frames (pixel centres at +0.5, as drrobot's projections). A track that LK loses
-(status 0 or forward-backward error over `fb_threshold` px) stays invisible from then on.
+(status 0 or forward-backward error over `fb_threshold` px) stays invisible from then on; new tracks start on
+fresh corners when too few are left.
 """
 
 from __future__ import annotations
@@ -64,41 +65,60 @@ def import_cv2():
 def track_points_lk(
     frames: Sequence[np.ndarray],  # T x [H, W, 3] uint8
     num_points: int = 256,
-    mask: np.ndarray | None = None,  # [H, W] bool: where to start tracks (the source's foreground)
-    queries: np.ndarray | None = None,  # [N, 2] pixels in frame 0 (instead of detected corners)
+    masks: np.ndarray | None = None,  # [T, H, W] bool: where tracks may start (the source's foreground)
+    queries: np.ndarray | None = None,  # [N, 2] pixels in frame 0 (instead of detected corners; no re-seeding)
     window: int = 21,
     levels: int = 3,
-    fb_threshold: float = 1.0,
+    fb_threshold: float = 2.0,
+    reseed_below: float = 0.5,
 ) -> Tracks:
-    """Lucas-Kanade tracks of corners detected in frame 0 inside `mask` (or of the given `queries`)."""
+    """Lucas-Kanade tracks of corners detected inside `masks` (or of the given `queries`). When fewer than
+    `reseed_below` x `num_points` tracks are left, new corners of the current frame start new tracks (invisible
+    before), so long videos stay covered."""
     cv2 = import_cv2()
-
     grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
-    if len(grey) < 2:
-        raise UsageError(f"tracking needs at least 2 frames, got {len(grey)}")
+    T = len(grey)
+    if T < 2:
+        raise UsageError(f"tracking needs at least 2 frames, got {T}")
     if queries is None:
-        corner_mask = None if mask is None else mask.astype(np.uint8) * 255
-        found = cv2.goodFeaturesToTrack(grey[0], maxCorners=num_points, qualityLevel=0.01, minDistance=3,
-                                        mask=corner_mask, blockSize=5)  # fmt: skip
-        if found is None:
+        start = _corners(cv2, grey[0], num_points, None if masks is None else masks[0])
+        if start is None:
             raise TrackingError("no trackable points in the first frame's foreground: is the robot visible?")
-        start = found.reshape(-1, 2) + 0.5  # OpenCV pixel centres are integers; ours are at +0.5
     else:
         start = np.asarray(queries, dtype=np.float32).reshape(-1, 2)
+    points = np.repeat(start[None], T, axis=0)  # [T, N, 2]
+    visible = np.zeros((T, len(start)), bool)
+    visible[0] = True
     params = dict(winSize=(window, window), maxLevel=levels,
                   criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))  # fmt: skip
-    points = np.zeros((len(grey), len(start), 2), np.float32)
-    visible = np.zeros((len(grey), len(start)), bool)
-    points[0], visible[0] = start, True
-    for t in range(1, len(grey)):
-        previous = (points[t - 1] - 0.5).reshape(-1, 1, 2).astype(np.float32)
-        forward, status, _ = cv2.calcOpticalFlowPyrLK(grey[t - 1], grey[t], previous, None, **params)
-        backward, status_back, _ = cv2.calcOpticalFlowPyrLK(grey[t], grey[t - 1], forward, None, **params)
-        fb_error = np.linalg.norm(backward - previous, axis=-1).reshape(-1)
-        ok = status.reshape(-1).astype(bool) & status_back.reshape(-1).astype(bool) & (fb_error < fb_threshold)
-        visible[t] = visible[t - 1] & ok
-        points[t] = np.where(visible[t][:, None], forward.reshape(-1, 2) + 0.5, points[t - 1])
-    return Tracks(points, visible)
+    for t in range(1, T):
+        alive = np.flatnonzero(visible[t - 1])
+        if len(alive):
+            previous = (points[t - 1, alive] - 0.5).reshape(-1, 1, 2).astype(np.float32)  # OpenCV centres: integers
+            forward, status, _ = cv2.calcOpticalFlowPyrLK(grey[t - 1], grey[t], previous, None, **params)
+            backward, status_back, _ = cv2.calcOpticalFlowPyrLK(grey[t], grey[t - 1], forward, None, **params)
+            fb_error = np.linalg.norm(backward - previous, axis=-1).reshape(-1)
+            ok = status.reshape(-1).astype(bool) & status_back.reshape(-1).astype(bool) & (fb_error < fb_threshold)
+            visible[t, alive] = ok
+            points[t:, alive[ok]] = forward.reshape(-1, 2)[ok] + 0.5
+        if queries is None and visible[t].sum() < reseed_below * num_points:
+            mask = np.ones(grey[t].shape, bool) if masks is None else masks[t].copy()
+            for x, y in points[t, visible[t]]:  # no new track on top of a living one
+                cv2.circle(mask.view(np.uint8), (int(x), int(y)), 5, 0, -1)
+            new = _corners(cv2, grey[t], num_points - int(visible[t].sum()), mask)
+            if new is not None:
+                points = np.concatenate([points, np.repeat(new[None], T, axis=0)], axis=1)
+                born = np.zeros((T, len(new)), bool)
+                born[t] = True
+                visible = np.concatenate([visible, born], axis=1)
+    return Tracks(points.astype(np.float32), visible)
+
+
+def _corners(cv2, grey: np.ndarray, count: int, mask: np.ndarray | None) -> np.ndarray | None:
+    """[K, 2] corner pixels (centres at +0.5) inside `mask`, or None."""
+    found = cv2.goodFeaturesToTrack(grey, maxCorners=max(count, 1), qualityLevel=0.01, minDistance=3,
+                                    mask=None if mask is None else mask.astype(np.uint8) * 255, blockSize=5)  # fmt: skip
+    return None if found is None else found.reshape(-1, 2).astype(np.float32) + 0.5
 
 
 def track_points_cotracker(frames: Sequence[np.ndarray], checkpoint: str | Path, grid_size: int = 16,

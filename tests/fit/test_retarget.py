@@ -148,3 +148,13 @@ def test_ctrl_c_keeps_the_trajectory_so_far(arm, source_video):
 
     result = retarget(arm, tracks, view.viewmats[0], view.Ks[0], RetargetConfig(steps=50, points=100), stop_at_step_3)
     assert result.interrupted and len(result.history) == 4 and torch.isfinite(result.joints).all()
+
+
+def test_compact_visible_keeps_each_frames_visible_points():
+    from drrobot.fit.retarget import compact_visible
+
+    points = torch.arange(12, dtype=torch.float32).reshape(2, 3, 2)
+    visible = torch.tensor([[False, True, False], [True, False, True]])
+    kept, mask = compact_visible(points, visible)
+    assert kept.shape == (2, 2, 2) and mask.tolist() == [[True, False], [True, True]]
+    assert kept[0, 0].tolist() == [2.0, 3.0] and kept[1].tolist() == [[6.0, 7.0], [10.0, 11.0]]
