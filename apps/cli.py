@@ -15,13 +15,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("drrobot.apps.data", "render a training dataset of a robot with MuJoCo"),
     "train": ("drrobot.apps.train", "train a robot self-model (makes the dataset if missing), then evaluate it"),
     "eval": ("drrobot.apps.evaluate", "evaluate a checkpoint on held-out test poses (PSNR, SSIM, Chamfer, IoU)"),
-    "pose": ("drrobot.apps.pose", "estimate joint angles and the camera from images, a video or a DREAM split"),
+    "render": ("drrobot.apps.render", "render a trained model to mp4/GIF/PNG: a turntable or a joint trajectory"),
     "view": ("drrobot.apps.view", "look at a self-model in the browser: joint sliders, link colours, trajectory playback"),
-    "lookalike": ("drrobot.apps.lookalike", "render DREAM-format sequences that look like Panda-3CAM (for benchmarks)"),
+    "pose": ("drrobot.apps.pose", "estimate joint angles and the camera from images, a video or a DREAM split"),
     "video2joints": ("drrobot.apps.video2joints", "a robot video (camera or video model) -> joint trajectory + MuJoCo replay"),
     "retarget": ("drrobot.apps.retarget", "drive a robot like another embodiment's video (2D point tracks)"),
     "text2pose": ("drrobot.apps.text2pose", "find the pose CLIP says matches a text prompt (the clip extra)"),
-    "render": ("drrobot.apps.render", "render a trained model to mp4/GIF/PNG: a turntable or a joint trajectory"),
+    "lookalike": ("drrobot.apps.lookalike", "render DREAM-format sequences that look like Panda-3CAM (for benchmarks)"),
 }
 """Subcommand -> (module with a `main(argv)` function, one-line help). Modules load lazily."""
 
