@@ -158,7 +158,8 @@ class Trainer:
                                     n=len(self.model.gaussians))  # fmt: skip
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                     self.save()
-            metrics = {"train_seconds": time.perf_counter() - start, "gaussians": len(self.model.gaussians)}
+            metrics = {"train_seconds": time.perf_counter() - start, "gaussians": len(self.model.gaussians),
+                       "recoveries": self.recoveries}  # fmt: skip
             self.save(metrics)
         finally:
             bar.close()
