@@ -171,7 +171,7 @@ def write_outputs(out: Path, model, frames, rec: Reconstruction, truth=None, vid
         write_grid(out / "overlay.png", shown)
     plot_joints(out / "joints.png", model.joint_spec.names, estimate, None if truth is None else truth.joints)
     metrics = {}
-    if truth is not None:
+    if truth is not None and not rec.interrupted:  # interrupted: fewer frames than the ground truth
         scored = score_reconstruction(model, estimate, rec.viewmats.cpu().numpy(), rec.Ks.cpu().numpy(), truth, rec.fps)
         metrics = {**scored.to_dict(), "background": rec.background, "seconds_first_frame": rec.seconds_first,
                    "seconds_tracking": rec.seconds_track}  # fmt: skip
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{metrics['fps']:.2f} frames/s")  # fmt: skip
         print(f"wrote {config.out / TRAJECTORY}")
 
-    return run_command("drrobot pose", job, interrupted="interrupted; nothing written as complete")
+    return run_command("drrobot pose", job, interrupted="interrupted before the first frame was solved; nothing written")
 
 
 if __name__ == "__main__":

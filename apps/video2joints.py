@@ -7,8 +7,9 @@ The camera is unknown (solved on the first frame, then refined over the sequence
 from the previous one with a temporal smoothness term. Writes to `--out`: `trajectory.json` (the layout of
 `drrobot pose`, written last), `trajectory.csv` (frame, then one column per joint, radians/metres),
 `overlay.mp4` (the model over the input), `joints.png`, and `replay.mp4`: the input beside MuJoCo executing the
-recovered trajectory from the recovered camera. With `--generate.*` the frames come from a Stable Video Diffusion
-pipeline on disk (`generated.mp4`) and are then reconstructed.
+recovered trajectory from the recovered camera. Ctrl-C during tracking writes all of these for the frames tracked
+so far. With `--generate.*` the frames come from a Stable Video Diffusion pipeline on disk (`generated.mp4`) and
+are then reconstructed.
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def run(args: Video2JointsArgs) -> Path:
         write_replay(args.out / "replay.mp4", model, frames, rec, args.reconstruct.working_width, args.fps,
                      args.progress)  # fmt: skip
     write_outputs(args.out, model, frames, rec, fps=args.fps, width=args.reconstruct.working_width)
+    if rec.interrupted:
+        print(f"interrupted: wrote the {len(rec.names)} of {len(frames)} frames tracked so far", file=sys.stderr)
     return args.out / TRAJECTORY
 
 
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         args = tyro.cli(Video2JointsArgs, args=argv, prog="drrobot video2joints", description=__doc__.splitlines()[0])
         print(f"wrote {run(args)}")
 
-    return run_command("drrobot video2joints", job, interrupted="interrupted; nothing written as complete")
+    return run_command("drrobot video2joints", job,
+                       interrupted="interrupted before the first frame was solved; nothing written")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ class Reconstruction:
     background: str  # the background mode used
     seconds_first: float  # solving frame 0
     seconds_track: float  # tracking the rest (all passes)
+    interrupted: bool = False  # Ctrl-C during tracking: the frames done so far (len(names) < the frames given)
 
     @property
     def fps(self) -> float:
@@ -167,9 +168,10 @@ def reconstruct(
     if viewmat is not None:
         track_config = dataclasses.replace(track_config, refine_camera=False, static_camera=True)
     result = track(model, data, len(frames), start, track_config, config.weights, progress, on_frame)
-    T = len(frames)
+    T = len(result.joints)  # fewer than the frames when tracking was interrupted
+    names = list(frames.names) if hasattr(frames, "names") else [f"{t:06d}" for t in range(len(frames))]
     return Reconstruction(
-        names=list(frames.names) if hasattr(frames, "names") else [f"{t:06d}" for t in range(T)],
+        names=names[:T],
         joints=result.joints,
         viewmats=result.viewmats[:, 0],
         Ks=K.expand(T, 3, 3).clone(),
@@ -177,6 +179,7 @@ def reconstruct(
         background=mode,
         seconds_first=first_done - start_time,
         seconds_track=time.perf_counter() - first_done,
+        interrupted=result.interrupted,
     )
 
 

@@ -85,6 +85,7 @@ class Track:
     Ks: Tensor  # [T, C, 3, 3]
     losses: Tensor  # [T]
     base_pose: Tensor | None = None  # [T, 7]
+    interrupted: bool = False  # stopped by Ctrl-C: the frames tracked so far (T may be fewer than asked)
 
 
 def prior_joints(model: RobotModel, prior: str) -> Tensor:
@@ -149,16 +150,21 @@ def track(
     progress: bool = False,
     on_frame: Callable[[int, Tensor, float], None] | None = None,  # (frame, joints [J], loss) after each frame
 ) -> Track:
-    """Warm-started tracking of a static-camera sequence (see the module docstring)."""
+    """Warm-started tracking of a static-camera sequence (see the module docstring). Ctrl-C stops it and returns
+    the frames tracked so far (`interrupted`; during the second pass, the whole first pass)."""
     config = config or TrackConfig()
     get = frames if callable(frames) else frames.__getitem__
     skin = cached_skinning_weights(model)
     viewmats, Ks = start.viewmats[:1], start.Ks[:1]  # [1, C, 4, 4], [1, C, 3, 3]
     first = _track_pass(model, get, num_frames, start.joints[0], viewmats, Ks, config, weights, skin, progress, on_frame)
-    if not (config.static_camera and config.refine_camera) or num_frames < 2:
+    if first.interrupted or not (config.static_camera and config.refine_camera) or num_frames < 2:
         return first
-    viewmats, Ks = _refine_camera(model, get, first, config, weights, skin, progress)
-    return _track_pass(model, get, num_frames, first.joints, viewmats, Ks, config, weights, skin, progress, on_frame)
+    try:
+        viewmats, Ks = _refine_camera(model, get, first, config, weights, skin, progress)
+    except KeyboardInterrupt:
+        return dataclasses.replace(first, interrupted=True)
+    second = _track_pass(model, get, num_frames, first.joints, viewmats, Ks, config, weights, skin, progress, on_frame)
+    return dataclasses.replace(first, interrupted=True) if second.interrupted else second
 
 
 def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weights, skin, progress, on_frame) -> Track:
@@ -170,24 +176,31 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
     color = None
     w = dataclasses.replace(weights or ObjectiveWeights(), temporal=config.temporal)
     pivot = _robot_extent(model, previous, skin)[0][None]  # [1, 3]
-    for t in tqdm(range(num_frames), desc="track", disable=not progress, unit="frame"):
-        obs = get(t)
-        start = previous if init.ndim == 1 else init[t]
-        params = PoseParameters(spec, start[None], viewmats, Ks, (obs.width, obs.height), pivots=pivot,
-                                optimize_camera=not config.static_camera)  # fmt: skip
-        if color is not None:
-            params.color_gain.data[:], params.color_bias.data[:] = color
-        objective = Objective(w, previous_joints=spec.normalize(previous)[None] if t else None)
-        result = fit(model, params, obs, objective, config.fit, skin)
-        previous, viewmats = result.joints[0], result.viewmats
-        color = (params.color_gain.detach().clone(), params.color_bias.detach().clone())
-        joints.append(previous)
-        cameras.append(viewmats[0])
-        losses.append(float(result.losses[0]))
-        if on_frame is not None:
-            on_frame(t, previous, losses[-1])
+    interrupted = False
+    try:
+        for t in tqdm(range(num_frames), desc="track", disable=not progress, unit="frame"):
+            obs = get(t)
+            start = previous if init.ndim == 1 else init[t]
+            params = PoseParameters(spec, start[None], viewmats, Ks, (obs.width, obs.height), pivots=pivot,
+                                    optimize_camera=not config.static_camera)  # fmt: skip
+            if color is not None:
+                params.color_gain.data[:], params.color_bias.data[:] = color
+            objective = Objective(w, previous_joints=spec.normalize(previous)[None] if t else None)
+            result = fit(model, params, obs, objective, config.fit, skin)
+            previous, viewmats = result.joints[0], result.viewmats
+            color = (params.color_gain.detach().clone(), params.color_bias.detach().clone())
+            joints.append(previous)
+            cameras.append(viewmats[0])
+            losses.append(float(result.losses[0]))
+            if on_frame is not None:
+                on_frame(t, previous, losses[-1])
+    except KeyboardInterrupt:
+        interrupted = True
+    if not joints:  # stopped before the first frame was done
+        raise KeyboardInterrupt
     T = len(joints)
-    return Track(torch.stack(joints), torch.stack(cameras), Ks.expand(T, -1, -1, -1), torch.tensor(losses))
+    return Track(torch.stack(joints), torch.stack(cameras), Ks.expand(T, -1, -1, -1), torch.tensor(losses),
+                 interrupted=interrupted)  # fmt: skip
 
 
 def _refine_camera(model, get, first: Track, config: TrackConfig, weights, skin, progress) -> tuple[Tensor, Tensor]:

@@ -140,3 +140,26 @@ def test_bad_input(toy_checkpoint, toy_video, tmp_path, capsys, make, code, mess
     assert run(toy_checkpoint, "--out", tmp_path / "out", "--no-progress", *make(tmp_path)) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_tracking_writes_the_frames_so_far(toy_checkpoint, toy_video, camera, tmp_path, monkeypatch,
+                                                        capsys):  # fmt: skip
+    from drrobot.fit import solve
+
+    fit, calls = solve.fit, []
+
+    def fit_then_stop(*args, **kwargs):  # Ctrl-C while tracking the fourth frame
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(solve, "fit", fit_then_stop)
+    path, _, _ = toy_video
+    viewmat_file = tmp_path / "viewmat.json"
+    viewmat_file.write_text(json.dumps(camera[0].tolist()))
+    out = tmp_path / "out"
+    assert run(toy_checkpoint, "--video", path, "--out", out, "--camera.viewmat", viewmat_file, *FAST) == 0
+    assert "interrupted: wrote the 3 of 8 frames" in capsys.readouterr().err
+    assert len(json.loads((out / "trajectory.json").read_text())["frames"]) == 3
+    assert iio.imread(out / "replay.mp4").shape[0] == 3
