@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from drrobot.io import write_atomic  # noqa: E402
 from drrobot.train.config import PRESETS  # noqa: E402
-from drrobot.train.fleet import robots_table, train_robots  # noqa: E402
+from drrobot.train.fleet import collect_run, robots_table, train_robots  # noqa: E402
 
 
 def main() -> int:
@@ -32,9 +32,13 @@ def main() -> int:
     parser.add_argument("--ray-address", default="auto", help='"auto", host:port, or "local" (start Ray here)')
     parser.add_argument("--eval-views", type=int, default=None, help="test views per robot (default: the preset's)")
     parser.add_argument("--table", type=Path, default=None, help="also write the table to this markdown file")
+    parser.add_argument("--table-only", action="store_true", help="tabulate finished runs in --root, train nothing")
     args = parser.parse_args()
     overrides = {} if args.eval_views is None else {"eval_views": args.eval_views}
-    runs = train_robots(args.robots, args.preset, args.root, overrides, args.backend, args.ray_address)
+    if args.table_only:
+        runs = [collect_run(robot, args.root) for robot in args.robots]
+    else:
+        runs = train_robots(args.robots, args.preset, args.root, overrides, args.backend, args.ray_address)
     table = robots_table(runs, args.preset)
     print(table)
     if args.table is not None:

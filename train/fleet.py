@@ -11,6 +11,7 @@ reused, an existing run is started over).
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 from pathlib import Path
 
@@ -49,6 +50,17 @@ def train_robot(robot: str, preset: str, root: Path, overrides: dict | None = No
         metrics = read_checkpoint_meta(Path(config.out) / CHECKPOINT_DIR)["metrics"]
     except (DrRobotError, OSError, MemoryError, torch.OutOfMemoryError) as err:
         return RobotRun(robot, error=f"{type(err).__name__}: {err}")
+    return RobotRun(robot, results=results, metrics=metrics)
+
+
+def collect_run(robot: str, root: Path) -> RobotRun:
+    """A robot's finished run in `<root>/<robot>-model` (eval.json and the checkpoint's metrics), as a RobotRun."""
+    run_dir = Path(root) / f"{Path(robot).stem}-model"
+    try:
+        results = json.loads((run_dir / "eval.json").read_text())
+        metrics = read_checkpoint_meta(run_dir / CHECKPOINT_DIR)["metrics"]
+    except (OSError, ValueError, DrRobotError) as err:
+        return RobotRun(robot, error=f"no finished run in {run_dir} ({err})")
     return RobotRun(robot, results=results, metrics=metrics)
 
 

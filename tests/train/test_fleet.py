@@ -7,7 +7,7 @@ import pytest
 from train_helpers import tiny_train_config
 
 from drrobot.robots import URDF_DIR
-from drrobot.train.fleet import robots_table, train_robots, worst_link
+from drrobot.train.fleet import collect_run, robots_table, train_robots, worst_link
 
 TINY = {k: v for k, v in vars(tiny_train_config(None, None)).items()
         if k in ("canonical_steps", "lbs_steps", "joint_steps", "densify", "model", "eval_views", "log_every")}  # fmt: skip
@@ -27,6 +27,9 @@ def test_one_bad_robot_does_not_stop_the_others(toy_arm_data, tmp_path):
     rows = [line for line in table.splitlines() if line.startswith("| toy_arm |")]
     assert len(rows) == 1 and float(rows[0].split("|")[2]) > 10
     assert "| nosuchrobot | failed |" in table and "Failed:" in table
+    again = collect_run("toy_arm", tmp_path)  # the finished run, read back for --table-only
+    assert again.results["methods"] == runs[1].results["methods"] and again.metrics == runs[1].metrics
+    assert "no finished run" in collect_run("panda", tmp_path).error
 
 
 def test_worst_link_skips_tiny_links():
