@@ -26,6 +26,7 @@ from drrobot.apps.visuals import write_frames, write_gif, write_video
 from drrobot.checkpoint import load_checkpoint
 from drrobot.device import resolve_device
 from drrobot.errors import UsageError
+from drrobot.fit.solve import prior_joints
 from drrobot.fit.trajectory import read_pose_file, read_trajectory, trajectory_joints
 from drrobot.io import ensure_writable_dir
 from drrobot.model import RobotModel
@@ -138,7 +139,7 @@ def _joints(config: RenderConfig, model: RobotModel) -> tuple[torch.Tensor, dict
             raise UsageError(f"--trajectory {config.trajectory} has no frames")
         joints = torch.as_tensor(trajectory_joints(traj, names, config.trajectory), dtype=torch.float32)
         return model.check_joints(joints), traj
-    middle = torch.nan_to_num(0.5 * (model.joint_lower + model.joint_upper), nan=0.0, posinf=0.0, neginf=0.0)
+    middle = prior_joints(model, "middle")  # [J]
     pose = middle if config.pose is None else torch.as_tensor(read_pose_file(config.pose, names, "--pose"))
     return model.check_joints(pose.float().cpu()[None]).expand(config.frames, -1), None
 

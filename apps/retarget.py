@@ -32,6 +32,7 @@ from drrobot.errors import UsageError
 from drrobot.fit.background import median_background, moving_foreground
 from drrobot.fit.frames import open_frames
 from drrobot.fit.retarget import RetargetConfig, retarget
+from drrobot.fit.solve import prior_joints
 from drrobot.fit.trajectory import trajectory_dict, write_trajectory
 from drrobot.renders import orbit_cameras, over, render_frames, to_uint8
 from drrobot.vision.tracks import Tracks, import_cv2, track_points_cotracker, track_points_lk
@@ -80,7 +81,7 @@ def run(args: RetargetArgs) -> dict:
     if len(frames) < 2:
         raise UsageError(f"the source video has {len(frames)} frame(s); retargeting a motion needs at least 2")
     source = source_tracks(args, [np.asarray(frames[t]) for t in range(len(frames))])
-    middle = torch.nan_to_num(0.5 * (model.joint_lower + model.joint_upper), nan=0.0, posinf=0.0, neginf=0.0)
+    middle = prior_joints(model, "middle")  # [J]
     view = args.view
     cams = orbit_cameras(model, middle[None], [view.azimuth_deg], view.width, view.height, view.elevation_deg)
     with tqdm(total=args.fit.steps, desc="retarget", unit="step", disable=not args.progress) as bar:

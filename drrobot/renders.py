@@ -51,14 +51,26 @@ def orbit_cameras(
         raise ValueError(f"need 0 < fovy_deg < 180, margin > 0 and |elevation_deg| < 90, got {fovy_deg}, {margin}, "
                          f"{elevation_deg}")  # fmt: skip
     centre, radius = robot_bounds(model, joints, base_pose)
+    distance = framing_distance(radius, fovy_deg, width, height, margin)
+    elevations = [elevation_deg] * len(azimuths_deg)
+    return cameras_around(centre, distance, azimuths_deg, elevations, fovy_deg, width, height)
+
+
+def framing_distance(radius: float, fovy_deg: float, width: int, height: int, margin: float = 1.1) -> float:
+    """How far a camera must be for a sphere of `radius` to fit its view with `margin` to spare."""
     half_fov = math.radians(min(fovy_deg, fovy_deg * width / height)) / 2
-    distance = margin * radius / math.sin(half_fov)
-    el = math.radians(elevation_deg)
-    eyes = torch.stack([
-        centre + distance * torch.tensor([math.cos(el) * math.cos(a), math.cos(el) * math.sin(a), math.sin(el)])
-        for a in np.radians(np.asarray(azimuths_deg, dtype=np.float64))
-    ])  # fmt: skip  [V, 3]
-    return Cameras.from_fov(fovy_deg, width, height, look_at(eyes, centre.expand_as(eyes)))
+    return margin * radius / math.sin(half_fov)
+
+
+def cameras_around(centre: Tensor, distance: float, azimuths_deg, elevations_deg, fovy_deg: float, width: int,
+                   height: int) -> Cameras:  # fmt: skip
+    """V cameras at `distance` from `centre` [3], at azimuths [V] around world +z and elevations [V] (degrees),
+    looking at it: viewmats [V, 4, 4], Ks [V, 3, 3] on `centre`'s device."""
+    az = torch.deg2rad(torch.as_tensor(azimuths_deg, dtype=torch.float32))
+    el = torch.deg2rad(torch.as_tensor(elevations_deg, dtype=torch.float32))
+    offsets = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1).to(centre)  # [V, 3]
+    eyes = centre + distance * offsets
+    return Cameras.from_fov(fovy_deg, width, height, look_at(eyes, centre.expand_as(eyes))).to(centre.device)
 
 
 def render_frames(

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from drrobot.errors import UsageError
 from drrobot.fit.params import LearningRates, PoseParameters
+from drrobot.fit.solve import prior_joints
 from drrobot.model import RobotModel, project_points
 from drrobot.vision.tracks import Tracks
 
@@ -133,7 +134,7 @@ def retarget(
     points, visible = compact_visible(points, visible)  # [T, V, 2], [T, V]
     target, centre, scale = normalize_tracks(points, visible)
     T, spec = len(points), model.joint_spec
-    middle = torch.nan_to_num(0.5 * (model.joint_lower + model.joint_upper), nan=0.0, posinf=0.0, neginf=0.0)
+    middle = prior_joints(model, "middle")  # [J]
     eye = torch.eye(4, device=device).expand(T, 1, 4, 4)
     params = PoseParameters(spec, middle.expand(T, -1), eye, torch.eye(3, device=device).expand(T, 1, 3, 3), (1, 1),
                             optimize_camera=False, color_correction=False)  # fmt: skip

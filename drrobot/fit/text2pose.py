@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from drrobot.fit.cameras import Cameras, look_at
+from drrobot.fit.cameras import Cameras
 from drrobot.errors import UsageError
 from drrobot.fit.params import LearningRates, PoseParameters
 from drrobot.model import RobotModel
-from drrobot.renders import robot_bounds
+from drrobot.renders import cameras_around, framing_distance, robot_bounds
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 """(images [B, H, W, 3] in [0, 1], alphas [B, H, W, 1] robot coverage) -> scores [B], higher is better."""
@@ -90,8 +90,9 @@ def optimize_pose_for_score(
     optimizer = torch.optim.Adam(params.param_groups(LearningRates(joints=config.lr)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.1 ** (s / max(config.steps - 1, 1)))
     centre, radius = robot_bounds(model, _random_poses(model, 16, gen).to(device))
-    distance = 1.1 * radius / math.sin(math.radians(config.fovy_deg) / 2)
-    snapshot_camera = _orbit(centre, distance, [config.snapshot_azimuth_deg], [20.0], config)
+    distance = framing_distance(radius, config.fovy_deg, config.resolution, config.resolution)
+    size = (config.fovy_deg, config.resolution, config.resolution)
+    snapshot_camera = cameras_around(centre, distance, [config.snapshot_azimuth_deg], [20.0], *size)
     weights = model.skinning_weights().detach()  # [N, L]
     history, snapshots = [], []
     smoothed = torch.full((config.starts,), float("nan"))
@@ -103,8 +104,8 @@ def optimize_pose_for_score(
             if step == config.start_steps and len(alive) > 1:
                 alive = alive[smoothed[alive].argmax()][None]  # the best start continues alone
             joints = params.joints()[alive]  # [S', J]
-            cams = _orbit(centre, distance, _uniform(gen, config.azimuth_deg, config.views * len(alive)),
-                          _uniform(gen, config.elevation_deg, config.views * len(alive)), config)  # fmt: skip
+            cams = cameras_around(centre, distance, _uniform(gen, config.azimuth_deg, config.views * len(alive)),
+                                  _uniform(gen, config.elevation_deg, config.views * len(alive)), *size)  # fmt: skip
             render = model.render(joints, cams.viewmats.view(len(alive), config.views, 4, 4),
                                   cams.Ks.view(len(alive), config.views, 3, 3), config.resolution, config.resolution,
                                   skinning_weights=weights, appearance=config.appearance)  # fmt: skip
@@ -163,16 +164,6 @@ def _random_poses(model: RobotModel, count: int, gen: torch.Generator) -> Tensor
 
 def _uniform(gen: torch.Generator, bounds: tuple[float, float], count: int) -> Tensor:
     return bounds[0] + (bounds[1] - bounds[0]) * torch.rand(count, generator=gen)
-
-
-def _orbit(centre: Tensor, distance: float, azimuths_deg, elevations_deg, config: TextPoseConfig) -> Cameras:
-    """Cameras [V] at `distance` from `centre`, looking at it."""
-    az = torch.deg2rad(torch.as_tensor(azimuths_deg, dtype=torch.float32))
-    el = torch.deg2rad(torch.as_tensor(elevations_deg, dtype=torch.float32))
-    offsets = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], -1)  # [V, 3]
-    eyes = centre + distance * offsets
-    cams = Cameras.from_fov(config.fovy_deg, config.resolution, config.resolution, look_at(eyes, centre.expand_as(eyes)))
-    return cams.to(centre.device)
 
 
 def _backgrounds(count: int, size: int, gen: torch.Generator) -> Tensor:
