@@ -35,6 +35,7 @@ from drrobot.device import resolve_device
 from drrobot.errors import UsageError
 from drrobot.fit.frames import ArrayFrames, open_frames
 from drrobot.fit.reconstruct import ReconstructConfig, reconstruct, shrink
+from drrobot.fit.solve import fast_motion_tracking
 
 from drrobot.io import write_atomic
 from drrobot.renders import mujoco_replay
@@ -62,7 +63,10 @@ class Video2JointsArgs:
     generate: GenerateArgs = dataclasses.field(default_factory=GenerateArgs)
     out: Path = Path("outputs/video2joints")
     camera: CameraArgs = dataclasses.field(default_factory=CameraArgs)
-    reconstruct: ReconstructConfig = dataclasses.field(default_factory=ReconstructConfig)
+    reconstruct: ReconstructConfig = dataclasses.field(
+        default_factory=lambda: ReconstructConfig(track=fast_motion_tracking())
+    )
+    """Generated clips are short with large motion per frame: tracking defaults to `fast_motion_tracking()`."""
     stride: int = 1
     """Use every stride-th frame of --video."""
     max_frames: int | None = None

@@ -5,7 +5,8 @@
 >>> result.joints[0], result.viewmats[0, 0]                                        # [J], [4, 4]
 """
 
-from drrobot.fit.background import border_background, foreground, masked_background, median_background
+from drrobot.fit.background import (border_background, foreground, masked_background, median_background,
+                                    robot_free_background)
 from drrobot.fit.cameras import CameraDelta, Cameras, look_at
 from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.objectives import Keypoints, Objective, ObjectiveWeights, Observation
@@ -17,5 +18,5 @@ __all__ = [
     "CameraDelta", "Cameras", "ChainConfig", "FitConfig", "FitResult", "Keypoints", "LearningRates", "Objective",
     "ObjectiveWeights", "Observation", "PoseParameters", "ScratchConfig", "Track", "TrackConfig",
     "border_background", "chain_search", "fit", "foreground", "look_at", "masked_background", "median_background",
-    "render_state", "solve_from_scratch", "track",
+    "render_state", "robot_free_background", "solve_from_scratch", "track",
 ]  # fmt: skip

@@ -4,6 +4,8 @@ Which one applies:
 - `median_background`: a static camera filming a moving robot (Panda-3CAM, most lab videos). The temporal median
   of the frames removes whatever moves; parts that never move (the base) stay in it, which costs nothing: a
   render of them over the background shows the same pixels.
+  A slow robot covers some pixels in most frames, so the plain median still shows it there:
+  `robot_free_background` redoes the median over only the frames a first fit says the robot leaves free.
 - `masked_background`: the user has robot masks (or a segmentation model, see `Segmenter`): the image outside
   the mask, the mask filled with the median colour of the rest.
 - `border_background`: one image, no mask, a roughly uniform backdrop (renders, studio shots): the median colour
@@ -32,6 +34,20 @@ def median_background(frames: Tensor, max_frames: int = 64) -> Tensor:
         raise ValueError(f"frames must be [T, H, W, 3] with T >= 1, got {tuple(frames.shape)}")
     index = torch.linspace(0, frames.shape[0] - 1, min(max_frames, frames.shape[0])).round().long()
     return frames[index].float().median(dim=0).values
+
+
+def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margin: int = 3) -> Tensor:
+    """Per pixel, the temporal median of frames [T, H, W, 3] over the frames whose fitted robot `robot` [T, H, W]
+    (rendered alpha) leaves it free, grown by `margin` pixels for fit errors; pixels the robot covers in every
+    frame keep `fallback` [H, W, 3] -> [H, W, 3]."""
+    if frames.ndim != 4 or robot.shape != frames.shape[:3] or fallback.shape != frames.shape[1:]:
+        raise ValueError(f"frames [T, H, W, 3] {tuple(frames.shape)}, robot [T, H, W] {tuple(robot.shape)} and "
+                         f"fallback [H, W, 3] {tuple(fallback.shape)} do not match")  # fmt: skip
+    size = 2 * margin + 1
+    covered = torch.nn.functional.max_pool2d(robot[:, None].float(), size, stride=1, padding=margin)[:, 0] > 0.05
+    free = frames.float().masked_fill(covered[..., None], float("nan"))
+    median = free.nanmedian(dim=0).values  # [H, W, 3], NaN where never free
+    return torch.where(covered.all(dim=0)[..., None], fallback, median)
 
 
 def masked_background(image: Tensor, mask: Tensor) -> Tensor:

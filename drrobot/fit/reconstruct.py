@@ -19,13 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from drrobot.fit.background import border_background, masked_background, median_background, moving_foreground
+from drrobot.fit.background import (border_background, masked_background, median_background, moving_foreground,
+                                    robot_free_background)
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
 from drrobot.fit.chain import chain_search
-from drrobot.fit.optimize import FitResult, cached_skinning_weights, fit
+from drrobot.fit.optimize import FitResult, cached_skinning_weights, fit, render_state
 from drrobot.fit.params import PoseParameters
-from drrobot.fit.solve import ScratchConfig, TrackConfig, prior_joints, solve_from_scratch, take_hypothesis, track
+from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, prior_joints, solve_from_scratch, take_hypothesis,
+                               track)
 from drrobot.model import RobotModel
 
 BackgroundMode = Literal["auto", "median", "masks", "border"]
@@ -45,6 +47,9 @@ class ReconstructConfig:
     """Frames (evenly spread) the median background is computed from."""
     median_min_frames: int = 8
     """auto picks the median only with at least this many frames (fewer cannot remove the robot)."""
+    robot_free_background: bool = True
+    """Median mode: after the first tracking pass, recompute the median without the fitted robot (a slow robot
+    stays in the plain median where it lingers) and track again with it."""
     scratch: ScratchConfig = dataclasses.field(default_factory=ScratchConfig)
     track: TrackConfig = dataclasses.field(default_factory=TrackConfig)
     weights: ObjectiveWeights = dataclasses.field(default_factory=ObjectiveWeights)
@@ -78,9 +83,9 @@ class FrameTensors:
         self.frames, self.masks, self.size, self.mode, self.device = frames, masks, (width, height), mode, device
         self._cache: dict[int, Observation] = {}
         self.median = None
+        self.median_index = np.unique(np.linspace(0, len(frames) - 1, min(median_frames, len(frames))).round().astype(int))
         if mode == "median":
-            index = np.linspace(0, len(frames) - 1, min(median_frames, len(frames))).round().astype(int)
-            self.median = median_background(torch.stack([self._image(int(i)) for i in np.unique(index)]))
+            self.median = median_background(self._median_frames())
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -91,6 +96,18 @@ class FrameTensors:
                 self._cache.clear()
             self._cache[index] = self._observation(index)
         return self._cache[index]
+
+    def exclude_robot(self, robot: Callable[[int], Tensor]) -> None:
+        """Median mode: recompute the background without the robot, `robot(t)` [H, W] being frame t's fitted
+        robot (rendered alpha at the working size; see `robot_free_background`)."""
+        if self.mode != "median":
+            return
+        alphas = torch.stack([robot(int(t)) for t in self.median_index])  # [M, H, W]
+        self.median = robot_free_background(self._median_frames(), alphas, self.median)
+        self._cache.clear()
+
+    def _median_frames(self) -> Tensor:
+        return torch.stack([self._image(int(t)) for t in self.median_index])  # [M, H, W, 3]
 
     def _image(self, index: int) -> Tensor:
         return shrink(self.frames[index], *self.size).to(self.device)
@@ -167,7 +184,13 @@ def reconstruct(
     track_config = config.track
     if viewmat is not None:
         track_config = dataclasses.replace(track_config, refine_camera=False, static_camera=True)
-    result = track(model, data, len(frames), start, track_config, config.weights, progress, on_frame)
+
+    def refit_background(first: Track) -> None:
+        data.exclude_robot(_fitted_alphas(model, first, width, height))
+
+    use_refit = mode == "median" and config.robot_free_background
+    result = track(model, data, len(frames), start, track_config, config.weights, progress, on_frame,
+                   refit_background if use_refit else None)  # fmt: skip
     T = len(result.joints)  # fewer than the frames when tracking was interrupted
     names = list(frames.names) if hasattr(frames, "names") else [f"{t:06d}" for t in range(len(frames))]
     return Reconstruction(
@@ -201,3 +224,16 @@ def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tenso
     result = fit(model, params, obs, objective, config.scratch.final, skin)
     return take_hypothesis(result, result.best)
 
+
+
+def _fitted_alphas(model: RobotModel, fitted: Track, width: int, height: int) -> Callable[[int], Tensor]:
+    """frame t -> the fitted robot's rendered alpha [height, width] at frame t (camera 0)."""
+    skin = cached_skinning_weights(model)
+
+    def alpha(t: int) -> Tensor:
+        with torch.no_grad():
+            out = render_state(model, fitted.joints[t][None], fitted.viewmats[t][None, :1], fitted.Ks[t][None, :1],
+                               width, height, skinning_weights=skin)  # fmt: skip
+        return out.alphas[0, 0, ..., 0]
+
+    return alpha

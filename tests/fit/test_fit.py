@@ -9,7 +9,7 @@ from fit_helpers import DARK_BACKGROUND, checker, render_frames, toy_camera
 
 from drrobot.fit import (
     FitConfig, Objective, ObjectiveWeights, Observation, PoseParameters, ScratchConfig, TrackConfig,
-    border_background, fit, masked_background, median_background, solve_from_scratch,
+    border_background, fit, masked_background, median_background, robot_free_background, solve_from_scratch,
 )  # fmt: skip
 from drrobot.fit.chain import ChainConfig
 from drrobot.fit.optimize import render_state
@@ -79,6 +79,23 @@ def test_median_background_removes_what_moves():
     assert torch.allclose(median_background(frames), static)
     with pytest.raises(ValueError, match="T >= 1"):
         median_background(torch.rand(0, 4, 4, 3))
+
+
+def test_robot_free_background_where_the_robot_lingers():
+    static = torch.rand(20, 16, 3)
+    frames = static.expand(9, 20, 16, 3).clone()
+    robot = torch.zeros(9, 20, 16)
+    robot[:, 8:12] = 1.0  # rows 8-11: covered in every frame (a base)
+    robot[:6, 2:5] = 1.0  # rows 2-4: covered in 6 of 9 frames (a slow link)
+    frames[robot > 0] = 1.0
+    plain = median_background(frames)
+    assert (plain[2:5] == 1.0).all()  # the plain median shows the lingering link
+    fallback = torch.zeros(20, 16, 3)
+    clean = robot_free_background(frames, robot, fallback, margin=1)
+    assert torch.allclose(clean[:7], static[:7]) and torch.allclose(clean[13:], static[13:])
+    assert (clean[8:12] == 0).all()  # never free: the fallback
+    with pytest.raises(ValueError, match="do not match"):
+        robot_free_background(frames, robot[:, :10], fallback)
 
 
 def test_masked_and_border_backgrounds():
