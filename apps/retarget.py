@@ -3,10 +3,12 @@
     drrobot retarget outputs/panda-model/checkpoint --video human_hand.mp4 --out out/hand
     drrobot retarget CKPT --video clip.mp4 --tracks clip_tracks.npz          # tracks made elsewhere
     drrobot retarget CKPT --video clip.mp4 --tracker cotracker --cotracker-checkpoint scaled_offline.pth
+    drrobot retarget CKPT --video clip.mp4 --robot-tracks cotracker --cotracker-checkpoint scaled_offline.pth
 
 Source tracks come from `--tracks` (an .npz with points [T, N, 2] pixels and visible [T, N]), CoTracker (when
 installed, with a local checkpoint) or OpenCV's Lucas-Kanade tracker on corners of the source's moving
-foreground (the default; no weights). Writes to `--out`: `trajectory.json` (the layout of `drrobot pose`, the
+foreground (the default; no weights). The robot's own tracks are exact (its Gaussians projected) unless
+`--robot-tracks cotracker` runs CoTracker on its renders and back-propagates through it, as the paper did. Writes to `--out`: `trajectory.json` (the layout of `drrobot pose`, the
 robot's camera per frame; written last), `tracks.npz` (the source tracks), `retarget.mp4` (source with its tracks
 | the robot with its own tracks), `chamfer.png` (per frame, source pixels).
 """
@@ -35,7 +37,7 @@ from drrobot.fit.retarget import RetargetConfig, retarget
 from drrobot.fit.solve import prior_joints
 from drrobot.fit.trajectory import trajectory_dict, write_trajectory
 from drrobot.renders import orbit_cameras, over, render_frames, to_uint8
-from drrobot.vision.tracks import Tracks, import_cv2, track_points_cotracker, track_points_lk
+from drrobot.vision.tracks import Tracks, cotracker_render_tracker, import_cv2, track_points_cotracker, track_points_lk
 
 
 @dataclasses.dataclass
@@ -59,6 +61,10 @@ class RetargetArgs:
     tracks: Path | None = None
     """Source tracks made elsewhere: .npz with points [T, N, 2] (pixels) and visible [T, N]."""
     tracker: Literal["lk", "cotracker"] = "lk"
+    """Tracker of the source video (when --tracks is not given)."""
+    robot_tracks: Literal["exact", "cotracker"] = "exact"
+    """The robot's tracks: the exact projections of its Gaussians, or CoTracker run on its renders and
+    back-propagated through (the paper's way; slower, needs --cotracker-checkpoint)."""
     cotracker_checkpoint: Path | None = None
     points: int = 256
     """Source points to track (LK: corners of the moving foreground)."""
@@ -77,6 +83,11 @@ def run(args: RetargetArgs) -> dict:
     check_output_dir(args.out)
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, device=device).model.eval()
+    tracker = None
+    if args.robot_tracks == "cotracker":
+        if args.cotracker_checkpoint is None:
+            raise UsageError("--robot-tracks cotracker needs --cotracker-checkpoint (a local CoTracker .pth)")
+        tracker = cotracker_render_tracker(args.cotracker_checkpoint, str(device))
     frames = open_frames(video=args.video, max_frames=args.max_frames)
     if len(frames) < 2:
         raise UsageError(f"the source video has {len(frames)} frame(s); retargeting a motion needs at least 2")
@@ -85,7 +96,8 @@ def run(args: RetargetArgs) -> dict:
     view = args.view
     cams = orbit_cameras(model, middle[None], [view.azimuth_deg], view.width, view.height, view.elevation_deg)
     with tqdm(total=args.fit.steps, desc="retarget", unit="step", disable=not args.progress) as bar:
-        result = retarget(model, source, cams.viewmats[0], cams.Ks[0], args.fit, lambda step, loss: bar.update())
+        result = retarget(model, source, cams.viewmats[0], cams.Ks[0], args.fit, lambda step, loss: bar.update(),
+                          tracker, (view.width, view.height))  # fmt: skip
     source.save(args.out / "tracks.npz")
     write_side_by_side(args.out / "retarget.mp4", model, frames, source, result, cams, args.fps)
     plot_curve(args.out / "chamfer.png", result.chamfer_px.tolist(), "frame", "Chamfer distance (source px)",

@@ -26,6 +26,7 @@ Segmenter = Callable[[np.ndarray], np.ndarray]
 """A hook for a segmentation model: image [H, W, 3] uint8 -> robot mask [H, W] (bool or [0, 1] float)."""
 
 FOREGROUND_THRESHOLD = 0.12  # max channel difference from the background that counts as foreground
+STILL_THRESHOLD = 0.04  # max channel difference from the background that counts as the background unchanged
 
 
 def median_background(frames: Tensor, max_frames: int = 64) -> Tensor:
@@ -36,10 +37,10 @@ def median_background(frames: Tensor, max_frames: int = 64) -> Tensor:
     return frames[index].float().median(dim=0).values
 
 
-def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margin: int = 3) -> Tensor:
+def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margin: int = 3) -> tuple[Tensor, Tensor]:
     """Per pixel, the temporal median of frames [T, H, W, 3] over the frames whose fitted robot `robot` [T, H, W]
     (rendered alpha) leaves it free, grown by `margin` pixels for fit errors; pixels the robot covers in every
-    frame keep `fallback` [H, W, 3] -> [H, W, 3]."""
+    frame keep `fallback` [H, W, 3]. Returns the background [H, W, 3] and where it was seen [H, W] bool."""
     if frames.ndim != 4 or robot.shape != frames.shape[:3] or fallback.shape != frames.shape[1:]:
         raise ValueError(f"frames [T, H, W, 3] {tuple(frames.shape)}, robot [T, H, W] {tuple(robot.shape)} and "
                          f"fallback [H, W, 3] {tuple(fallback.shape)} do not match")  # fmt: skip
@@ -47,7 +48,8 @@ def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margi
     covered = torch.nn.functional.max_pool2d(robot[:, None].float(), size, stride=1, padding=margin)[:, 0] > 0.05
     free = frames.float().masked_fill(covered[..., None], float("nan"))
     median = free.nanmedian(dim=0).values  # [H, W, 3], NaN where never free
-    return torch.where(covered.all(dim=0)[..., None], fallback, median)
+    seen = ~covered.all(dim=0)
+    return torch.where(seen[..., None], median, fallback), seen
 
 
 def masked_background(image: Tensor, mask: Tensor) -> Tensor:
@@ -82,6 +84,14 @@ def moving_foreground(image: Tensor, background: Tensor, threshold: float = FORE
     `shadow` (so cast shadows are not foreground), cleaned of isolated pixels."""
     scale = (image * background).sum(-1, keepdim=True) / background.square().sum(-1, keepdim=True).clamp_min(1e-6)
     return foreground(image, background * scale.clamp(shadow, 1.0), threshold).float()
+
+
+def unchanged(image: Tensor, background: Tensor, threshold: float = STILL_THRESHOLD) -> Tensor:
+    """[..., H, W] bool: pixels within `threshold` of the background in every channel, in a 3x3 neighbourhood
+    (the background for sure: no robot, no shadow)."""
+    close = ((image - background).abs().amax(dim=-1) < threshold).float()
+    lead, (h, w) = close.shape[:-2], close.shape[-2:]
+    return (-torch.nn.functional.max_pool2d(-close.reshape(-1, 1, h, w), 3, stride=1, padding=1) > 0.5).reshape(*lead, h, w)
 
 
 def mask_stats(mask: Tensor) -> tuple[Tensor, float] | None:

@@ -9,6 +9,8 @@ is the predicted image, and a wrong silhouette costs wherever the robot and the 
 Terms:
 - photometric: L1 (+ D-SSIM) between the composite and the image, with a per-camera colour gain/bias on the
   rendered robot (absorbs lighting and white-balance shifts between the training data and the scene);
+- coverage / exclusion: the background model's foreground left uncovered / the robot rendered where the image
+  shows the background unchanged;
 - silhouette: rendered alpha vs a foreground mask, L1 + (1 - soft IoU), when the observation has masks;
 - keypoints: pixel distance of projected link-local 3D points to 2D detections (Huber, in % of image width);
 - joint prior: squared distance of the normalised joints from a prior pose (default the middle of the limits);
@@ -49,6 +51,7 @@ class Observation:
     masks: Tensor | None = None  # [Bo, C, H, W] robot foreground in [0, 1], when known
     keypoints: Keypoints | None = None
     moving: Tensor | None = None  # [Bo, C, H, W] pixels a background model says the robot covers (partial)
+    still: Tensor | None = None  # [Bo, C, H, W] pixels that show a trusted background unchanged (no robot)
 
     def __post_init__(self):
         if self.images.ndim != 5 or self.images.shape[-1] != 3:
@@ -74,9 +77,10 @@ class Observation:
         if keypoints is not None:
             scale = torch.tensor([width / self.width, height / self.height], device=keypoints.uv.device)
             keypoints = dataclasses.replace(keypoints, uv=keypoints.uv * scale)
-        masks, moving = (None if m is None else _resize(m[..., None], width, height)[..., 0] for m in (self.masks, self.moving))
+        masks, moving, still = (None if m is None else _resize(m[..., None], width, height)[..., 0]
+                                for m in (self.masks, self.moving, self.still))  # fmt: skip
         return Observation(_resize(self.images, width, height), _resize(self.backgrounds, width, height), masks,
-                           keypoints, moving)  # fmt: skip
+                           keypoints, moving, still)  # fmt: skip
 
     def take(self, index: int) -> "Observation":
         """Instant `index` alone (Bo = 1)."""
@@ -84,8 +88,8 @@ class Observation:
         keypoints = self.keypoints
         if keypoints is not None:
             keypoints = dataclasses.replace(keypoints, uv=keypoints.uv[pick], visible=keypoints.visible[pick])
-        masks, moving = (None if m is None else m[pick] for m in (self.masks, self.moving))
-        return Observation(self.images[pick], self.backgrounds[pick], masks, keypoints, moving)
+        masks, moving, still = (None if m is None else m[pick] for m in (self.masks, self.moving, self.still))
+        return Observation(self.images[pick], self.backgrounds[pick], masks, keypoints, moving, still)
 
 
 def stack_observations(observations: list[Observation]) -> Observation:
@@ -95,7 +99,7 @@ def stack_observations(observations: list[Observation]) -> Observation:
         values = [getattr(o, name) for o in observations]
         return None if any(v is None for v in values) else torch.cat(values)
 
-    return Observation(cat("images"), cat("backgrounds"), cat("masks"), None, cat("moving"))
+    return Observation(cat("images"), cat("backgrounds"), cat("masks"), None, cat("moving"), cat("still"))
 
 
 def _resize(x: Tensor, width: int, height: int) -> Tensor:
@@ -141,6 +145,9 @@ class ObjectiveWeights:
     edges: float = 2.0
     """L1 between the image gradients of the composite and of the image (grey): structure that survives shading
     the model never saw (on the look-alike benchmark it halved the drift from a perturbed start)."""
+    exclusion: float = 1.0
+    """Share of the rendered robot on pixels that show a trusted background unchanged (`Observation.still`): the
+    other half of `coverage`, blind to how much the robot's colour resembles the background there."""
     silhouette: float = 1.0
     """Rendered alpha against the observation's masks (used only when it has masks)."""
     keypoints: float = 1.0
@@ -182,6 +189,8 @@ class Objective:
             out["edges"] = (w.edges, edge_loss(state, w.shadow))
         if w.coverage and obs.moving is not None:
             out["coverage"] = (w.coverage, coverage_loss(state.render.alphas[..., 0], obs.moving))
+        if w.exclusion and obs.still is not None:
+            out["exclusion"] = (w.exclusion, exclusion_loss(state.render.alphas[..., 0], obs.still))
         if w.silhouette and obs.masks is not None:
             out["silhouette"] = (w.silhouette, silhouette_loss(state.render.alphas[..., 0], obs.masks))
         if w.keypoints and obs.keypoints is not None:
@@ -247,6 +256,11 @@ def coverage_loss(alphas: Tensor, foreground: Tensor) -> Tensor:
     """Fraction [B] of `foreground` [Bo, C, H, W] in [0, 1] that alphas [B, C, H, W] leave uncovered."""
     foreground = foreground.expand_as(alphas)
     return ((1.0 - alphas) * foreground).sum(dim=(1, 2, 3)) / foreground.sum(dim=(1, 2, 3)).clamp_min(1.0)
+
+
+def exclusion_loss(alphas: Tensor, still: Tensor) -> Tensor:
+    """Fraction [B] of the rendered alpha [B, C, H, W] on `still` [Bo, C, H, W] pixels (the background, unchanged)."""
+    return (alphas * still).sum(dim=(1, 2, 3)) / alphas.sum(dim=(1, 2, 3)).clamp_min(1.0)
 
 
 def silhouette_loss(alphas: Tensor, masks: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drrobot.fit.background import (border_background, masked_background, median_background, moving_foreground,
-                                    robot_free_background)
+                                    robot_free_background, unchanged)
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
 from drrobot.fit.chain import chain_search
@@ -83,6 +83,7 @@ class FrameTensors:
         self.frames, self.masks, self.size, self.mode, self.device = frames, masks, (width, height), mode, device
         self._cache: dict[int, Observation] = {}
         self.median = None
+        self.seen: Tensor | None = None  # [H, W] pixels whose background was seen free of the robot (exclude_robot)
         self.median_index = np.unique(np.linspace(0, len(frames) - 1, min(median_frames, len(frames))).round().astype(int))
         if mode == "median":
             self.median = median_background(self._median_frames())
@@ -103,7 +104,7 @@ class FrameTensors:
         if self.mode != "median":
             return
         alphas = torch.stack([robot(int(t)) for t in self.median_index])  # [M, H, W]
-        self.median = robot_free_background(self._median_frames(), alphas, self.median)
+        self.median, self.seen = robot_free_background(self._median_frames(), alphas, self.median)
         self._cache.clear()
 
     def _median_frames(self) -> Tensor:
@@ -117,16 +118,18 @@ class FrameTensors:
         mask = None
         if self.masks is not None:
             mask = shrink(self.masks(index)[..., None], *self.size)[..., 0].to(self.device)
-        moving = None
+        moving = still = None
         if self.mode == "median":
             background = self.median
             moving = moving_foreground(image, background)[None, None]
+            if self.seen is not None:
+                still = (unchanged(image, background) & self.seen).float()[None, None]
         elif self.mode == "masks":
             background = masked_background(image, mask)
         else:
             background = border_background(image)
         return Observation(image[None, None], background[None, None], None if mask is None else mask[None, None],
-                           moving=moving)  # fmt: skip
+                           moving=moving, still=still)  # fmt: skip
 
 
 def shrink(image: np.ndarray, width: int, height: int) -> Tensor:

@@ -8,6 +8,11 @@ between them, plus a temporal smoothness term and a prior towards the middle of 
 
 >>> result = retarget(model, tracks, viewmat, K, RetargetConfig())     # tracks: drrobot.vision.tracks.Tracks
 >>> result.joints, result.chamfer_px                                   # [T, J], [T] in the source's pixels
+
+The paper instead ran a point tracker (CoTracker) on the robot's renders and back-propagated through it: pass
+`tracker=` (any differentiable `RenderTracker`, e.g. `drrobot.vision.tracks.cotracker_render_tracker`) and
+`image_size=` to do that. It costs a rendered video and a tracker pass per step, and the robot's tracks are then
+a tracker's estimate rather than exact.
 """
 
 from __future__ import annotations
@@ -19,12 +24,18 @@ import torch
 from torch import Tensor
 
 from drrobot.errors import UsageError
+from drrobot.fit.cameras import scale_intrinsics
+from drrobot.fit.optimize import render_state
 from drrobot.fit.params import LearningRates, PoseParameters
 from drrobot.fit.solve import prior_joints
 from drrobot.model import RobotModel, project_points
 from drrobot.vision.tracks import Tracks
 
 OPAQUE = 0.3  # Gaussians at least this opaque can be tracked
+
+RenderTracker = Callable[[Tensor, Tensor], Tensor]
+"""A differentiable point tracker run on the robot's renders: video [T, H, W, 3] in [0, 1] and queries [N, 3]
+(frame, x, y in pixels, centres at +0.5) -> tracks [T, N, 2] in pixels."""
 
 
 @dataclasses.dataclass
@@ -45,6 +56,8 @@ class RetargetConfig:
     """Weight of the mean squared change of the normalised joints between frames."""
     prior_weight: float = 0.01
     """Weight of the mean squared normalised joint (0 at the middle of the range)."""
+    render_size: int = 128
+    """With a tracker in the loop: long side (pixels) of the robot video it tracks."""
     seed: int = 0
 
 
@@ -113,6 +126,27 @@ def robot_tracks(model: RobotModel, joints: Tensor, ids: Tensor, viewmat: Tensor
     return uv[:, 0]
 
 
+def tracked_robot(model: RobotModel, joints: Tensor, viewmat: Tensor, K: Tensor, image_size: tuple[int, int],
+                  tracker: RenderTracker, count: int, render_size: int, seed: int = 0) -> Tensor:  # fmt: skip
+    """Robot tracks [T, M, 2] in the pixels of the camera (viewmat [4, 4], K [3, 3] for `image_size`) made by
+    `tracker` on the robot's renders at joints [T, J], differentiable through the renders and the tracker: M =
+    `count` queries on the robot in frame 0 (fewer if it covers fewer pixels)."""
+    W, H = image_size
+    scale = render_size / max(W, H)
+    w, h = max(1, round(W * scale)), max(1, round(H * scale))
+    T = len(joints)
+    Ks = scale_intrinsics(K, w / W, h / H)
+    out = render_state(model, joints, viewmat.expand(T, 1, 4, 4), Ks.expand(T, 1, 3, 3), w, h)
+    with torch.no_grad():  # queries: pixels the robot covers in frame 0
+        v, u = torch.nonzero(out.alphas[0, 0, ..., 0] > 0.5, as_tuple=True)
+        if len(u) == 0:
+            raise UsageError("the robot is not in its camera's view: choose another --view")
+        pick = torch.randperm(len(u), generator=torch.Generator().manual_seed(seed))[:count].to(u.device)
+        queries = torch.stack([torch.zeros_like(u[pick]), u[pick] + 0.5, v[pick] + 0.5], -1).float()  # [M, 3]
+    tracks = tracker(out.images[:, 0], queries)  # [T, M, 2] render pixels
+    return tracks / tracks.new_tensor([w / W, h / H])
+
+
 def retarget(
     model: RobotModel,
     source: Tracks,
@@ -120,12 +154,16 @@ def retarget(
     K: Tensor,  # [3, 3]
     config: RetargetConfig,
     progress: Callable[[int, float], None] | None = None,
+    tracker: RenderTracker | None = None,  # track the robot's renders with it (the paper's way) instead of exactly
+    image_size: tuple[int, int] | None = None,  # (W, H) K is for; needed with a tracker
 ) -> RetargetResult:
     """The joint trajectory [T, J] (T = the source's frames) whose robot tracks match the source's. Ctrl-C stops
     early and returns the trajectory so far (`interrupted=True`)."""
     if config.steps < 1 or config.points < 1 or config.lr <= 0:
         raise UsageError(f"retarget needs steps >= 1, points >= 1 and lr > 0 (got {config.steps}, {config.points}, "
                          f"{config.lr})")  # fmt: skip
+    if tracker is not None and image_size is None:
+        raise UsageError("retarget with a tracker needs image_size (the (W, H) the robot camera's K is for)")
     device = model.device
     points = torch.as_tensor(source.points, dtype=torch.float32, device=device)  # [T, N, 2]
     visible = torch.as_tensor(source.visible, device=device)  # [T, N]
@@ -144,12 +182,19 @@ def retarget(
     with torch.no_grad():
         weights = model.skinning(model.gaussians.means[ids], model.gaussians.link_ids[ids])  # [M, L], pose-free
     viewmat, K = viewmat.to(device), K.to(device)
+
+    def robot_side(joints: Tensor) -> Tensor:  # [T, J] -> the robot's tracks [T, M, 2] in its camera's pixels
+        if tracker is None:
+            return robot_tracks(model, joints, ids, viewmat, K, weights)
+        return tracked_robot(model, joints, viewmat, K, image_size, tracker, config.points, config.render_size,
+                             config.seed)  # fmt: skip
+
     history, interrupted = [], False
     try:
         for step in range(config.steps):
             joints = params.joints()  # [T, J]
-            robot, _, _ = normalize_tracks(robot_tracks(model, joints, ids, viewmat, K, weights),
-                                           torch.ones(T, len(ids), dtype=torch.bool, device=device))  # fmt: skip
+            pixels = robot_side(joints)  # [T, M, 2]
+            robot, _, _ = normalize_tracks(pixels, torch.ones(pixels.shape[:2], dtype=torch.bool, device=device))
             normalized = torch.where(params.limited, spec.normalize(joints), 0.0)  # [T, J]
             loss = (chamfer_2d(robot, target, visible, config.robot_to_source).mean()
                     + config.smoothness * (normalized[1:] - normalized[:-1]).pow(2).sum(1).mean().nan_to_num(0.0)
@@ -165,8 +210,8 @@ def retarget(
         interrupted = True
     with torch.no_grad():
         joints = params.joints()
-        pixels = robot_tracks(model, joints, ids, viewmat, K, weights)  # [T, M, 2]
-        robot, _, _ = normalize_tracks(pixels, torch.ones(T, len(ids), dtype=torch.bool, device=device))
+        pixels = robot_side(joints)  # [T, M, 2]
+        robot, _, _ = normalize_tracks(pixels, torch.ones(pixels.shape[:2], dtype=torch.bool, device=device))
         mapped = robot * scale + centre  # [T, M, 2] in the source's pixels
         chamfer_px = chamfer_2d(mapped, points, visible)
         coverage_px = chamfer_2d(mapped, points, visible, a_weight=0.0)

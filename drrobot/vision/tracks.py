@@ -2,6 +2,7 @@
 
     tracks = track_points_lk(frames, num_points=256, masks=foreground)     # Tracks: points [T, N, 2], visible
     tracks = track_points_cotracker(frames, "path/to/scaled_offline.pth")  # optional, CC-BY-NC code and weights
+    retarget(..., tracker=cotracker_render_tracker("scaled_offline.pth"), image_size=(W, H))  # on the robot's renders
 
 Points are in pixels of the frames (pixel centres at +0.5, as drrobot's projections). A track that LK loses
 (status 0 or forward-backward error over `fb_threshold` px) stays invisible from then on; new tracks start on
@@ -121,11 +122,8 @@ def _corners(cv2, grey: np.ndarray, count: int, mask: np.ndarray | None) -> np.n
     return None if found is None else found.reshape(-1, 2).astype(np.float32) + 0.5
 
 
-def track_points_cotracker(frames: Sequence[np.ndarray], checkpoint: str | Path, grid_size: int = 16,
-                           device: str = "cpu") -> Tracks:  # fmt: skip
-    """CoTracker's tracks on a grid (its repository installed, a local checkpoint; CC-BY-NC: never bundled)."""
-    import torch
-
+def _cotracker(checkpoint: str | Path, device: str):
+    """CoTracker's predictor from a local checkpoint (its repository installed; CC-BY-NC: never bundled)."""
     try:
         from cotracker.predictor import CoTrackerPredictor
     except ImportError as err:
@@ -133,8 +131,38 @@ def track_points_cotracker(frames: Sequence[np.ndarray], checkpoint: str | Path,
                             "(its code and weights are CC-BY-NC), or use the built-in Lucas-Kanade tracker") from err  # fmt: skip
     if not Path(checkpoint).is_file():
         raise TrackingError(f"CoTracker checkpoint {checkpoint} not found")
-    predictor = CoTrackerPredictor(checkpoint=str(checkpoint)).to(device)
+    return CoTrackerPredictor(checkpoint=str(checkpoint)).to(device)
+
+
+def track_points_cotracker(frames: Sequence[np.ndarray], checkpoint: str | Path, grid_size: int = 16,
+                           device: str = "cpu") -> Tracks:  # fmt: skip
+    """CoTracker's tracks on a grid."""
+    import torch
+
+    predictor = _cotracker(checkpoint, device)
     video = torch.as_tensor(np.stack(frames)).permute(0, 3, 1, 2)[None].float().to(device)  # [1, T, 3, H, W] 0-255
     with torch.no_grad():
         points, visible = predictor(video, grid_size=grid_size)  # [1, T, N, 2], [1, T, N]
     return Tracks(points[0].cpu().numpy().astype(np.float32) + 0.5, visible[0].cpu().numpy().astype(bool))
+
+
+def cotracker_render_tracker(checkpoint: str | Path, device: str = "cpu", iters: int = 6):
+    """CoTracker as a differentiable `drrobot.fit.retarget.RenderTracker` (the paper's robot side): its network
+    called directly, since the predictor's `forward` runs without gradients. video [T, H, W, 3] in [0, 1], queries
+    [N, 3] (frame, x, y; pixel centres at +0.5) -> tracks [T, N, 2]."""
+    import torch
+    import torch.nn.functional as F
+
+    predictor = _cotracker(checkpoint, device)
+    predictor.model.requires_grad_(False)
+    h, w = predictor.interp_shape
+
+    def track(video, queries):
+        T, H, W, _ = video.shape
+        clip = F.interpolate(video.permute(0, 3, 1, 2) * 255.0, size=(h, w), mode="bilinear", align_corners=True)
+        scale = video.new_tensor([(w - 1) / max(W - 1, 1), (h - 1) / max(H - 1, 1)])
+        model_queries = torch.cat([queries[:, :1], (queries[:, 1:] - 0.5) * scale], dim=-1)  # [N, 3]
+        tracks = predictor.model(video=clip[None], queries=model_queries[None], iters=iters)[0]  # [1, T, N, 2]
+        return tracks[0] / scale + 0.5
+
+    return track

@@ -91,9 +91,9 @@ def test_robot_free_background_where_the_robot_lingers():
     plain = median_background(frames)
     assert (plain[2:5] == 1.0).all()  # the plain median shows the lingering link
     fallback = torch.zeros(20, 16, 3)
-    clean = robot_free_background(frames, robot, fallback, margin=1)
+    clean, seen = robot_free_background(frames, robot, fallback, margin=1)
     assert torch.allclose(clean[:7], static[:7]) and torch.allclose(clean[13:], static[13:])
-    assert (clean[8:12] == 0).all()  # never free: the fallback
+    assert (clean[8:12] == 0).all() and not seen[7:13].any() and seen[:7].all()  # never free: the fallback
     with pytest.raises(ValueError, match="do not match"):
         robot_free_background(frames, robot[:, :10], fallback)
 
