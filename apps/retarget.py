@@ -8,9 +8,10 @@
 Source tracks come from `--tracks` (an .npz with points [T, N, 2] pixels and visible [T, N]), CoTracker (when
 installed, with a local checkpoint) or OpenCV's Lucas-Kanade tracker on corners of the source's moving
 foreground (the default; no weights). The robot's own tracks are exact (its Gaussians projected) unless
-`--robot-tracks cotracker` runs CoTracker on its renders and back-propagates through it, as the paper did. Writes to `--out`: `trajectory.json` (the layout of `drrobot pose`, the
-robot's camera per frame; written last), `tracks.npz` (the source tracks), `retarget.mp4` (source with its tracks
-| the robot with its own tracks), `chamfer.png` (per frame, source pixels).
+`--robot-tracks cotracker` runs CoTracker on its renders and back-propagates through it, as the paper did. Writes
+to `--out`: `trajectory.json` (the layout of `drrobot pose`, the robot's camera per frame; written last),
+`tracks.npz` (the source tracks), `retarget.mp4` (source with its tracks | the robot with its own tracks),
+`chamfer.png` (per frame, source pixels).
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def unchanged(image: Tensor, background: Tensor, threshold: float = STILL_THRESH
     (the background for sure: no robot, no shadow)."""
     close = ((image - background).abs().amax(dim=-1) < threshold).float()
     lead, (h, w) = close.shape[:-2], close.shape[-2:]
-    return (-torch.nn.functional.max_pool2d(-close.reshape(-1, 1, h, w), 3, stride=1, padding=1) > 0.5).reshape(*lead, h, w)
+    eroded = -torch.nn.functional.max_pool2d(-close.reshape(-1, 1, h, w), 3, stride=1, padding=1)  # 3x3 minimum
+    return (eroded > 0.5).reshape(*lead, h, w)
 
 
 def mask_stats(mask: Tensor) -> tuple[Tensor, float] | None:

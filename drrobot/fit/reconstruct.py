@@ -84,7 +84,8 @@ class FrameTensors:
         self._cache: dict[int, Observation] = {}
         self.median = None
         self.seen: Tensor | None = None  # [H, W] pixels whose background was seen free of the robot (exclude_robot)
-        self.median_index = np.unique(np.linspace(0, len(frames) - 1, min(median_frames, len(frames))).round().astype(int))
+        spread = np.linspace(0, len(frames) - 1, min(median_frames, len(frames)))
+        self.median_index = np.unique(spread.round().astype(int))  # frames the median is taken over
         if mode == "median":
             self.median = median_background(self._median_frames())
 

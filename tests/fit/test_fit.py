@@ -11,7 +11,9 @@ from drrobot.fit import (
     FitConfig, Objective, ObjectiveWeights, Observation, PoseParameters, ScratchConfig, TrackConfig,
     border_background, fit, masked_background, median_background, robot_free_background, solve_from_scratch,
 )  # fmt: skip
+from drrobot.fit.background import unchanged
 from drrobot.fit.chain import ChainConfig
+from drrobot.fit.objectives import exclusion_loss
 from drrobot.fit.optimize import render_state
 from drrobot.fit.reconstruct import ReconstructConfig, reconstruct, shrink
 from drrobot.metrics import silhouette_iou
@@ -96,6 +98,19 @@ def test_robot_free_background_where_the_robot_lingers():
     assert (clean[8:12] == 0).all() and not seen[7:13].any() and seen[:7].all()  # never free: the fallback
     with pytest.raises(ValueError, match="do not match"):
         robot_free_background(frames, robot[:, :10], fallback)
+
+
+def test_unchanged_pixels_and_the_exclusion_term():
+    background = torch.rand(12, 16, 3) * 0.5
+    image = background.clone()
+    image[2:6, 3:9] += 0.3  # something in front of the background
+    still = unchanged(image, background)
+    assert not still[1:7, 2:10].any() and still[8:, :].all()  # the changed block and its 1-px rim are not still
+    alphas = torch.zeros(2, 1, 12, 16)
+    alphas[0, 0, 2:6, 3:9] = 1.0  # rendered on the changed block
+    alphas[1, 0, 8:12, 3:9] = 1.0  # rendered on the unchanged background
+    loss = exclusion_loss(alphas, still[None, None].float())
+    assert loss.tolist() == [0.0, 1.0]
 
 
 def test_masked_and_border_backgrounds():
