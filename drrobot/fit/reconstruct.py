@@ -103,7 +103,7 @@ class FrameTensors:
         """Median mode: recompute the background without the robot, `robot(t)` [H, W] being frame t's fitted
         robot (rendered alpha at the working size; see `robot_free_background`)."""
         if self.mode != "median":
-            return
+            raise ValueError(f"exclude_robot refits a median background; this one is {self.mode!r}")
         alphas = torch.stack([robot(int(t)) for t in self.median_index])  # [M, H, W]
         self.median, self.seen = robot_free_background(self._median_frames(), alphas, self.median)
         self._cache.clear()
@@ -227,7 +227,6 @@ def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tenso
                             (obs.width, obs.height), optimize_camera=False)  # fmt: skip
     result = fit(model, params, obs, objective, config.scratch.final, skin)
     return take_hypothesis(result, result.best)
-
 
 
 def _fitted_alphas(model: RobotModel, fitted: Track, width: int, height: int) -> Callable[[int], Tensor]:

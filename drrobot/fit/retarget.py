@@ -25,7 +25,7 @@ from torch import Tensor
 
 from drrobot.errors import UsageError
 from drrobot.fit.cameras import scale_intrinsics
-from drrobot.fit.optimize import render_state
+from drrobot.fit.optimize import cached_skinning_weights, render_state
 from drrobot.fit.params import LearningRates, PoseParameters
 from drrobot.fit.solve import prior_joints
 from drrobot.model import RobotModel, project_points
@@ -127,7 +127,8 @@ def robot_tracks(model: RobotModel, joints: Tensor, ids: Tensor, viewmat: Tensor
 
 
 def tracked_robot(model: RobotModel, joints: Tensor, viewmat: Tensor, K: Tensor, image_size: tuple[int, int],
-                  tracker: RenderTracker, count: int, render_size: int, seed: int = 0) -> Tensor:  # fmt: skip
+                  tracker: RenderTracker, count: int, render_size: int, seed: int = 0,
+                  skinning_weights: Tensor | None = None) -> Tensor:  # fmt: skip
     """Robot tracks [T, M, 2] in the pixels of the camera (viewmat [4, 4], K [3, 3] for `image_size`) made by
     `tracker` on the robot's renders at joints [T, J], differentiable through the renders and the tracker: M =
     `count` queries on the robot in frame 0 (fewer if it covers fewer pixels)."""
@@ -136,7 +137,8 @@ def tracked_robot(model: RobotModel, joints: Tensor, viewmat: Tensor, K: Tensor,
     w, h = max(1, round(W * scale)), max(1, round(H * scale))
     T = len(joints)
     Ks = scale_intrinsics(K, w / W, h / H)
-    out = render_state(model, joints, viewmat.expand(T, 1, 4, 4), Ks.expand(T, 1, 3, 3), w, h)
+    out = render_state(model, joints, viewmat.expand(T, 1, 4, 4), Ks.expand(T, 1, 3, 3), w, h,
+                       skinning_weights=skinning_weights)  # fmt: skip
     with torch.no_grad():  # queries: pixels the robot covers in frame 0
         v, u = torch.nonzero(out.alphas[0, 0, ..., 0] > 0.5, as_tuple=True)
         if len(u) == 0:
@@ -183,11 +185,13 @@ def retarget(
         weights = model.skinning(model.gaussians.means[ids], model.gaussians.link_ids[ids])  # [M, L], pose-free
     viewmat, K = viewmat.to(device), K.to(device)
 
+    skin = None if tracker is None else cached_skinning_weights(model)  # [N, L], pose-free: once
+
     def robot_side(joints: Tensor) -> Tensor:  # [T, J] -> the robot's tracks [T, M, 2] in its camera's pixels
         if tracker is None:
             return robot_tracks(model, joints, ids, viewmat, K, weights)
         return tracked_robot(model, joints, viewmat, K, image_size, tracker, config.points, config.render_size,
-                             config.seed)  # fmt: skip
+                             config.seed, skin)  # fmt: skip
 
     history, interrupted = [], False
     try:

@@ -89,7 +89,7 @@ class TrackConfig:
 def fast_motion_tracking() -> TrackConfig:
     """Tracking settings for few frames of large motion (several degrees per frame: generated clips, subsampled
     videos): larger first steps, decaying, and a constant-velocity start."""
-    fit = FitConfig(steps=(20,), scales=(1.0,), patience=4, tolerance=2e-3, lr=LearningRates(joints=0.02), final_lr=0.1)
+    fit = dataclasses.replace(TrackConfig().fit, lr=LearningRates(joints=0.02), final_lr=0.1)
     return TrackConfig(fit=fit, velocity=1.0)
 
 
@@ -203,12 +203,13 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
     try:
         for t in tqdm(range(num_frames), desc="track", disable=not progress, unit="frame"):
             obs = get(t)
-            start = init[t] if init.ndim == 2 else previous + config.velocity * (previous - before)
+            predicted = previous + config.velocity * (previous - before)  # constant velocity from this pass
+            start = init[t] if init.ndim == 2 else predicted
             params = PoseParameters(spec, start[None], viewmats, Ks, (obs.width, obs.height), pivots=pivot,
                                     optimize_camera=not config.static_camera)  # fmt: skip
             if color is not None:
                 params.color_gain.data[:], params.color_bias.data[:] = color
-            objective = Objective(w, previous_joints=spec.normalize(start)[None] if t else None)
+            objective = Objective(w, previous_joints=spec.normalize(predicted)[None] if t else None)
             result = fit(model, params, obs, objective, config.fit, skin)
             before, previous, viewmats = previous, result.joints[0], result.viewmats
             color = (params.color_gain.detach().clone(), params.color_bias.detach().clone())
