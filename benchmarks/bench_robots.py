@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import drrobot.apps  # noqa: E402,F401  (first: the CLI's OpenMP waiting policy, set before torch loads)
 from drrobot.io import write_atomic  # noqa: E402
 from drrobot.train.config import PRESETS  # noqa: E402
 from drrobot.train.fleet import collect_run, robots_table, train_robots  # noqa: E402
