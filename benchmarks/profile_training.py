@@ -3,6 +3,7 @@ parts a step is made of (batch loading, skinning field, posing with the appearan
 forward, loss, the whole backward, the optimizers) and the top operators.
 
     python benchmarks/profile_training.py outputs/panda-model/checkpoint [--stage joint] [--steps 30] [--threads 2]
+    python benchmarks/profile_training.py outputs/panda-model/checkpoint --time-only --repeat 3 --field-dtype float32
 
 The run's own config (stored in the checkpoint) and model are used, so the numbers are those of the run's
 late steps (its final number of Gaussians).
@@ -10,6 +11,7 @@ late steps (its final number of Gaussians).
 
 from __future__ import annotations
 
+import drrobot.apps  # noqa: F401  (first: the CLI's OpenMP waiting policy, set before torch loads)
 import argparse
 import dataclasses
 import sys
@@ -55,16 +57,22 @@ def main() -> None:
     parser.add_argument("--stage", choices=["canonical", "joint"], default="joint")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--field-dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+    parser.add_argument("--time-only", action="store_true", help="time the steps without the profiler")
+    parser.add_argument("--repeat", type=int, default=1, help="timed rounds (--time-only; the spread shows noise)")
     args = parser.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     training = ckpt.training
     config = dataclasses.replace(PRESETS[training.get("preset", "cpu-quick")], robot=ckpt.model.robot.name,
                                  data=Path(training["data"]), out=Path("/tmp/drrobot-profile"), overwrite=True,
-                                 wandb="disabled", num_threads=args.threads, checkpoint_every=0, image_every=0)  # fmt: skip
-    for label, (owner, name) in PARTS.items():
-        _wrap(owner, name, label)
+                                 wandb="disabled", num_threads=args.threads, checkpoint_every=0, image_every=0,
+                                 field_dtype=args.field_dtype)  # fmt: skip
+    if not args.time_only:
+        for label, (owner, name) in PARTS.items():
+            _wrap(owner, name, label)
     trainer = trainer_module.Trainer(config)
     trainer.model = ckpt.model  # the trained model (its final Gaussians), with fresh optimizers
+    trainer.model.set_field_dtype(trainer_module._field_dtype(config.field_dtype, trainer.device))
     trainer.optimizers = trainer._build_optimizers()
     local = config.canonical_steps if args.stage == "canonical" else 0  # canonical: past densification
 
@@ -73,6 +81,16 @@ def main() -> None:
 
     for _ in range(3):  # warm-up
         step()
+    if args.time_only:
+        times = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            times.append(1000 * (time.perf_counter() - start) / args.steps)
+        print(f"{args.stage} stage, {len(trainer.model.gaussians)} Gaussians, {torch.get_num_threads()} threads, fields "
+              f"{trainer.model.skinning.matmul_dtype}: ms/step per round " + ", ".join(f"{t:.1f}" for t in times))
+        return
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from drrobot.nn import PositionEncoder, mlp
+from drrobot.nn import PositionEncoder, matmul_precision, mlp
 
 
 @dataclass
@@ -57,15 +57,18 @@ class AppearanceField(nn.Module):
         self.in_posed = nn.Linear(self.encoder.out_dim, config.hidden, bias=False)
         self.in_joints = nn.Linear(num_joints, config.hidden, bias=False)
         self.trunk = mlp(config.hidden, config.hidden, config.layers - 1, out_dim)
+        self.matmul_dtype = "float32"
+        """Precision of the MLP's products (see `drrobot.nn.matmul_precision`); a run-time setting, not saved."""
 
     def forward(self, canonical_means: Tensor, posed_means: Tensor, joints_normalized: Tensor) -> AppearanceDelta:
         """canonical_means [N, 3], posed_means [B, N, 3], joints_normalized [B, J] in [-1, 1] -> deltas."""
-        hidden = (
-            self.in_canonical(self.encoder(canonical_means))  # [N, H]
-            + self.in_posed(self.encoder(posed_means))  # [B, N, H]
-            + self.in_joints(joints_normalized)[:, None, :]  # [B, 1, H]
-        ).relu()
-        out = self.trunk(hidden)  # [B, N, D]
+        with matmul_precision(self.matmul_dtype, canonical_means.device):
+            hidden = (
+                self.in_canonical(self.encoder(canonical_means))  # [N, H]
+                + self.in_posed(self.encoder(posed_means))  # [B, N, H]
+                + self.in_joints(joints_normalized)[:, None, :]  # [B, 1, H]
+            ).relu()
+            out = self.trunk(hidden).float()  # [B, N, D]
         B, N = out.shape[:2]
         return AppearanceDelta(
             scales=out[..., 0:3],

@@ -42,6 +42,7 @@ from drrobot.appearance import AppearanceConfig, AppearanceField
 from drrobot.errors import UsageError
 from drrobot.gaussians import CanonicalGaussians
 from drrobot.kinematics import RobotKinematics
+from drrobot.nn import matmul_precision
 from drrobot.ply import export_ply
 from drrobot.render import RASTERIZE_MODES, rasterize, sh_colors
 from drrobot.robots import RobotDescription, load_robot
@@ -240,6 +241,15 @@ class RobotModel(nn.Module):
                 raise ValueError(message)
             warnings.warn(message + " (clamped)", stacklevel=3)
         return torch.where(self.joint_limited, joints.clamp(self.joint_lower, self.joint_upper), joints)
+
+    def set_field_dtype(self, dtype: str) -> None:
+        """Precision of the skinning and appearance MLPs' products: "float32" (default) or "bfloat16" (~3x faster
+        MLPs on CPUs with native bf16, `drrobot.nn.native_bfloat16`; outputs to ~3 significant digits). A run-time
+        setting: not saved in checkpoints."""
+        matmul_precision(dtype, self.device)  # validates the name
+        for field_ in (self.skinning, self.appearance):
+            if field_ is not None:
+                field_.matmul_dtype = dtype
 
     def skinning_weights(self) -> Tensor:
         """Skinning weights [N, L] of the current canonical Gaussians."""

@@ -1,7 +1,9 @@
-"""Small network pieces shared by the skinning and appearance fields: position encoding and MLPs."""
+"""Small network pieces shared by the skinning and appearance fields: position encoding, MLPs, and the precision
+their matrix products run in."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -51,3 +53,24 @@ def mlp(in_dim: int, hidden: int, layers: int, out_dim: int, zero_last: bool = T
         nn.init.zeros_(head.bias)
     modules.append(head)
     return nn.Sequential(*modules)
+
+
+FIELD_DTYPES = ("float32", "bfloat16")
+
+
+def matmul_precision(dtype: str, device: torch.device):
+    """Context in which the fields' Linear layers multiply in `dtype` ("float32" or "bfloat16"; autocast, so the
+    weights stay float32 and the caller casts outputs back). bfloat16 triples an MLP's forward+backward speed
+    on CPUs with native bf16 (AVX512-BF16, AMX) and loses ~3 significant digits in the fields' outputs."""
+    if dtype not in FIELD_DTYPES:
+        raise ValueError(f"field dtype must be one of {FIELD_DTYPES}, got {dtype!r}")
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether bf16 matrix products are native here (faster than float32), not emulated."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()

@@ -178,3 +178,23 @@ def test_first_build_of_the_cpu_kernel_is_announced(monkeypatch, capsys):
     finally:
         extension._build.cache_clear()
     assert "compiling the C++ CPU rendering kernel" in capsys.readouterr().err
+
+
+def test_bfloat16_fields_agree_with_float32_and_keep_gradients():
+    model = make_model(seed=5)
+    with torch.no_grad():  # trained-looking heads, so the fields' outputs are not all zero
+        model.skinning.mlp[-1].weight.normal_(0, 0.3)
+        model.appearance.trunk[-1].weight.normal_(0, 0.1)
+    joints = torch.tensor([[0.4, -0.6, 1.1]])
+    exact = model.pose_gaussians(joints)
+    model.set_field_dtype("bfloat16")
+    fast = model.pose_gaussians(joints)
+    for name in ("weights", "means", "scales", "opacities", "sh"):
+        a, b = getattr(exact, name), getattr(fast, name)
+        assert b.dtype == torch.float32, name  # outputs are cast back: the rest of the pipeline stays float32
+        assert torch.allclose(a, b, atol=3e-2), name
+        assert not torch.equal(a, b), name  # the products did run in bf16
+    fast.means.sum().backward()
+    assert model.skinning.mlp[0].weight.grad.abs().sum() > 0 and model.skinning.mlp[0].weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="float16"):
+        model.set_field_dtype("float16")
