@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--field-dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     parser.add_argument("--time-only", action="store_true", help="time the steps without the profiler")
     parser.add_argument("--repeat", type=int, default=1, help="timed rounds (--time-only; the spread shows noise)")
+    parser.add_argument("--link-weight", type=float, default=None, help="override the run's link-mask loss weight")
     args = parser.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     training = ckpt.training
@@ -67,6 +68,8 @@ def main() -> None:
                                  data=Path(training["data"]), out=Path("/tmp/drrobot-profile"), overwrite=True,
                                  wandb="disabled", num_threads=args.threads, checkpoint_every=0, image_every=0,
                                  field_dtype=args.field_dtype)  # fmt: skip
+    if args.link_weight is not None:
+        config = dataclasses.replace(config, link_weight=args.link_weight)
     if not args.time_only:
         for label, (owner, name) in PARTS.items():
             _wrap(owner, name, label)
