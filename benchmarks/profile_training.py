@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from drrobot.checkpoint import load_checkpoint  # noqa: E402
 from drrobot import model as model_module  # noqa: E402
 from drrobot.model import RobotModel  # noqa: E402
+from drrobot.nn import resolve_field_dtype  # noqa: E402
 from drrobot.train import trainer as trainer_module  # noqa: E402
 from drrobot.train.config import PRESETS  # noqa: E402
 
@@ -75,7 +76,7 @@ def main() -> None:
             _wrap(owner, name, label)
     trainer = trainer_module.Trainer(config)
     trainer.model = ckpt.model  # the trained model (its final Gaussians), with fresh optimizers
-    trainer.model.set_field_dtype(trainer_module._field_dtype(config.field_dtype, trainer.device))
+    trainer.model.set_field_dtype(resolve_field_dtype(config.field_dtype, trainer.device))
     trainer.optimizers = trainer._build_optimizers()
     local = config.canonical_steps if args.stage == "canonical" else 0  # canonical: past densification
 

@@ -244,7 +244,7 @@ class RobotModel(nn.Module):
 
     def set_field_dtype(self, dtype: str) -> None:
         """Precision of the skinning and appearance MLPs' products: "float32" (default) or "bfloat16" (~3x faster
-        MLPs on CPUs with native bf16, `drrobot.nn.native_bfloat16`; outputs to ~3 significant digits). A run-time
+        MLPs on CPUs with native bf16, `drrobot.nn.resolve_field_dtype`; outputs to ~3 significant digits). A run-time
         setting: not saved in checkpoints."""
         matmul_precision(dtype, self.device)  # validates the name
         for field_ in (self.skinning, self.appearance):

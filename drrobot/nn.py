@@ -69,8 +69,10 @@ def matmul_precision(dtype: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether bf16 matrix products are native here (faster than float32), not emulated."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
+def resolve_field_dtype(setting: str, device: torch.device) -> str:
+    """A field dtype setting for `device`: "auto" is "bfloat16" on CPUs that multiply bf16 natively (AVX512-BF16,
+    which AMX CPUs have too; elsewhere it is emulated and slower than float32), "float32" otherwise (GPUs
+    included: their MLPs are not the bottleneck); "float32" and "bfloat16" stay as they are."""
+    if setting != "auto":
+        return setting
+    return "bfloat16" if device.type == "cpu" and torch.cpu._is_avx512_bf16_supported() else "float32"

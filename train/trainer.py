@@ -29,7 +29,7 @@ from drrobot.device import resolve_device
 from drrobot.errors import DrRobotError
 from drrobot.metrics import chamfer_distance, l1_dssim_loss, link_mask_loss, psnr
 from drrobot.model import RobotModel
-from drrobot.nn import native_bfloat16
+from drrobot.nn import resolve_field_dtype
 from drrobot.robots import load_robot
 from drrobot.train.batches import Sampler, ViewBatch, check_dataset
 from drrobot.train.config import TrainConfig
@@ -63,7 +63,7 @@ class Trainer:
         self.recoveries = 0
         self.lr_scale = 1.0
         self.model = self._load_or_create_model()
-        self.model.set_field_dtype(_field_dtype(config.field_dtype, self.device))
+        self.model.set_field_dtype(resolve_field_dtype(config.field_dtype, self.device))
         with torch.no_grad():
             means = self.model.gaussians.means  # [N, 3]
             self.scene_scale = float((means - means.mean(0)).norm(dim=-1).max())
@@ -335,13 +335,6 @@ class Trainer:
             self.strategy_state.update(state.get("strategy", {}))
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"].cpu())
-
-
-def _field_dtype(setting: str, device: torch.device) -> str:
-    """`TrainConfig.field_dtype` resolved for this device ("auto": bfloat16 where a CPU multiplies it natively)."""
-    if setting != "auto":
-        return setting
-    return "bfloat16" if device.type == "cpu" and native_bfloat16(device) else "float32"
 
 
 def _finite(loss: torch.Tensor, parameters) -> bool:

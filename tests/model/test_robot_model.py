@@ -8,6 +8,7 @@ import torch
 from model_fixtures import cameras, make_model
 
 from drrobot.model import RobotModel, project_points
+from drrobot.nn import resolve_field_dtype
 
 
 def test_fresh_model_moves_gaussians_rigidly_with_their_links():
@@ -198,3 +199,13 @@ def test_bfloat16_fields_agree_with_float32_and_keep_gradients():
     assert model.skinning.mlp[0].weight.grad.abs().sum() > 0 and model.skinning.mlp[0].weight.dtype == torch.float32
     with pytest.raises(ValueError, match="float16"):
         model.set_field_dtype("float16")
+
+
+def test_field_precision_auto_is_bfloat16_only_where_the_cpu_multiplies_it_natively(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert resolve_field_dtype("auto", cpu) == "bfloat16"
+    assert resolve_field_dtype("float32", cpu) == "float32"  # an explicit choice wins
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert resolve_field_dtype("auto", cpu) == "float32"
+    assert resolve_field_dtype("bfloat16", cpu) == "bfloat16"

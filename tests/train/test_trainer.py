@@ -175,14 +175,3 @@ def test_eval_command_reports_on_a_checkpoint(trained, tmp_path, capsys):
     assert eval_main([str(tmp_path / "missing"), "--views", "4"]) == 1
     assert "missing" in capsys.readouterr().err
 
-
-def test_field_precision_auto_is_bfloat16_only_where_the_cpu_multiplies_it_natively(monkeypatch):
-    from drrobot.train import trainer as trainer_module
-
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(trainer_module, "native_bfloat16", lambda device: True)
-    assert trainer_module._field_dtype("auto", cpu) == "bfloat16"
-    assert trainer_module._field_dtype("float32", cpu) == "float32"  # an explicit choice wins
-    monkeypatch.setattr(trainer_module, "native_bfloat16", lambda device: False)
-    assert trainer_module._field_dtype("auto", cpu) == "float32"
-    assert trainer_module._field_dtype("bfloat16", cpu) == "bfloat16"
