@@ -27,11 +27,24 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
 
 
 @functools.lru_cache(maxsize=8)
-def _gaussian_kernel(size: int, sigma: float, channels: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+def _gaussian_taps(size: int, sigma: float) -> tuple[float, ...]:
+    """The normalised 1D Gaussian window (symmetric)."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = (g / g.sum()).to(dtype=dtype, device=device)  # [size]
-    return g.expand(channels, 1, 1, size).contiguous()  # [C, 1, 1, size]
+    return tuple((g / g.sum()).tolist())
+
+
+def _filter_valid(z: torch.Tensor, taps: tuple[float, ...], dim: int) -> torch.Tensor:
+    """z filtered along `dim` with a symmetric window `taps` (valid region: size - len(taps) + 1), as a sum of
+    shifted slices, each pair of mirrored taps sharing one multiply. On CPU this is 2-4x faster (forward and
+    backward) than the equivalent depthwise conv2d, which oneDNN runs poorly for thin 1 x k kernels."""
+    n = len(taps)
+    m = z.shape[dim] - n + 1
+    out = taps[n // 2] * z.narrow(dim, n // 2, m) if n % 2 else None
+    for i in range(n // 2):
+        pair = taps[i] * (z.narrow(dim, i, m) + z.narrow(dim, n - 1 - i, m))
+        out = pair if out is None else out + pair
+    return out
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -44,10 +57,10 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma:
     x = pred.reshape(-1, h, w, c).permute(0, 3, 1, 2)  # [B, C, H, W]
     y = target.reshape(-1, h, w, c).permute(0, 3, 1, 2)
     size = min(window_size, h, w)
-    kernel = _gaussian_kernel(size, sigma, c, x.dtype, str(x.device))  # separable: rows, then columns
+    taps = _gaussian_taps(size, sigma)
 
-    def blur(z: torch.Tensor) -> torch.Tensor:  # [5B, C, H, W] -> valid region
-        return F.conv2d(F.conv2d(z, kernel, groups=c), kernel.transpose(2, 3), groups=c)
+    def blur(z: torch.Tensor) -> torch.Tensor:  # [5B, C, H, W] -> valid region, separable: rows, then columns
+        return _filter_valid(_filter_valid(z, taps, -1), taps, -2)
 
     b = x.shape[0]
     stats = blur(torch.cat([x, y, x * x, y * y, x * y]))  # one pass over the five maps

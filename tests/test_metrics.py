@@ -32,6 +32,31 @@ def test_ssim_identity_and_ordering():
     assert (ssim(very, img) < 0.9).all()
 
 
+def _ssim_by_conv2d(pred, target, size=11, sigma=1.5):
+    """SSIM written the textbook way (a 2D Gaussian window applied by conv2d), to check the fast one against."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    window = (g[:, None] * g[None, :] / g.sum() ** 2).float().expand(3, 1, size, size)
+    x, y = pred.permute(0, 3, 1, 2), target.permute(0, 3, 1, 2)
+    blur = lambda z: torch.nn.functional.conv2d(z, window, groups=3)  # noqa: E731
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
+    return (num / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean(dim=(1, 2, 3))
+
+
+def test_ssim_matches_the_textbook_2d_window_in_value_and_gradient():
+    torch.manual_seed(0)
+    target = torch.rand(2, 24, 31, 3)
+    pred = (target + 0.2 * torch.randn_like(target)).clamp(0, 1).requires_grad_(True)
+    fast, reference = ssim(pred, target), _ssim_by_conv2d(pred, target)
+    assert torch.allclose(fast, reference, atol=1e-5)
+    (grad_fast,) = torch.autograd.grad(fast.sum(), pred)
+    (grad_reference,) = torch.autograd.grad(reference.sum(), pred)
+    assert torch.allclose(grad_fast, grad_reference, atol=1e-6)
+
+
 def test_l1_dssim_loss_zero_at_target_and_differentiable():
     torch.manual_seed(0)
     target = torch.rand(16, 16, 3)
