@@ -1,4 +1,10 @@
-"""The fitting loop: Adam over `PoseParameters` against an `Objective`, coarse to fine, with early stopping.
+"""The fitting loop: Adam or L-BFGS over `PoseParameters` against an `Objective`, coarse to fine.
+
+Adam (the default) suits many hypotheses at once and rough starts; it moves every parameter by about its learning
+rate per step however weak the gradient, so parameters the image barely constrains random-walk. L-BFGS (with a
+strong-Wolfe line search) steps by gradient over curvature instead: weakly constrained joints stay where the
+other terms (the temporal pull) hold them while well constrained ones converge in few iterations; it suits one
+hypothesis started near its answer (a video frame warm-started from the previous one).
 
 >>> params = PoseParameters(model.joint_spec, joints0, viewmats0, Ks0)          # B hypotheses
 >>> result = fit(model, params, observation, Objective(), FitConfig())
@@ -9,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -25,9 +33,15 @@ class FitConfig:
     """How long and how finely to optimise."""
 
     steps: tuple[int, ...] = (40, 40)
-    """Adam steps per pyramid level (at most: a level ends early when the loss stops improving)."""
+    """Steps per pyramid level, at most (Adam: a level ends early when the loss stops improving; L-BFGS:
+    iterations, each one or more evaluations, see `max_evals`)."""
     scales: tuple[float, ...] = (0.5, 1.0)
     """Image scale of each level relative to the observation (coarse to fine)."""
+    optimizer: Literal["adam", "lbfgs"] = "adam"
+    """See the module docstring. L-BFGS takes its step sizes from its line search (`lr` is Adam's only) and
+    treats several hypotheses as one problem (their line searches are shared)."""
+    max_evals: float = 1.5
+    """L-BFGS: objective evaluations per level at most, per step in `steps`."""
     lr: LearningRates = dataclasses.field(default_factory=LearningRates)
     patience: int = 10
     """Steps without a relative improvement of `tolerance` that end a level."""
@@ -42,6 +56,8 @@ class FitConfig:
             raise ValueError(f"steps {self.steps} and scales {self.scales} must be non-empty and of equal length")
         if any(s < 0 for s in self.steps) or any(not 0 < s <= 4 for s in self.scales):
             raise ValueError(f"steps must be >= 0 and scales in (0, 4], got {self.steps}, {self.scales}")
+        if self.optimizer not in ("adam", "lbfgs"):
+            raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
 
 
 @dataclasses.dataclass
@@ -76,30 +92,23 @@ def fit(
     """Minimise `objective` over `params` (all hypotheses at once); see the module docstring."""
     config = config or FitConfig()
     weights = skinning_weights if skinning_weights is not None else cached_skinning_weights(model)
-    groups = params.param_groups(config.lr)
-    optimizer = torch.optim.Adam(groups)
     history: list[list[float]] = []
     bar = tqdm(total=sum(config.steps), desc="fit", leave=False, disable=not progress)
+    run_level = _lbfgs_level if config.optimizer == "lbfgs" else _AdamLevels(params, config).run
     with frozen(model):
         for steps, scale in zip(config.steps, config.scales):
             level = observation.resized(max(1, round(scale * observation.width)), max(1, round(scale * observation.height)))
             keeper = _BestKeeper(params)
-            best, stale = float("inf"), 0
-            for step in range(steps):
-                for group, start in zip(optimizer.param_groups, groups):  # decays to `final_lr` of each rate
-                    group["lr"] = start["lr"] * config.final_lr ** (step / max(steps - 1, 1))
-                loss = objective(_state(model, params, level, weights, config.appearance, gaussian_mask))  # [B]
+
+            def evaluate() -> Tensor:  # [B] the objective at the current parameters (recorded)
+                loss = objective(_state(model, params, level, weights, config.appearance, gaussian_mask))
                 keeper.offer(loss.detach())
-                optimizer.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                optimizer.step()
                 history.append(loss.detach().tolist())
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach().min()):.4f}")
-                total = float(loss.detach().sum())
-                best, stale = (total, 0) if total < best * (1 - config.tolerance) else (best, stale + 1)
-                if stale >= config.patience:
-                    break
+                return loss
+
+            run_level(params, evaluate, steps, config)
             with torch.no_grad():
                 keeper.offer(objective(_state(model, params, level, weights, config.appearance, gaussian_mask)))
             keeper.restore()
@@ -114,6 +123,48 @@ def fit(
         losses=losses.detach(), terms={k: v.detach() for k, (_, v) in terms.items()}, history=history,
         steps=len(history),
     )  # fmt: skip
+
+
+class _AdamLevels:
+    """Adam over the levels of a fit (one optimizer: its moments carry from level to level), rates decaying to
+    `final_lr` within each level, a level ending after `patience` steps without a relative improvement of
+    `tolerance`."""
+
+    def __init__(self, params: PoseParameters, config: FitConfig):
+        self.groups = params.param_groups(config.lr)
+        self.optimizer = torch.optim.Adam(self.groups)
+
+    def run(self, params: PoseParameters, evaluate, steps: int, config: FitConfig) -> None:
+        best, stale = float("inf"), 0
+        for step in range(steps):
+            for group, start in zip(self.optimizer.param_groups, self.groups):
+                group["lr"] = start["lr"] * config.final_lr ** (step / max(steps - 1, 1))
+            loss = evaluate()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            self.optimizer.step()
+            total = float(loss.detach().sum())
+            best, stale = (total, 0) if total < best * (1 - config.tolerance) else (best, stale + 1)
+            if stale >= config.patience:
+                break
+
+
+def _lbfgs_level(params: PoseParameters, evaluate, steps: int, config: FitConfig) -> None:
+    """At most `steps` L-BFGS iterations (strong-Wolfe line search) of one level."""
+    if steps == 0:
+        return
+    trainable = [p for p in params.parameters() if p.requires_grad]
+    optimizer = torch.optim.LBFGS(trainable, lr=1.0, max_iter=steps, max_eval=max(steps, math.ceil(config.max_evals * steps)),
+                                  history_size=10, line_search_fn="strong_wolfe", tolerance_grad=1e-9,
+                                  tolerance_change=1e-7)  # fmt: skip
+
+    def closure() -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = evaluate().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
 
 
 class _BestKeeper:

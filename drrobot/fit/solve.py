@@ -51,8 +51,10 @@ class ScratchConfig:
     """The joint-by-joint beam search (`drrobot.fit.chain`)."""
     finalists: int = 3
     """Best hypotheses of the chain search refined with the whole robot; the lowest loss wins."""
-    final: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(40,), scales=(1.0,)))
-    """Refinement of the finalists at full resolution."""
+    final: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(25,), scales=(1.0,), optimizer="lbfgs"))
+    """Refinement of the finalists at full resolution (L-BFGS: look-alike kinect360 frame 0, true camera, the six
+    hypotheses of the chain search (3.6-6.6 deg off): Adam's 40 steps left them 3.6-11.5 deg off and the lowest
+    loss picked the 11.5; L-BFGS took all to 0.7-2.8 deg and the lowest loss picked the 0.7)."""
     prior: str = "middle"
     """Joint pose the search starts from: "middle" of the limits or "canonical" (the model's rest pose)."""
 
@@ -62,19 +64,18 @@ class TrackConfig:
     """Settings of `track` for a video."""
 
     fit: FitConfig = dataclasses.field(
-        default_factory=lambda: FitConfig(steps=(20,), scales=(1.0,), patience=4, tolerance=2e-3,
-                                          lr=LearningRates(joints=0.003))  # fmt: skip
+        default_factory=lambda: FitConfig(steps=(25,), scales=(1.0,), optimizer="lbfgs")
     )
-    """Per-frame optimisation (joints, warm-started from the previous frame). The small joint step matters: Adam
-    moves every joint by about its learning rate per step however weak its gradient, so at fitting's default
-    (0.05) joints the image barely constrains (the elbow swivel, the wrist roll) random-walk from frame to frame
-    (look-alike azure, true camera and background, 60 frames: 15.5 deg at 0.05, 9.2 at 0.01, 7.7 at 0.003).
-    A 30 fps video moves a joint well under a degree per frame; for a few frames of large motion (a generated
-    clip) see `fast_motion_tracking`."""
+    """Per-frame optimisation (joints, warm-started from the previous frame): L-BFGS, whose steps follow the
+    curvature, so joints the image barely constrains (the elbow swivel, the wrist roll) stay where the temporal
+    pull holds them while the others follow the motion. Adam, at any one learning rate, either random-walks the
+    weak joints or cannot keep up with fast ones (look-alike kinect360, true camera and frame-0 joints, first
+    40 frames, one pass: Adam at 0.003 for 20 steps lost the arm after ~15 frames (31 deg by frame 35);
+    L-BFGS: 2.6 deg mean, 2.2 at frame 35)."""
     velocity: float = 0.0
     """Each frame starts from the previous one plus this fraction of the last frame-to-frame motion (constant
     velocity). It keeps large per-frame motions within reach but also extrapolates the estimates' noise, so it is
-    off for ordinary videos (same azure run: 10.4 deg with 1.0)."""
+    off for ordinary videos (azure, Adam tracking: 10.4 deg with 1.0, 7.7 without)."""
     temporal: float = 0.02
     """Weight of the pull towards the frame's predicted joints (constant velocity; normalised units)."""
     static_camera: bool = True
@@ -89,7 +90,7 @@ class TrackConfig:
 def fast_motion_tracking() -> TrackConfig:
     """Tracking settings for few frames of large motion (several degrees per frame: generated clips, subsampled
     videos): larger first steps, decaying, and a constant-velocity start."""
-    fit = dataclasses.replace(TrackConfig().fit, lr=LearningRates(joints=0.02), final_lr=0.1)
+    fit = FitConfig(steps=(20,), scales=(1.0,), patience=4, tolerance=2e-3, lr=LearningRates(joints=0.02), final_lr=0.1)
     return TrackConfig(fit=fit, velocity=1.0)
 
 

@@ -40,6 +40,20 @@ def test_joints_from_an_image_with_a_known_camera(toy_model):
     assert result.history[0][0] > result.losses[0]  # the objective went down
 
 
+def test_lbfgs_converges_from_a_nearby_start_within_its_evaluation_budget(toy_model):
+    cam = toy_camera()
+    obs = observation(render_frames(toy_model, TRUE, cam, DARK)[0])
+    start = TRUE + torch.tensor([[0.15, -0.15, 0.15]])  # ~9 degrees off each joint
+    params = PoseParameters(toy_model.joint_spec, start, cam.viewmats[None, None], cam.Ks[None, None],
+                            (cam.width, cam.height), optimize_camera=False)  # fmt: skip
+    config = FitConfig(steps=(15,), scales=(1.0,), optimizer="lbfgs", max_evals=1.5)
+    result = fit(toy_model, params, obs, Objective(), config)
+    assert torch.rad2deg((result.joints - TRUE).abs()).max() < 1.0
+    assert len(result.history) <= 23  # 1.5 x 15 evaluations, rounded up
+    with pytest.raises(ValueError, match="optimizer"):
+        FitConfig(optimizer="sgd")
+
+
 def test_joints_and_camera_from_scratch(toy_model):
     """Unknown camera: the toy arm's yaw trades against the camera's azimuth (its base is round), so check the
     re-rendered silhouette and the joints that are not ambiguous."""
@@ -57,14 +71,16 @@ def test_joints_and_camera_from_scratch(toy_model):
     assert error[1:].max() < 12.0, error
 
 
-def test_a_video_is_tracked_with_warm_starts(toy_model):
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_a_video_is_tracked_with_warm_starts(toy_model, optimizer):
     cam = toy_camera(80, 60)
     T = 6
     t = torch.linspace(0, 1, T)[:, None]
     truth = TRUE + t * torch.tensor([[0.3, -0.3, 0.4]])
     frames = render_frames(toy_model, truth, cam, checker(cam.width, cam.height))
     config = ReconstructConfig(working_width=80, background="border",
-                               track=TrackConfig(refine_camera=False, fit=FitConfig(steps=(30,), scales=(1.0,))))  # fmt: skip
+                               track=TrackConfig(refine_camera=False, fit=FitConfig(steps=(30,), scales=(1.0,),
+                                                                            optimizer=optimizer)))  # fmt: skip
     seen = []
     rec = reconstruct(toy_model, list(frames), cam.Ks, config, viewmat=cam.viewmats,
                       on_frame=lambda i, joints, loss: seen.append(i))  # fmt: skip
