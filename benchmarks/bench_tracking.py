@@ -1,0 +1,89 @@
+"""Tracking alone on DREAM-format look-alikes: the true camera and frame 0's true joints are given, one tracking
+pass (no background refit), the median background over the whole sequence; mean joint error over the 7 arm joints
+by frame, for the per-frame optimizer settings given. Isolates the tracker from the frame-0 solve.
+
+    python benchmarks/bench_tracking.py --root outputs/lookalike-slow --frames 40 --fit lbfgs:25 --fit adam:20:0.003
+
+`--fit OPTIMIZER:STEPS[:JOINT_LR]` (repeatable): L-BFGS iterations, or Adam steps at that joint learning rate
+(with the earlier tracker's early stop: patience 4, tolerance 2e-3).
+"""
+
+from __future__ import annotations
+
+import drrobot.apps  # noqa: F401  (first: the CLI's OpenMP waiting policy, set before torch loads)
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drrobot.checkpoint import load_checkpoint
+from drrobot.data.dream import load_dream
+from drrobot.fit.cameras import scale_intrinsics
+from drrobot.fit.dream_eval import dream_truth
+from drrobot.fit.frames import DreamFrames
+from drrobot.fit.optimize import FitConfig, FitResult
+from drrobot.fit.params import LearningRates
+from drrobot.fit.reconstruct import FrameTensors
+from drrobot.fit.solve import TrackConfig, track
+
+
+def parse_fit(text: str) -> FitConfig:
+    """`lbfgs:25` or `adam:20:0.003` -> the per-frame FitConfig."""
+    parts = text.split(":")
+    try:
+        if parts[0] == "lbfgs" and len(parts) == 2:
+            return FitConfig(steps=(int(parts[1]),), scales=(1.0,), optimizer="lbfgs")
+        if parts[0] == "adam" and len(parts) == 3:
+            return FitConfig(steps=(int(parts[1]),), scales=(1.0,), patience=4, tolerance=2e-3,
+                             lr=LearningRates(joints=float(parts[2])))  # fmt: skip
+    except ValueError:
+        pass
+    raise SystemExit(f"--fit takes lbfgs:STEPS or adam:STEPS:JOINT_LR, got {text!r}")
+
+
+def track_known_start(model, directory: Path, frames: int, fit: FitConfig, width: int = 320) -> dict:
+    sequence = load_dream(directory)
+    truth = dream_truth(sequence, model)
+    viewmat = torch.tensor(json.loads((directory / "_ground_truth_camera.json").read_text())["viewmat"])
+    images = DreamFrames(sequence)
+    height = round(sequence.height * width / sequence.width)
+    K = scale_intrinsics(torch.as_tensor(sequence.K, dtype=torch.float32), width / sequence.width,
+                         height / sequence.height)  # fmt: skip
+    data = FrameTensors(images, None, width, height, "median", model.device, 64)
+    middle = model.joint_spec.denormalize(np.zeros(model.joint_spec.dof))
+    start_joints = torch.as_tensor(np.where(np.isnan(truth.joints[0]), middle, truth.joints[0]), dtype=torch.float32)
+    start = FitResult(start_joints[None], viewmat[None, None], K[None, None], None, torch.zeros(1), {}, [], 0)
+    config = TrackConfig(fit=fit, refine_camera=False)
+    begin = time.perf_counter()
+    result = track(model, data, frames, start, config)
+    seconds = time.perf_counter() - begin
+    error = np.degrees(np.abs(result.joints.numpy()[:, :7] - truth.joints[:frames, :7]))  # [T, 7]
+    return {"mean_deg": float(error.mean()), "per_joint_deg": error.mean(0).tolist(),
+            "by_frame_deg": error.mean(1).tolist(), "fps": frames / seconds}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=Path("outputs/panda-model/checkpoint"))
+    parser.add_argument("--root", type=Path, default=Path("outputs/lookalike-slow"))
+    parser.add_argument("--cameras", nargs="+", default=["azure", "kinect360", "realsense"])
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--fit", action="append", default=None, help="a FitConfig(...) expression; repeatable")
+    args = parser.parse_args()
+    fits = args.fit or ["lbfgs:25"]
+    model = load_checkpoint(args.checkpoint).model.eval()
+    print("| sequence | per-frame fit | joint error (deg) | error at frames 0, 5, ..., 35 | frames/s |")
+    print("| --- | --- | --- | --- | --- |")
+    for camera in args.cameras:
+        for text in fits:
+            m = track_known_start(model, args.root / camera, args.frames, parse_fit(text))
+            by = ", ".join(f"{e:.1f}" for e in m["by_frame_deg"][::5])
+            print(f"| {camera} | `{text}` | {m['mean_deg']:.2f} | {by} | {m['fps']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
