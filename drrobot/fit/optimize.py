@@ -38,8 +38,9 @@ class FitConfig:
     scales: tuple[float, ...] = (0.5, 1.0)
     """Image scale of each level relative to the observation (coarse to fine)."""
     optimizer: Literal["adam", "lbfgs"] = "adam"
-    """See the module docstring. L-BFGS takes its step sizes from its line search (`lr` is Adam's only) and
-    treats several hypotheses as one problem (their line searches are shared)."""
+    """adam: steps of about its learning rate, for many hypotheses and rough starts. lbfgs: steps by gradient over
+    curvature (strong-Wolfe line search), so joints the image barely constrains stay put; for one hypothesis near
+    its answer (a video frame). L-BFGS ignores `lr` and treats several hypotheses as one problem."""
     max_evals: float = 1.5
     """L-BFGS: objective evaluations per level at most, per step in `steps`."""
     lr: LearningRates = dataclasses.field(default_factory=LearningRates)
