@@ -60,6 +60,10 @@ class FitConfig:
         if self.optimizer not in ("adam", "lbfgs"):
             raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
 
+    def evaluations(self, steps: int) -> int:
+        """Objective evaluations a level of `steps` may take (Adam: one per step; L-BFGS: `max_evals` per step)."""
+        return max(steps, math.ceil(self.max_evals * steps)) if self.optimizer == "lbfgs" else steps
+
 
 @dataclasses.dataclass
 class FitResult:
@@ -94,7 +98,8 @@ def fit(
     config = config or FitConfig()
     weights = skinning_weights if skinning_weights is not None else cached_skinning_weights(model)
     history: list[list[float]] = []
-    bar = tqdm(total=sum(config.steps), desc="fit", leave=False, disable=not progress)
+    bar = tqdm(total=sum(map(config.evaluations, config.steps)), desc="fit", leave=False, disable=not progress,
+               unit="eval")  # fmt: skip
     run_level = _lbfgs_level if config.optimizer == "lbfgs" else _AdamLevels(params, config).run
     with frozen(model):
         for steps, scale in zip(config.steps, config.scales):
@@ -155,7 +160,7 @@ def _lbfgs_level(params: PoseParameters, evaluate, steps: int, config: FitConfig
     if steps == 0:
         return
     trainable = [p for p in params.parameters() if p.requires_grad]
-    optimizer = torch.optim.LBFGS(trainable, lr=1.0, max_iter=steps, max_eval=max(steps, math.ceil(config.max_evals * steps)),
+    optimizer = torch.optim.LBFGS(trainable, lr=1.0, max_iter=steps, max_eval=config.evaluations(steps),
                                   history_size=10, line_search_fn="strong_wolfe", tolerance_grad=1e-9,
                                   tolerance_change=1e-7)  # fmt: skip
 
