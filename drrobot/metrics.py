@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.nn.functional as F
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
@@ -100,7 +100,7 @@ def fit(
     history: list[list[float]] = []
     bar = tqdm(total=sum(map(config.evaluations, config.steps)), desc="fit", leave=False, disable=not progress,
                unit="eval")  # fmt: skip
-    run_level = _lbfgs_level if config.optimizer == "lbfgs" else _AdamLevels(params, config).run
+    levels = (_LbfgsLevels if config.optimizer == "lbfgs" else _AdamLevels)(params, config)
     with frozen(model):
         for steps, scale in zip(config.steps, config.scales):
             level = observation.resized(max(1, round(scale * observation.width)), max(1, round(scale * observation.height)))
@@ -114,7 +114,7 @@ def fit(
                 bar.set_postfix(loss=f"{float(loss.detach().min()):.4f}")
                 return loss
 
-            run_level(params, evaluate, steps, config)
+            levels.run(evaluate, steps)
             with torch.no_grad():
                 keeper.offer(objective(_state(model, params, level, weights, config.appearance, gaussian_mask)))
             keeper.restore()
@@ -137,11 +137,13 @@ class _AdamLevels:
     `tolerance`."""
 
     def __init__(self, params: PoseParameters, config: FitConfig):
+        self.config = config
         self.groups = params.param_groups(config.lr)
         self.optimizer = torch.optim.Adam(self.groups)
 
-    def run(self, params: PoseParameters, evaluate, steps: int, config: FitConfig) -> None:
-        best, stale = float("inf"), 0
+    def run(self, evaluate: Callable[[], Tensor], steps: int) -> None:
+        """One level: at most `steps` steps; `evaluate()` -> [B] the objective at the current parameters."""
+        config, best, stale = self.config, float("inf"), 0
         for step in range(steps):
             for group, start in zip(self.optimizer.param_groups, self.groups):
                 group["lr"] = start["lr"] * config.final_lr ** (step / max(steps - 1, 1))
@@ -155,22 +157,28 @@ class _AdamLevels:
                 break
 
 
-def _lbfgs_level(params: PoseParameters, evaluate, steps: int, config: FitConfig) -> None:
-    """At most `steps` L-BFGS iterations (strong-Wolfe line search) of one level."""
-    if steps == 0:
-        return
-    trainable = [p for p in params.parameters() if p.requires_grad]
-    optimizer = torch.optim.LBFGS(trainable, lr=1.0, max_iter=steps, max_eval=config.evaluations(steps),
-                                  history_size=10, line_search_fn="strong_wolfe", tolerance_grad=1e-9,
-                                  tolerance_change=1e-7)  # fmt: skip
+class _LbfgsLevels:
+    """L-BFGS (strong-Wolfe line search) per level of a fit, a fresh curvature history at each resolution."""
 
-    def closure() -> Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = evaluate().sum()
-        loss.backward()
-        return loss
+    def __init__(self, params: PoseParameters, config: FitConfig):
+        self.config = config
+        self.trainable = [p for p in params.parameters() if p.requires_grad]
 
-    optimizer.step(closure)
+    def run(self, evaluate: Callable[[], Tensor], steps: int) -> None:
+        """One level: at most `steps` iterations and `config.evaluations(steps)` evaluations."""
+        if steps == 0:
+            return
+        optimizer = torch.optim.LBFGS(self.trainable, lr=1.0, max_iter=steps, max_eval=self.config.evaluations(steps),
+                                      history_size=10, line_search_fn="strong_wolfe", tolerance_grad=1e-9,
+                                      tolerance_change=1e-7)  # fmt: skip
+
+        def closure() -> Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss = evaluate().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
 
 
 class _BestKeeper:

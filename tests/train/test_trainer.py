@@ -174,4 +174,3 @@ def test_eval_command_reports_on_a_checkpoint(trained, tmp_path, capsys):
     assert (tmp_path / "eval.png").is_file() and (tmp_path / "eval_links.png").is_file()
     assert eval_main([str(tmp_path / "missing"), "--views", "4"]) == 1
     assert "missing" in capsys.readouterr().err
-
