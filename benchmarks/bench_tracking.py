@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import drrobot.apps  # noqa: F401  (first: the CLI's OpenMP waiting policy, set before torch loads)
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
