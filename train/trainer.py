@@ -147,6 +147,8 @@ class Trainer:
         try:
             while self.step < c.total_steps:
                 stage, local = self.stage_at(self.step)
+                if self.step == c.canonical_steps > 0 and stage != "done":
+                    self._prune_faint()
                 self._set_learning_rates(stage, local)
                 values = self._guarded_step(stage, local)
                 if values is None:
@@ -236,6 +238,21 @@ class Trainer:
                                                  self.strategy_state, local, info, packed=False)  # fmt: skip
 
         return loss, values, after_backward
+
+    def _prune_faint(self) -> None:
+        """Remove the Gaussians below `final_prune_opa` once densification is over (idempotent on resume)."""
+        threshold = self.config.densify.final_prune_opa
+        if threshold <= 0:
+            return
+        g = self.model.gaussians
+        keep = torch.sigmoid(g.opacities.detach()) >= threshold  # [N]
+        if bool(keep.all()):
+            return
+        g.select(keep, self.gaussian_optimizers)
+        for key in ("grad2d", "count", "radii"):  # gsplat's per-Gaussian statistics restart at their next use
+            if self.strategy_state is not None and key in self.strategy_state:
+                self.strategy_state[key] = None
+        self._snapshot = self._take_snapshot()
 
     def _cap_growth(self) -> None:
         """Growth (gsplat clones/splits where the 2D gradient exceeds grow_grad2d) stops at `max_gaussians`;

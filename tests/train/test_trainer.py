@@ -132,6 +132,21 @@ def test_resume_after_a_crash_continues_to_the_same_result(toy_arm_data, tmp_pat
         torch.testing.assert_close(resumed.model.state_dict()[key], value, msg=lambda m, key=key: f"{key}: {m}")
 
 
+def test_faint_gaussians_are_pruned_once_when_densification_ends(toy_arm_data, tmp_path):
+    kw = dict(canonical_steps=40, joint_steps=0, eval_views=0)
+    canonical_only = Trainer(tiny_train_config(toy_arm_data, tmp_path / "a", lbs_steps=0, **kw))
+    canonical_only.train()  # training ends with stage 1: nothing is pruned
+    opacity = torch.sigmoid(canonical_only.model.gaussians.opacities.detach())
+    threshold = canonical_only.config.densify.final_prune_opa
+    faint = int((opacity < threshold).sum())
+    assert faint > 0
+    with_lbs = Trainer(tiny_train_config(toy_arm_data, tmp_path / "b", lbs_steps=3, **kw))
+    with_lbs.train()  # the same stage 1 (same seed), then the LBS stage starts with the faint ones removed
+    assert len(with_lbs.model.gaussians) == len(opacity) - faint
+    assert bool((torch.sigmoid(with_lbs.model.gaussians.opacities) >= threshold).all())
+    assert all(p.shape[0] == len(with_lbs.model.gaussians) for p in with_lbs.model.gaussians.params.values())
+
+
 def test_existing_run_needs_resume_or_overwrite(toy_arm_data, tmp_path):
     config = tiny_train_config(toy_arm_data, tmp_path, canonical_steps=2, lbs_steps=0, joint_steps=0, eval_views=0)
     Trainer(config).train()
