@@ -39,7 +39,7 @@ setup(
     include_package_data=True,
     package_data={
         "drrobot.urdf": ["**/*"],
-        "drrobot.render": ["csrc/*.cpp"],
+        "drrobot.render": ["csrc/*.cpp", "csrc/*.h"],
         "drrobot.data": ["README.md"],
     },
     install_requires=[

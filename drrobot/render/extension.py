@@ -1,8 +1,9 @@
-"""JIT build of the optional C++ CPU compositing kernel, with a clean fall-back to pure torch.
+"""JIT build of the optional C++ CPU rendering kernels (compositing, projection), with a clean fall-back to pure
+torch.
 
 Built once per machine with `torch.utils.cpp_extension.load` (needs a C++ compiler and the `ninja`
 package from PyPI) into torch's extension cache. Set ``DRROBOT_RENDER_NO_EXT=1`` to force the
-pure-torch compositing path; a failed build warns once and falls back.
+pure-torch path; a failed build warns once and falls back.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import warnings
 from pathlib import Path
 
 ENV_DISABLE = "DRROBOT_RENDER_NO_EXT"
-_SOURCE = Path(__file__).parent / "csrc" / "composite_cpu.cpp"
-_NAME = "drrobot_composite_cpu"
+_CSRC = Path(__file__).parent / "csrc"
+_SOURCES = [_CSRC / name for name in ("bindings.cpp", "composite_cpu.cpp", "project_cpu.cpp")]
+_NAME = "drrobot_render_cpu"
 
 
 def extension_disabled() -> bool:
@@ -23,7 +25,8 @@ def extension_disabled() -> bool:
 
 
 def load_extension():
-    """The compiled module (with `forward` / `backward`), or None when disabled or unbuildable."""
+    """The compiled module (compositing `forward` / `backward`, `project_forward` / `project_backward`), or None
+    when disabled or unbuildable."""
     return None if extension_disabled() else _build()
 
 
@@ -37,14 +40,14 @@ def _build():
                   f"set {ENV_DISABLE}=1 to skip it)...", file=sys.stderr, flush=True)  # fmt: skip
         return load(
             name=_NAME,
-            sources=[str(_SOURCE)],
+            sources=[str(source) for source in _SOURCES],
             extra_cflags=["-O3", "-fopenmp", "-fno-math-errno"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
     except Exception as err:  # noqa: BLE001 - any build problem means: use the torch path
         warnings.warn(
-            f"drrobot.render: C++ compositing extension unavailable ({type(err).__name__}: {err}); "
+            f"drrobot.render: C++ rendering extension unavailable ({type(err).__name__}: {err}); "
             f"using the pure-torch path (set {ENV_DISABLE}=1 to silence this).",
             RuntimeWarning,
             stacklevel=3,

@@ -1,10 +1,16 @@
-"""Geometry stage: 3D Gaussians -> per-camera 2D Gaussians (EWA splatting), pure torch autograd.
+"""Geometry stage: 3D Gaussians -> per-camera 2D Gaussians (EWA splatting).
 
 Follows gsplat 1.5.3 (`ProjectionEWA3DGSFused.cu`, pinhole camera) exactly: world->camera transform,
 perspective Jacobian with the 0.3*tan(fov) frustum clamp, 2D covariance dilated by `eps2d`, conic =
 inverse 2D covariance, per-axis radii `ceil(extend * sqrt(cov2d_ii))` with the opacity-aware
 `extend = min(3.33, sqrt(2 log(255 * opacity)))`, and culling (radii = 0) outside [near, far], for a
 non-positive determinant, for opacity < 1/255 and for boxes entirely outside the image.
+
+Two implementations of `project_gaussians`:
+- ``"torch"``: torch autograd over [C, N] tensors, any device, every input differentiable (also Ks);
+- ``"cpp"``: one fused C++/OpenMP loop per (camera, Gaussian) forward and backward (``csrc/project_cpu.cpp``,
+  built with the compositing kernel, see `extension.py`); CPU, gradients for means, covars and viewmats. The
+  torch version is its twin: the tests compare values and gradients. "auto" picks it where it applies.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .extension import load_extension
+
 ALPHA_THRESHOLD = 1.0 / 255.0  # contributions below this are skipped (gsplat's ALPHA_THRESHOLD)
 MAX_EXTEND = 3.33  # bounding-box half-size in standard deviations when opacity is unknown
+IMPLS = ("auto", "torch", "cpp")
 
 
 @dataclass
@@ -69,9 +78,69 @@ def project_gaussians(
     radius_clip: float = 0.0,
     opacities: Optional[Tensor] = None,  # [N]; enables gsplat's opacity-aware (tighter) radii
     calc_compensations: bool = False,
+    impl: str = "auto",
 ) -> Projection:
     """EWA projection of 3D Gaussians into C pinhole cameras, differentiable w.r.t. means,
-    covars and viewmats (radii are integers and carry no gradient)."""
+    covars and viewmats (radii are integers and carry no gradient).
+
+    impl: "torch", "cpp" (CPU tensors, Ks without gradient) or "auto" (cpp where it is available and applies).
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    fused_applies = means.device.type == "cpu" and not Ks.requires_grad
+    if impl == "cpp" and not fused_applies:
+        raise ValueError("impl='cpp' needs CPU tensors and Ks without gradient (use impl='torch')")
+    if impl == "cpp" or (impl == "auto" and fused_applies):
+        if load_extension() is not None:
+            settings = (width, height, float(eps2d), float(near_plane), float(far_plane), float(radius_clip),
+                        bool(calc_compensations))  # fmt: skip
+            dtype = means.dtype
+            empty = means.new_zeros(0)
+            opac = empty if opacities is None else opacities.detach().to(dtype).contiguous()
+            means2d, conics, depths, radii, comp = _ProjectCpp.apply(
+                means, covars.to(dtype), viewmats.to(dtype), Ks.detach().to(dtype), opac, settings
+            )
+            return Projection(means2d, conics, depths, radii, comp if calc_compensations else None)
+        if impl == "cpp":
+            raise RuntimeError("impl='cpp' requested but the C++ rendering extension is unavailable")
+    return _project_torch(means, covars, viewmats, Ks, width, height, eps2d, near_plane, far_plane, radius_clip,
+                          opacities, calc_compensations)  # fmt: skip
+
+
+class _ProjectCpp(torch.autograd.Function):
+    """The fused C++ projection; its backward recomputes the per-Gaussian intermediates."""
+
+    @staticmethod
+    def forward(ctx, means, covars, viewmats, Ks, opacities, settings):
+        means, covars, viewmats, Ks = (t.contiguous() for t in (means, covars, viewmats, Ks))
+        means2d, conics, depths, radii, comp = load_extension().project_forward(
+            means, covars, viewmats, Ks, opacities, *settings
+        )
+        ctx.settings = settings
+        ctx.save_for_backward(means, covars, viewmats, Ks)
+        ctx.mark_non_differentiable(radii)
+        return means2d, conics, depths, radii, comp
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_depths, _v_radii, v_comp):
+        means, covars, viewmats, Ks = ctx.saved_tensors
+        width, height, eps2d, near_plane, far_plane, _radius_clip, calc_compensations = ctx.settings
+        C, N = viewmats.shape[0], means.shape[0]
+
+        def grad(g, shape):  # an output autograd left without gradient: zeros
+            return means.new_zeros(shape) if g is None else g.contiguous()
+
+        v_comp = grad(v_comp, (C, N)) if calc_compensations else means.new_zeros(0)
+        v_means, v_covars, v_viewmats = load_extension().project_backward(
+            means, covars, viewmats, Ks, width, height, eps2d, near_plane, far_plane, calc_compensations,
+            grad(v_means2d, (C, N, 2)), grad(v_conics, (C, N, 3)), grad(v_depths, (C, N)), v_comp,
+        )
+        return v_means, v_covars, v_viewmats, None, None, None
+
+
+def _project_torch(means, covars, viewmats, Ks, width, height, eps2d, near_plane, far_plane, radius_clip,
+                   opacities, calc_compensations) -> Projection:
+    """The torch twin of the fused kernel (module docstring)."""
     R = viewmats[:, :3, :3]  # [C, 3, 3]
     t = viewmats[:, :3, 3]  # [C, 3]
     means_c = torch.einsum("cij,nj->cni", R, means) + t[:, None, :]  # [C, N, 3]

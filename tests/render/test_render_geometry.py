@@ -9,6 +9,7 @@ import torch
 from render_reference import intrinsics, look_at
 
 from drrobot.render import isect_tiles, project_gaussians, quat_scale_to_covar, spherical_harmonics
+from drrobot.render.extension import load_extension
 
 gsplat_torch = pytest.importorskip("gsplat.cuda._torch_impl")
 
@@ -126,3 +127,68 @@ def test_isect_tiles_matches_gsplat():
     assert torch.equal(bins.flatten_ids, flatten_ids.long())
     assert torch.equal(bins.offsets[:-1], offsets.flatten().long())
     assert bins.offsets[-1] == flatten_ids.numel() > 0
+
+
+needs_ext = pytest.mark.skipif(load_extension() is None, reason="C++ rendering extension unavailable")
+
+
+def _project_both(dtype, seed, calc_compensations, opacities):
+    """Values and input gradients of the fused C++ projection and of its torch twin, for one random loss on
+    every output (culled entries included)."""
+    W, H = 96, 64
+    means, quats, scales, opac = _random_gaussians(seed, dtype=dtype)
+    viewmats, Ks = _cameras(W, H, dtype)
+    covars = quat_scale_to_covar(quats, scales)
+    results = []
+    for impl in ("cpp", "torch"):
+        m, cov, v = (t.clone().requires_grad_(True) for t in (means, covars, viewmats))
+        p = project_gaussians(m, cov, v, Ks, W, H, eps2d=0.3, near_plane=0.01, far_plane=100.0,
+                              opacities=opac if opacities else None, calc_compensations=calc_compensations, impl=impl)
+        g = torch.Generator().manual_seed(seed + 100)
+        outputs = [p.means2d, p.conics, p.depths] + ([p.compensations] if calc_compensations else [])
+        loss = sum((out * torch.randn(out.shape, generator=g, dtype=dtype)).sum() for out in outputs)
+        results.append((p, torch.autograd.grad(loss, (m, cov, v))))
+    return results
+
+
+@needs_ext
+@pytest.mark.parametrize("calc_compensations,opacities", [(False, False), (True, True)])
+def test_fused_projection_matches_its_torch_twin_float64(calc_compensations, opacities):
+    (fused, fused_grads), (twin, twin_grads) = _project_both(torch.float64, 7, calc_compensations, opacities)
+    assert torch.equal(fused.radii, twin.radii)
+    assert 0.2 < (fused.radii > 0).all(-1).float().mean() < 0.95  # culled and visible Gaussians both present
+    for name in ("means2d", "conics", "depths") + (("compensations",) if calc_compensations else ()):
+        torch.testing.assert_close(getattr(fused, name), getattr(twin, name), rtol=1e-10, atol=1e-10, msg=name)
+    for name, a, b in zip(("means", "covars", "viewmats"), fused_grads, twin_grads):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-8, msg=lambda m, name=name: f"d/d{name}: {m}")
+
+
+@needs_ext
+def test_fused_projection_matches_its_torch_twin_float32():
+    (fused, fused_grads), (twin, twin_grads) = _project_both(torch.float32, 8, True, True)
+    assert (fused.radii != twin.radii).float().mean() < 0.01  # ceil() at a float32 rounding edge, rarely
+    visible = (fused.radii > 0).all(-1) & (twin.radii > 0).all(-1)
+    for name in ("means2d", "conics", "depths"):
+        torch.testing.assert_close(getattr(fused, name)[visible], getattr(twin, name)[visible], rtol=1e-4, atol=1e-4)
+    # the first 10 are needle-thin (1e-5): float32 cancellation in their covariances differs with the order of
+    # operations (the float64 test covers them)
+    rows = (slice(None), slice(10, None), slice(None))  # means, covars (not the needles), viewmats
+    for a, b, keep in zip(fused_grads, twin_grads, rows):
+        s = b[keep].abs().max()
+        torch.testing.assert_close(a[keep] / s, b[keep] / s, rtol=1e-3, atol=1e-5)
+
+
+@needs_ext
+def test_fused_projection_is_used_where_it_applies():
+    W, H = 32, 24
+    means, quats, scales, _ = _random_gaussians(9, N=50)
+    viewmats, Ks = _cameras(W, H)
+    covars = quat_scale_to_covar(quats, scales)
+    focal = Ks.clone().requires_grad_(True)  # a learnable focal length: only the torch twin differentiates Ks
+    p = project_gaussians(means, covars, viewmats, focal, W, H)
+    p.means2d.sum().backward()
+    assert focal.grad is not None and focal.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="impl='cpp' needs"):
+        project_gaussians(means, covars, viewmats, focal, W, H, impl="cpp")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        project_gaussians(means, covars, viewmats, Ks, W, H, impl="cuda")

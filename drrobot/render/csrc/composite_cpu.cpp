@@ -1,15 +1,11 @@
 // CPU alpha compositing of tile-binned, depth-sorted 2D Gaussians (forward + backward).
 // Per-pixel semantics follow gsplat's RasterizeToPixels3DGS{Fwd,Bwd}.cu; see composite.py for the
 // shared contract (n_proc = number of list entries a pixel went through). Parallel over tiles (OpenMP).
-#include <torch/extension.h>
+#include "render_cpu.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace {
 
@@ -179,13 +175,9 @@ void check_inputs(const at::Tensor& means2d, const at::Tensor& conics, const at:
                 "composite_cpu: one floating dtype expected");
 }
 
-void set_threads() {
-#ifdef _OPENMP
-    omp_set_num_threads(at::get_num_threads());
-#endif
-}
+}  // namespace
 
-std::vector<at::Tensor> forward(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
+std::vector<at::Tensor> composite_forward(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
                                 const at::Tensor& opacities, const at::Tensor& offsets, const at::Tensor& ids,
                                 int64_t n_images, int64_t height, int64_t width, int64_t tile_size) {
     check_inputs(means2d, conics, colors, opacities, offsets, ids);
@@ -195,7 +187,7 @@ std::vector<at::Tensor> forward(const at::Tensor& means2d, const at::Tensor& con
     auto fg = at::zeros({n_images, height, width, D}, colors.options());
     auto alpha = at::zeros({n_images, height, width, 1}, colors.options());
     auto n_proc = at::zeros({n_images, height, width}, colors.options().dtype(at::kInt));
-    set_threads();
+    set_omp_threads();
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "composite_cpu_forward", [&] {
         forward_kernel<scalar_t>(grid, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
                                  colors.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
@@ -205,7 +197,7 @@ std::vector<at::Tensor> forward(const at::Tensor& means2d, const at::Tensor& con
     return {fg, alpha, n_proc};
 }
 
-at::Tensor backward(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
+at::Tensor composite_backward(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
                     const at::Tensor& opacities, const at::Tensor& offsets, const at::Tensor& ids,
                     int64_t n_images, int64_t height, int64_t width, int64_t tile_size, const at::Tensor& alphas,
                     const at::Tensor& n_proc, const at::Tensor& v_fg, const at::Tensor& v_alpha) {
@@ -216,7 +208,7 @@ at::Tensor backward(const at::Tensor& means2d, const at::Tensor& conics, const a
     const Grid grid(n_images, height, width, tile_size);
     const int64_t D = colors.size(1);
     auto grads = at::zeros({ids.numel(), 6 + D}, colors.options());
-    set_threads();
+    set_omp_threads();
     AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "composite_cpu_backward", [&] {
         backward_kernel<scalar_t>(grid, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
                                   colors.data_ptr<scalar_t>(), opacities.data_ptr<scalar_t>(),
@@ -225,11 +217,4 @@ at::Tensor backward(const at::Tensor& means2d, const at::Tensor& conics, const a
                                   v_fg.data_ptr<scalar_t>(), v_alpha.data_ptr<scalar_t>(), grads.data_ptr<scalar_t>());
     });
     return grads;
-}
-
-}  // namespace
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-    m.def("forward", &forward, "composite forward (CPU)");
-    m.def("backward", &backward, "composite backward (CPU)");
 }

@@ -1,0 +1,37 @@
+// The CPU rendering kernels of drrobot.render (declarations; bindings.cpp exposes them to Python).
+#pragma once
+#include <torch/extension.h>
+
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// OpenMP uses as many threads as torch does (torch.set_num_threads).
+inline void set_omp_threads() {
+#ifdef _OPENMP
+    omp_set_num_threads(at::get_num_threads());
+#endif
+}
+
+// composite_cpu.cpp: alpha compositing of tile-binned, depth-sorted 2D Gaussians.
+std::vector<at::Tensor> composite_forward(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
+                                          const at::Tensor& opacities, const at::Tensor& offsets, const at::Tensor& ids,
+                                          int64_t n_images, int64_t height, int64_t width, int64_t tile_size);
+at::Tensor composite_backward(const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& colors,
+                              const at::Tensor& opacities, const at::Tensor& offsets, const at::Tensor& ids,
+                              int64_t n_images, int64_t height, int64_t width, int64_t tile_size,
+                              const at::Tensor& alphas, const at::Tensor& n_proc, const at::Tensor& v_fg,
+                              const at::Tensor& v_alpha);
+
+// project_cpu.cpp: EWA projection of 3D Gaussians into pinhole cameras.
+std::vector<at::Tensor> project_forward(const at::Tensor& means, const at::Tensor& covars, const at::Tensor& viewmats,
+                                        const at::Tensor& Ks, const at::Tensor& opacities, int64_t width,
+                                        int64_t height, double eps2d, double near_plane, double far_plane,
+                                        double radius_clip, bool calc_compensations);
+std::vector<at::Tensor> project_backward(const at::Tensor& means, const at::Tensor& covars, const at::Tensor& viewmats,
+                                         const at::Tensor& Ks, int64_t width, int64_t height, double eps2d,
+                                         double near_plane, double far_plane, bool calc_compensations,
+                                         const at::Tensor& v_means2d, const at::Tensor& v_conics,
+                                         const at::Tensor& v_depths, const at::Tensor& v_compensations);
