@@ -157,6 +157,10 @@ class _AdamLevels:
                 break
 
 
+class _BudgetSpent(Exception):
+    """Raised inside the L-BFGS closure once a level's evaluations are used up."""
+
+
 class _LbfgsLevels:
     """L-BFGS (strong-Wolfe line search) per level of a fit, a fresh curvature history at each resolution."""
 
@@ -165,20 +169,30 @@ class _LbfgsLevels:
         self.trainable = [p for p in params.parameters() if p.requires_grad]
 
     def run(self, evaluate: Callable[[], Tensor], steps: int) -> None:
-        """One level: at most `steps` iterations and `config.evaluations(steps)` evaluations."""
+        """One level: at most `steps` iterations and `config.evaluations(steps)` evaluations (torch checks its
+        `max_eval` only between iterations, so a line search could overrun it: the closure stops it instead; the
+        caller keeps the best parameters seen)."""
         if steps == 0:
             return
-        optimizer = torch.optim.LBFGS(self.trainable, lr=1.0, max_iter=steps, max_eval=self.config.evaluations(steps),
-                                      history_size=10, line_search_fn="strong_wolfe", tolerance_grad=1e-9,
-                                      tolerance_change=1e-7)  # fmt: skip
+        budget = self.config.evaluations(steps)
+        optimizer = torch.optim.LBFGS(self.trainable, lr=1.0, max_iter=steps, max_eval=budget, history_size=10,
+                                      line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-7)  # fmt: skip
+        used = 0
 
         def closure() -> Tensor:
+            nonlocal used
+            if used == budget:
+                raise _BudgetSpent
+            used += 1
             optimizer.zero_grad(set_to_none=True)
             loss = evaluate().sum()
             loss.backward()
             return loss
 
-        optimizer.step(closure)
+        try:
+            optimizer.step(closure)
+        except _BudgetSpent:
+            pass
 
 
 class _BestKeeper:
