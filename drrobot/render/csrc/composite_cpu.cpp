@@ -60,45 +60,97 @@ inline bool eval_alpha(const scalar_t* r, scalar_t px, scalar_t py, scalar_t& dx
     return alpha >= scalar_t(kAlphaThreshold);
 }
 
+// A tile's pixels: columns [x0, x1), rows [y0, y1) of image `image`.
+struct TileRect {
+    int64_t image, x0, x1, y0, y1;
+    TileRect(const Grid& grid, int64_t tile) {
+        image = tile / (grid.tile_width * grid.tile_height);
+        const int64_t t = tile % (grid.tile_width * grid.tile_height);
+        y0 = (t / grid.tile_width) * grid.tile_size;
+        x0 = (t % grid.tile_width) * grid.tile_size;
+        y1 = std::min(y0 + grid.tile_size, grid.height);
+        x1 = std::min(x0 + grid.tile_size, grid.width);
+    }
+    int64_t width() const { return x1 - x0; }
+    int64_t n_pixels() const { return (x1 - x0) * (y1 - y0); }
+};
+
+// The tile's pixels whose centres may pass `eval_alpha` for cached Gaussian r: the bounding box of the ellipse
+// sigma <= cut-off, widened by a margin (every pixel in it is still tested exactly). Returns false when none.
+template <typename scalar_t>
+inline bool pixel_span(const scalar_t* r, const TileRect& rect, int64_t& xa, int64_t& xb, int64_t& ya, int64_t& yb) {
+    const double cut = double(r[6]);
+    if (cut < 0) return false;
+    const double a = r[2], b = r[3], c = r[4], det = a * c - b * b;
+    xa = rect.x0, xb = rect.x1, ya = rect.y0, yb = rect.y1;
+    if (!(det > 0) || !(a > 0) || !(c > 0)) return true;  // not an ellipse: test the whole tile
+    const double ex = std::sqrt(2.0 * cut * c / det) + 0.01, ey = std::sqrt(2.0 * cut * a / det) + 0.01;
+    const double mx = double(r[0]) - 0.5, my = double(r[1]) - 0.5;  // pixel x has its centre at x + 0.5
+    if (!std::isfinite(ex) || !std::isfinite(ey) || !std::isfinite(mx) || !std::isfinite(my)) return true;
+    xa = std::max(xa, int64_t(std::ceil(std::max(mx - ex, double(rect.x0) - 1))));
+    xb = std::min(xb, int64_t(std::floor(std::min(mx + ex, double(rect.x1)))) + 1);
+    ya = std::max(ya, int64_t(std::ceil(std::max(my - ey, double(rect.y0) - 1))));
+    yb = std::min(yb, int64_t(std::floor(std::min(my + ey, double(rect.y1)))) + 1);
+    return xa < xb && ya < yb;
+}
+
+// Gaussian-major within a tile: each Gaussian, front to back, visits only the pixels of its ellipse's box that
+// are still open, so the work follows the actual overlaps rather than (tile pixels) x (tile Gaussians). Per pixel
+// the order and arithmetic are those of gsplat's pixel-major loop.
 template <typename scalar_t>
 void forward_kernel(const Grid& grid, const scalar_t* means2d, const scalar_t* conics,
                     const scalar_t* colors, const scalar_t* opacities, const int64_t* offsets,
                     const int64_t* ids, int64_t D, scalar_t* out_fg, scalar_t* out_alpha,
                     int32_t* out_n) {
-    const int64_t n_tiles = grid.n_tiles(), ts = grid.tile_size;
+    const int64_t n_tiles = grid.n_tiles();
 #pragma omp parallel
     {
         TileCache<scalar_t> cache;
-        std::vector<scalar_t> acc(D);
+        std::vector<scalar_t> T, acc;
+        std::vector<int32_t> stop;  // per pixel: the list entry it stopped at (K: never)
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tile = 0; tile < n_tiles; ++tile) {
             const int64_t begin = offsets[tile], end = offsets[tile + 1], K = end - begin;
             if (K == 0) continue;  // outputs are pre-filled (fg 0, alpha 0, n 0)
             cache.load(means2d, conics, colors, opacities, ids, begin, end, D);
-            const int64_t image = tile / (grid.tile_width * grid.tile_height);
-            const int64_t t = tile % (grid.tile_width * grid.tile_height);
-            const int64_t y0 = (t / grid.tile_width) * ts, x0 = (t % grid.tile_width) * ts;
-            for (int64_t y = y0; y < std::min(y0 + ts, grid.height); ++y) {
-                for (int64_t x = x0; x < std::min(x0 + ts, grid.width); ++x) {
-                    const scalar_t px = scalar_t(x) + scalar_t(0.5), py = scalar_t(y) + scalar_t(0.5);
-                    std::fill(acc.begin(), acc.end(), scalar_t(0));
-                    scalar_t T = 1;
-                    int64_t k = 0;
-                    for (; k < K; ++k) {
-                        const scalar_t* r = &cache.g[k * 7];
+            const TileRect rect(grid, tile);
+            const int64_t P = rect.n_pixels(), tw = rect.width();
+            T.assign(P, scalar_t(1));
+            acc.assign(P * D, scalar_t(0));
+            stop.assign(P, int32_t(K));
+            int64_t open = P;
+            for (int64_t k = 0; k < K && open > 0; ++k) {
+                const scalar_t* r = &cache.g[k * 7];
+                int64_t xa, xb, ya, yb;
+                if (!pixel_span(r, rect, xa, xb, ya, yb)) continue;
+                const scalar_t* c = &cache.col[k * D];
+                for (int64_t y = ya; y < yb; ++y) {
+                    const scalar_t py = scalar_t(y) + scalar_t(0.5);
+                    for (int64_t x = xa; x < xb; ++x) {
+                        const int64_t p = (y - rect.y0) * tw + (x - rect.x0);
+                        if (stop[p] != K) continue;
                         scalar_t dx, dy, sigma, vis, alpha;
-                        if (!eval_alpha(r, px, py, dx, dy, sigma, vis, alpha)) continue;
-                        const scalar_t next_T = T * (1 - alpha);
-                        if (next_T <= scalar_t(kMinTransmittance)) break;
-                        const scalar_t w = alpha * T;
-                        const scalar_t* c = &cache.col[k * D];
-                        for (int64_t d = 0; d < D; ++d) acc[d] += w * c[d];
-                        T = next_T;
+                        if (!eval_alpha(r, scalar_t(x) + scalar_t(0.5), py, dx, dy, sigma, vis, alpha)) continue;
+                        const scalar_t next_T = T[p] * (1 - alpha);
+                        if (next_T <= scalar_t(kMinTransmittance)) {
+                            stop[p] = int32_t(k);
+                            --open;
+                            continue;
+                        }
+                        const scalar_t w = alpha * T[p];
+                        scalar_t* a = &acc[p * D];
+                        for (int64_t d = 0; d < D; ++d) a[d] += w * c[d];
+                        T[p] = next_T;
                     }
-                    const int64_t pix = (image * grid.height + y) * grid.width + x;
-                    std::copy(acc.begin(), acc.end(), out_fg + pix * D);
-                    out_alpha[pix] = 1 - T;
-                    out_n[pix] = static_cast<int32_t>(k);
+                }
+            }
+            for (int64_t y = rect.y0; y < rect.y1; ++y) {
+                for (int64_t x = rect.x0; x < rect.x1; ++x) {
+                    const int64_t p = (y - rect.y0) * tw + (x - rect.x0);
+                    const int64_t pix = (rect.image * grid.height + y) * grid.width + x;
+                    std::copy(&acc[p * D], &acc[p * D] + D, out_fg + pix * D);
+                    out_alpha[pix] = 1 - T[p];
+                    out_n[pix] = stop[p];
                 }
             }
         }
@@ -106,47 +158,54 @@ void forward_kernel(const Grid& grid, const scalar_t* means2d, const scalar_t* c
 }
 
 // Writes per-intersection gradients [n_isects, 6 + D]: v_mean2d (2), v_conic (3), v_opacity, v_color (D).
+// Gaussian-major, back to front, each Gaussian over the open pixels of its box (as the forward).
 template <typename scalar_t>
 void backward_kernel(const Grid& grid, const scalar_t* means2d, const scalar_t* conics,
                      const scalar_t* colors, const scalar_t* opacities, const int64_t* offsets,
                      const int64_t* ids, int64_t D, const scalar_t* alphas, const int32_t* n_proc,
                      const scalar_t* v_fg, const scalar_t* v_alpha, scalar_t* grads) {
-    const int64_t n_tiles = grid.n_tiles(), ts = grid.tile_size, G = 6 + D;
+    const int64_t n_tiles = grid.n_tiles(), G = 6 + D;
 #pragma omp parallel
     {
         TileCache<scalar_t> cache;
-        std::vector<scalar_t> behind(D);
+        std::vector<scalar_t> T, behind;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tile = 0; tile < n_tiles; ++tile) {
             const int64_t begin = offsets[tile], end = offsets[tile + 1], K = end - begin;
             if (K == 0) continue;
             cache.load(means2d, conics, colors, opacities, ids, begin, end, D);
             scalar_t* out = grads + begin * G;  // this tile's rows, written by this thread only
-            const int64_t image = tile / (grid.tile_width * grid.tile_height);
-            const int64_t t = tile % (grid.tile_width * grid.tile_height);
-            const int64_t y0 = (t / grid.tile_width) * ts, x0 = (t % grid.tile_width) * ts;
-            for (int64_t y = y0; y < std::min(y0 + ts, grid.height); ++y) {
-                for (int64_t x = x0; x < std::min(x0 + ts, grid.width); ++x) {
-                    const int64_t pix = (image * grid.height + y) * grid.width + x;
-                    const scalar_t px = scalar_t(x) + scalar_t(0.5), py = scalar_t(y) + scalar_t(0.5);
-                    const scalar_t* vc = v_fg + pix * D;
-                    const scalar_t T_final = 1 - alphas[pix], v_a_out = v_alpha[pix];
-                    scalar_t T = T_final;
-                    std::fill(behind.begin(), behind.end(), scalar_t(0));
-                    for (int64_t k = int64_t(n_proc[pix]) - 1; k >= 0; --k) {
-                        const scalar_t* r = &cache.g[k * 7];
+            const TileRect rect(grid, tile);
+            const int64_t P = rect.n_pixels(), tw = rect.width();
+            T.resize(P);
+            behind.assign(P * D, scalar_t(0));
+            for (int64_t y = rect.y0; y < rect.y1; ++y)
+                for (int64_t x = rect.x0; x < rect.x1; ++x)
+                    T[(y - rect.y0) * tw + (x - rect.x0)] = 1 - alphas[(rect.image * grid.height + y) * grid.width + x];
+            for (int64_t k = K - 1; k >= 0; --k) {
+                const scalar_t* r = &cache.g[k * 7];
+                int64_t xa, xb, ya, yb;
+                if (!pixel_span(r, rect, xa, xb, ya, yb)) continue;
+                const scalar_t* c = &cache.col[k * D];
+                scalar_t* o = out + k * G;
+                for (int64_t y = ya; y < yb; ++y) {
+                    const scalar_t py = scalar_t(y) + scalar_t(0.5);
+                    for (int64_t x = xa; x < xb; ++x) {
+                        const int64_t pix = (rect.image * grid.height + y) * grid.width + x;
+                        if (k >= int64_t(n_proc[pix])) continue;
                         scalar_t dx, dy, sigma, vis, alpha;
-                        if (!eval_alpha(r, px, py, dx, dy, sigma, vis, alpha)) continue;
+                        if (!eval_alpha(r, scalar_t(x) + scalar_t(0.5), py, dx, dy, sigma, vis, alpha)) continue;
+                        const int64_t p = (y - rect.y0) * tw + (x - rect.x0);
                         const scalar_t ra = 1 / (1 - alpha);
-                        T *= ra;  // transmittance in front of k
-                        const scalar_t w = alpha * T;
-                        const scalar_t* c = &cache.col[k * D];
-                        scalar_t* o = out + k * G;
-                        scalar_t v_al = T_final * ra * v_a_out;
+                        T[p] *= ra;  // transmittance in front of k
+                        const scalar_t Tp = T[p], w = alpha * Tp;
+                        const scalar_t* vc = v_fg + pix * D;
+                        scalar_t* bh = &behind[p * D];
+                        scalar_t v_al = (1 - alphas[pix]) * ra * v_alpha[pix];
                         for (int64_t d = 0; d < D; ++d) {
-                            v_al += (c[d] * T - behind[d] * ra) * vc[d];
+                            v_al += (c[d] * Tp - bh[d] * ra) * vc[d];
                             o[6 + d] += w * vc[d];
-                            behind[d] += c[d] * w;
+                            bh[d] += c[d] * w;
                         }
                         if (r[5] * vis <= scalar_t(kMaxAlpha)) {
                             const scalar_t v_sig = -r[5] * vis * v_al;
