@@ -104,6 +104,8 @@ def run(config: PoseConfig) -> dict:
         K = intrinsics(config.camera, *np.asarray(frames[0]).shape[1::-1])
     masks = mask_reader(config.masks, frames) if config.masks else None
     viewmat = read_viewmat(config.camera.viewmat) if config.camera.viewmat else None
+    if viewmat is None:
+        print(UNKNOWN_CAMERA_NOTICE, file=sys.stderr, flush=True)
     joints = None
     if config.init_joints:
         joints = torch.as_tensor(read_pose_file(config.init_joints, model.joint_spec.names, "--init-joints"),
@@ -111,6 +113,13 @@ def run(config: PoseConfig) -> dict:
     rec = reconstruct(model, frames, K, config.reconstruct, masks, viewmat, joints, progress=config.progress)
     return write_outputs(config.out, model, frames, rec, truth, video=bool(config.video or config.dream),
                          fps=config.overlay_fps, width=config.reconstruct.working_width, title=str(config.dream))  # fmt: skip
+
+
+UNKNOWN_CAMERA_NOTICE = (
+    "drrobot pose: the camera is unknown, so frame 0 is solved from scratch; on cluttered real scenes that search "
+    "does not find the pose reliably yet (BENCHMARKS.md, pose estimation). Give --camera.viewmat when you know "
+    "the camera (and --init-joints when your robot logs frame 0's joints)."
+)
 
 
 def intrinsics(camera: CameraArgs, width: int, height: int) -> torch.Tensor:

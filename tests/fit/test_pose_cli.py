@@ -44,9 +44,10 @@ def pose(*args) -> int:
     return cli_main(["pose", *map(str, args)])
 
 
-def test_dream_sequence_end_to_end(toy_checkpoint, toy_dream, tmp_path):
+def test_dream_sequence_end_to_end(toy_checkpoint, toy_dream, tmp_path, capsys):
     out = tmp_path / "out"
     assert pose("--checkpoint", toy_checkpoint, "--dream", toy_dream, "--out", out, *TINY) == 0
+    assert "the camera is unknown" in capsys.readouterr().err  # the user hears that the weak path is taken
     trajectory = json.loads((out / "trajectory.json").read_text())
     assert trajectory["joint_names"] == ["yaw", "shoulder", "elbow"]
     assert [f["frame"] for f in trajectory["frames"]] == ["000000", "000001", "000002"]
@@ -65,7 +66,7 @@ def test_dream_sequence_end_to_end(toy_checkpoint, toy_dream, tmp_path):
     assert read_trajectory(out / "trajectory.json")["joints"].shape == (3, 3)
 
 
-def test_images_with_a_known_camera(toy_checkpoint, tmp_path):
+def test_images_with_a_known_camera(toy_checkpoint, tmp_path, capsys):
     model = surface_model("toy_arm", points=600)
     cam = toy_camera(64, 48)
     frames = render_frames(model, torch.tensor([[0.4, 0.6, -0.9], [0.5, 0.5, -0.8]]), cam, DARK_BACKGROUND)
@@ -79,6 +80,7 @@ def test_images_with_a_known_camera(toy_checkpoint, tmp_path):
     code = pose("--checkpoint", toy_checkpoint, "--images", *paths, "--out", out, "--camera.fx", float(K[0, 0]),
                 "--camera.viewmat", tmp_path / "viewmat.json", *TINY)  # fmt: skip
     assert code == 0
+    assert "the camera is unknown" not in capsys.readouterr().err
     trajectory = read_trajectory(out / "trajectory.json")
     assert trajectory["names"] == ["shot0", "shot1"]
     assert np.allclose(trajectory["viewmats"][0], cam.viewmats.numpy(), atol=1e-5)  # a known camera stays put
