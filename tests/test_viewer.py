@@ -231,7 +231,9 @@ def test_cli_without_viser(monkeypatch, toy_checkpoint, capsys):
 def test_cli_serves_until_ctrl_c(toy_checkpoint):
     pytest.importorskip("viser")
     command = [sys.executable, "-m", "drrobot.apps.cli", "view", str(toy_checkpoint), "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as typed in a terminal: a runner that starts the tests in the background hands SIGINT down ignored
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         deadline, lines = time.monotonic() + 60, []
         while time.monotonic() < deadline and not any("Ctrl-C" in line for line in lines):
