@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("outputs/lookalike-slow"))
     parser.add_argument("--cameras", nargs="+", default=["azure", "kinect360", "realsense"])
     parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--fit", action="append", default=None, help="a FitConfig(...) expression; repeatable")
+    parser.add_argument("--fit", action="append", default=None, help="lbfgs:STEPS or adam:STEPS:JOINT_LR (repeatable; default lbfgs:25)")
     args = parser.parse_args()
     fits = args.fit or ["lbfgs:25"]
     model = load_checkpoint(args.checkpoint).model.eval()

@@ -182,6 +182,9 @@ def validate(config: TrainConfig) -> None:
     }  # fmt: skip
     problems = [f"--{name.replace('_', '-')} must be >= {low} (got {getattr(config, name)})"
                 for name, low in at_least.items() if getattr(config, name) < low]  # fmt: skip
+    if not 0.0 <= config.densify.final_prune_opa < 1.0:
+        problems.append(f"--densify.final-prune-opa must be in [0, 1) (got {config.densify.final_prune_opa}): "
+                        "1 or more would remove every Gaussian")  # fmt: skip
     for name in ("ssim_weight", "link_weight"):
         value = getattr(config, name)
         if not 0.0 <= value < float("inf"):

@@ -147,7 +147,7 @@ class Trainer:
         try:
             while self.step < c.total_steps:
                 stage, local = self.stage_at(self.step)
-                if self.step == c.canonical_steps > 0 and stage != "done":
+                if self.step == c.canonical_steps > 0:  # stage 1 just ended
                     self._prune_faint()
                 self._set_learning_rates(stage, local)
                 values = self._guarded_step(stage, local)

@@ -126,6 +126,8 @@ def test_invalid_settings_are_usage_errors(tmp_path, capsys):
     assert "sh_degree must be an integer from 0 to 3" in " ".join(capsys.readouterr().err.split())
     code, err = _run(capsys, "train", "--robot", "toy_arm", "--out", tmp_path / "r", "--views-per-step", 0)
     assert code == 2 and "--views-per-step must be >= 1" in err
+    code, err = _run(capsys, "train", "--robot", "toy_arm", "--out", tmp_path / "r", "--densify.final-prune-opa", 1)
+    assert code == 2 and "--densify.final-prune-opa must be in [0, 1)" in err
     with pytest.raises(SystemExit) as exit_info:  # tyro refuses values outside a Literal's choices
         drrobot_main(["train", "--model.rasterize-mode", "banana"])
     assert exit_info.value.code == 2
