@@ -147,7 +147,7 @@ def _cpu_quick() -> TrainConfig:
             appearance=AppearanceConfig(hidden=64, layers=2, num_freqs=3),
         ),
         densify=DensifyConfig(refine_start_iter=200, refine_stop_iter=1500, refine_every=100, reset_every=100_000,
-                              max_gaussians=20_000),  # fmt: skip
+                              max_gaussians=30_000),  # fmt: skip
         canonical_steps=1500,
         lbs_steps=200,
         joint_steps=4500,
