@@ -24,9 +24,8 @@ from drrobot.fit.background import (border_background, masked_background, median
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
 from drrobot.fit.chain import chain_search
-from drrobot.fit.optimize import FitResult, cached_skinning_weights, fit, render_state
-from drrobot.fit.params import PoseParameters
-from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, prior_joints, solve_from_scratch, take_hypothesis,
+from drrobot.fit.optimize import FitResult, cached_skinning_weights, render_state
+from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, prior_joints, refine_finalists, solve_from_scratch,
                                track)
 from drrobot.model import RobotModel
 
@@ -213,20 +212,18 @@ def reconstruct(
 def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig,
                   joints: Tensor | None) -> FitResult:  # fmt: skip
     """Frame 0 with a known camera: the chain search over the joints (`drrobot.fit.chain`) unless `joints` [J] are
-    given, then the best refined."""
-    spec, skin = model.joint_spec, cached_skinning_weights(model)
+    given, then the best refined (and its kinematic twins, unless the joints were given)."""
+    skin = cached_skinning_weights(model)
     viewmats = viewmat.to(model.device).reshape(1, 1, 4, 4)
     objective = Objective(config.weights)
+    scratch = config.scratch
     if joints is None:
-        joints, _, _ = chain_search(model, obs, prior_joints(model, config.scratch.prior)[None], viewmats, K,
-                                    objective, skin, config.scratch.chain, optimize_camera=False)  # fmt: skip
-    else:
-        joints = joints.to(model.device).float().reshape(1, -1)
-    B = min(config.scratch.finalists, len(joints))
-    params = PoseParameters(spec, joints[:B], viewmats.expand(B, 1, 4, 4), K.expand(B, 1, 3, 3),
-                            (obs.width, obs.height), optimize_camera=False)  # fmt: skip
-    result = fit(model, params, obs, objective, config.scratch.final, skin)
-    return take_hypothesis(result, result.best)
+        joints, _, _ = chain_search(model, obs, prior_joints(model, scratch.prior)[None], viewmats, K, objective, skin,
+                                    scratch.chain, optimize_camera=False)  # fmt: skip
+    else:  # the joints are known: no twins
+        joints, scratch = joints.to(model.device).float().reshape(1, -1), dataclasses.replace(scratch, twins=False)
+    B = min(scratch.finalists, len(joints))
+    return refine_finalists(model, obs, joints[:B], viewmats.expand(B, 1, 4, 4), K, objective, scratch, skin)
 
 
 def _fitted_alphas(model: RobotModel, fitted: Track, width: int, height: int) -> Callable[[int], Tensor]:

@@ -148,9 +148,9 @@ def test_ctrl_c_while_tracking_writes_the_frames_so_far(toy_checkpoint, toy_vide
 
     fit, calls = solve.fit, []
 
-    def fit_then_stop(*args, **kwargs):  # Ctrl-C while tracking the fourth frame
+    def fit_then_stop(*args, **kwargs):  # frame 0's refinement, then Ctrl-C while tracking the fourth frame
         calls.append(1)
-        if len(calls) == 4:
+        if len(calls) == 5:
             raise KeyboardInterrupt
         return fit(*args, **kwargs)
 

@@ -1,0 +1,85 @@
+"""Kinematic twins: other joint vectors that put every link at the same place.
+
+Where three consecutive joints alternate their axes (a and c parallel when b is zero, b across them: the Panda's
+shoulder z-y-z, many wrists), turning a half turn, b the other way and c a half turn back, `(a + pi, -b, c + pi)`,
+moves no link origin at all: only the links between a and c turn half a turn about their own axes. A joint whose
+later links sit on its axis or in pairs across it (a hand with two fingers turned half a turn, `a + pi`) is the
+simplest case. When those links look
+alike under a half turn, an image barely tells the twins apart and a search that finds one may never try the
+other, although the joint error between them is 180 degrees on a and c (and 2|b| on b) while every keypoint sits
+where it should. `kinematic_twins` lists them so a fit can compare them on the image.
+
+Which moves make twins is found numerically on the robot's kinematics (`twin_moves`), never assumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import Tensor
+
+from drrobot.kinematics import RobotKinematics
+
+_PROBES = 8  # random poses a move must hold at
+_TOLERANCE = 1e-4  # metres: link origins a twin may move (float32 forward kinematics)
+
+
+@dataclasses.dataclass(frozen=True)
+class TwinMove:
+    """Joint `turns` each turn a half turn, joints `flips` change sign."""
+
+    turns: tuple[int, ...]
+    flips: tuple[int, ...] = ()
+
+    def apply(self, joints: Tensor) -> Tensor:
+        """joints [..., J] -> the twin [..., J], half turns wrapped into [-pi, pi)."""
+        twin = joints.clone()
+        for j in self.turns:
+            twin[..., j] = torch.remainder(twin[..., j] + 2 * math.pi, 2 * math.pi) - math.pi
+        for j in self.flips:
+            twin[..., j] = -twin[..., j]
+        return twin
+
+
+def twin_moves(kinematics: RobotKinematics, seed: int = 0) -> list[TwinMove]:
+    """The half-turn moves (one joint, or a, -b, c on consecutive joints) that leave every link origin in place at
+    random poses within the limits (as a set: two alike fingers may swap places)."""
+    spec = kinematics.joint_spec
+    J = spec.dof
+    generator = torch.Generator().manual_seed(seed)
+    lower = torch.as_tensor(spec.lower, dtype=torch.float32)
+    upper = torch.as_tensor(spec.upper, dtype=torch.float32)
+    probes = lower + (upper - lower) * torch.rand(_PROBES, J, generator=generator)  # [P, J]
+    origins = kinematics.link_poses(probes)[..., :3, 3].cpu()  # [P, L, 3]
+    candidates = [TwinMove((a,)) for a in range(J)]
+    candidates += [TwinMove((a, a + 2), (a + 1,)) for a in range(J - 2)]
+    moves = []
+    for move in candidates:
+        moved = kinematics.link_poses(move.apply(probes))[..., :3, 3].cpu()  # [P, L, 3]
+        if torch.cdist(moved, origins).amin(dim=-1).amax() < _TOLERANCE:  # links may swap places (two fingers)
+            moves.append(move)
+    return moves
+
+
+def kinematic_twins(kinematics: RobotKinematics, joints: Tensor, moves: list[TwinMove]) -> Tensor:
+    """Every twin of joints [J] that the limits allow (the moves and their combinations) -> [M, J], excluding
+    `joints` itself; a joint a half turn takes outside its limits is tried a whole turn back."""
+    spec = kinematics.joint_spec
+    lower = torch.as_tensor(spec.lower, dtype=joints.dtype, device=joints.device)
+    upper = torch.as_tensor(spec.upper, dtype=joints.dtype, device=joints.device)
+    found = [joints]
+    for move in moves:
+        for pose in list(found):
+            twin = _within_limits(move.apply(pose), lower, upper)
+            if twin is not None and all((twin - f).abs().amax() > 1e-4 for f in found):
+                found.append(twin)
+    return torch.stack(found[1:]) if len(found) > 1 else joints.new_zeros(0, len(joints))
+
+
+def _within_limits(joints: Tensor, lower: Tensor, upper: Tensor) -> Tensor | None:
+    """joints [J] with each joint outside its limits moved by a whole turn into them, or None if it cannot be."""
+    out = torch.where(joints < lower, joints + 2 * math.pi, joints)
+    out = torch.where(out > upper, out - 2 * math.pi, out)
+    return out if bool(((out >= lower) & (out <= upper)).all()) else None

@@ -1,0 +1,88 @@
+"""Kinematic twins: found on the robot's kinematics, within the limits, and told apart on the image."""
+
+import math
+
+import torch
+from fit_helpers import DARK_BACKGROUND, render_frames, surface_model
+from test_fit import observation
+
+from drrobot.fit import FitConfig, Objective, ScratchConfig
+from drrobot.fit.cameras import Cameras, look_at
+from drrobot.fit.optimize import cached_skinning_weights
+from drrobot.fit.solve import refine_finalists
+from drrobot.fit.twins import TwinMove, kinematic_twins, twin_moves
+from drrobot.kinematics import RobotKinematics
+
+SHOULDER = TwinMove((0, 2), (1,))  # the Panda's joints 1 and 3 a half turn, joint 2 mirrored
+
+# A z-y-z shoulder with a red box on one side of link1 (the only part that shows which twin it is), an elbow.
+ZYZ_ARM = """<mujoco model="zyz_arm">
+  <compiler angle="radian"/>
+  <default><geom contype="0" conaffinity="0"/></default>
+  <worldbody>
+    <body name="base">
+      <geom type="cylinder" size="0.1 0.03" pos="0 0 0.03" rgba="0.5 0.5 0.5 1"/>
+      <body name="link1" pos="0 0 0.06">
+        <joint name="a" axis="0 0 1" range="-3 3"/>
+        <geom type="cylinder" size="0.05 0.1" pos="0 0 0.1" rgba="0.8 0.8 0.8 1"/>
+        <geom type="box" size="0.05 0.04 0.05" pos="0.09 0 0.12" rgba="0.9 0.1 0.1 1"/>
+        <body name="link2" pos="0 0 0.2">
+          <joint name="b" axis="0 1 0" range="-1.5 1.5"/>
+          <geom type="capsule" fromto="0 0 0 0 0 0.3" size="0.04" rgba="0.2 0.8 0.2 1"/>
+          <body name="link3" pos="0 0 0.3">
+            <joint name="c" axis="0 0 1" range="-3 3"/>
+            <geom type="box" size="0.03 0.03 0.1" pos="0 0 0.1" rgba="0.2 0.3 0.9 1"/>
+            <body name="link4" pos="0 0 0.2">
+              <joint name="d" axis="0 1 0" range="-2 2"/>
+              <geom type="capsule" fromto="0 0 0 0.2 0 0" size="0.03" rgba="0.95 0.8 0.1 1"/>
+            </body>
+          </body>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+</mujoco>
+"""
+
+
+def test_the_panda_shoulder_and_hand_twins_leave_every_link_in_place():
+    kinematics = RobotKinematics.from_robot("panda")
+    moves = twin_moves(kinematics)
+    assert SHOULDER in moves and TwinMove((6,)) in moves  # the hand's two fingers swap places
+    assert TwinMove((0,)) not in moves  # turning the base alone moves the arm
+    joints = torch.tensor([1.035, -0.174, -1.394, -1.299, -0.453, 1.697, 1.045, 0.031])
+    twins = kinematic_twins(kinematics, joints, moves)  # [3, J]: shoulder, hand, both
+    assert len(twins) == 3
+    spec = kinematics.joint_spec
+    assert (twins >= torch.tensor(spec.lower).float() - 1e-6).all() and (twins <= torch.tensor(spec.upper).float() + 1e-6).all()
+    assert torch.allclose(SHOULDER.apply(joints)[[0, 2]], joints[[0, 2]] + torch.tensor([math.pi - 2 * math.pi, math.pi]))
+    origins = kinematics.link_poses(joints[None])[0, :, :3, 3]  # [L, 3]
+    for twin in twins:
+        moved = kinematics.link_poses(twin[None])[0, :, :3, 3]
+        assert torch.cdist(moved, origins).amin(dim=-1).amax() < 1e-4
+        assert (twin - joints).abs().amax() > 3.0  # a half turn away
+
+
+def test_twins_stay_within_the_limits_and_the_toy_arm_has_none():
+    kinematics = RobotKinematics.from_robot("panda")
+    upright = torch.tensor([0.1, -0.2, 0.1, -1.3, -0.4, 1.7, 0.1, 0.03])  # joints 1, 3, 7 + pi: past +-2.9
+    assert len(kinematic_twins(kinematics, upright, twin_moves(kinematics))) == 0
+    assert twin_moves(RobotKinematics.from_robot("toy_arm")) == []
+
+
+def test_the_image_tells_the_twin_from_the_truth(tmp_path):
+    path = tmp_path / "zyz_arm.xml"
+    path.write_text(ZYZ_ARM)
+    model = surface_model(str(path), points=1200)
+    truth = torch.tensor([0.6, 0.5, -0.8, 0.7])
+    assert SHOULDER in twin_moves(model.kinematics)
+    twin = kinematic_twins(model.kinematics, truth, [SHOULDER])[0]
+    camera = Cameras.from_fov(50.0, 80, 60, look_at(torch.tensor([1.3, 0.5, 0.6]), torch.tensor([0.0, 0.0, 0.35])))
+    obs = observation(render_frames(model, truth[None], camera, DARK_BACKGROUND)[0])
+    skin = cached_skinning_weights(model)
+    config = ScratchConfig(final=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"))
+    args = (model, obs, twin[None], camera.viewmats[None, None], camera.Ks, Objective())
+    found = refine_finalists(*args, config, skin)
+    assert torch.rad2deg((found.joints[0] - truth).abs()).max() < 2.0
+    stuck = refine_finalists(*args, ScratchConfig(final=config.final, twins=False), skin)
+    assert torch.rad2deg((stuck.joints[0] - truth).abs()).max() > 90  # without the twins the fit keeps the twin
