@@ -183,10 +183,12 @@ class Objective:
         """name -> (weight, values [B]) of every active term."""
         w, obs = self.weights, state.observation
         out: dict[str, tuple[float, Tensor]] = {}
-        if w.photometric:
-            out["photometric"] = (w.photometric, photometric_loss(state, w.ssim, w.robust, w.shadow))
-        if w.edges:
-            out["edges"] = (w.edges, edge_loss(state, w.shadow))
+        if w.photometric or w.edges:
+            pred = composite(state, w.shadow)  # [B, C, H, W, 3]
+            if w.photometric:
+                out["photometric"] = (w.photometric, photometric_loss(pred, obs.images.expand_as(pred), w.ssim, w.robust))
+            if w.edges:
+                out["edges"] = (w.edges, edge_loss(pred, obs.images))
         if w.coverage and obs.moving is not None:
             out["coverage"] = (w.coverage, coverage_loss(state.render.alphas[..., 0], obs.moving))
         if w.exclusion and obs.still is not None:
@@ -229,10 +231,9 @@ def shadowed_background(images: Tensor, backgrounds: Tensor, lowest: float) -> T
     return backgrounds * scale.clamp(lowest, 1.0)
 
 
-def photometric_loss(state: FitState, ssim_weight: float = 0.2, robust: float = 0.0, shadow: float = 1.0) -> Tensor:
-    """(1 - w) L1 (robust when `robust` > 0) + w D-SSIM of the composite against the observed images -> [B]."""
-    pred = composite(state, shadow)  # [B, C, H, W, 3]
-    target = state.observation.images.expand_as(pred)
+def photometric_loss(pred: Tensor, target: Tensor, ssim_weight: float = 0.2, robust: float = 0.0) -> Tensor:
+    """(1 - w) L1 (robust when `robust` > 0) + w D-SSIM of the composite `pred` [B, C, H, W, 3] against the
+    observed images `target` (same shape) -> [B]."""
     error = (pred - target).abs()
     if robust > 0:
         error = robust * torch.log1p(error / robust)
@@ -243,10 +244,10 @@ def photometric_loss(state: FitState, ssim_weight: float = 0.2, robust: float = 
     return loss
 
 
-def edge_loss(state: FitState, shadow: float = 1.0) -> Tensor:
-    """Mean L1 between the finite-difference gradients of the grey composite and grey image -> [B]."""
-    pred = composite(state, shadow).mean(dim=-1)  # [B, C, H, W]
-    target = state.observation.images.mean(dim=-1).expand_as(pred)
+def edge_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean L1 between the finite-difference gradients of the grey composite `pred` [B, C, H, W, 3] and the grey
+    image `target` [Bo, C, H, W, 3] (Bo = 1 or B) -> [B]."""
+    pred, target = pred.mean(dim=-1), target.mean(dim=-1)  # [B, C, H, W], [Bo, C, H, W]
     dx = (pred.diff(dim=-1) - target.diff(dim=-1)).abs().mean(dim=(1, 2, 3))
     dy = (pred.diff(dim=-2) - target.diff(dim=-2)).abs().mean(dim=(1, 2, 3))
     return dx + dy

@@ -15,6 +15,7 @@ Which moves make twins is found numerically on the robot's kinematics (`twin_mov
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import torch
@@ -76,6 +77,25 @@ def kinematic_twins(kinematics: RobotKinematics, joints: Tensor, moves: list[Twi
             if twin is not None and all((twin - f).abs().amax() > 1e-4 for f in found):
                 found.append(twin)
     return torch.stack(found[1:]) if len(found) > 1 else joints.new_zeros(0, len(joints))
+
+
+def twin_trajectories(kinematics: RobotKinematics, joints: Tensor, moves: list[TwinMove]) -> list[Tensor]:
+    """The twin [T, J] of a trajectory joints [T, J] under every non-empty combination of `moves`; a joint a half
+    turn takes outside its limits goes a whole turn back where that fits, else it is clamped (that twin cannot
+    follow the trajectory there)."""
+    spec = kinematics.joint_spec
+    lower = torch.as_tensor(spec.lower, dtype=joints.dtype, device=joints.device)
+    upper = torch.as_tensor(spec.upper, dtype=joints.dtype, device=joints.device)
+    twins = []
+    for count in range(1, len(moves) + 1):
+        for combination in itertools.combinations(moves, count):
+            twin = joints
+            for move in combination:
+                twin = move.apply(twin)
+            twin = torch.where(twin < lower, twin + 2 * math.pi, twin)
+            twin = torch.where(twin > upper, twin - 2 * math.pi, twin)
+            twins.append(torch.minimum(torch.maximum(twin, lower), upper))
+    return twins
 
 
 def _within_limits(joints: Tensor, lower: Tensor, upper: Tensor) -> Tensor | None:

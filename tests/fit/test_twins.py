@@ -1,15 +1,17 @@
-"""Kinematic twins: found on the robot's kinematics, within the limits, and told apart on the image."""
+"""Kinematic twins: found on the robot's kinematics, within the limits, told apart on the image, and over a
+sequence where the wrong one meets a limit."""
 
+import dataclasses
 import math
 
 import torch
 from fit_helpers import DARK_BACKGROUND, render_frames, surface_model
 from test_fit import observation
 
-from drrobot.fit import FitConfig, Objective, ScratchConfig
+from drrobot.fit import FitConfig, Objective, ScratchConfig, TrackConfig
 from drrobot.fit.cameras import Cameras, look_at
-from drrobot.fit.optimize import cached_skinning_weights
-from drrobot.fit.solve import refine_finalists
+from drrobot.fit.optimize import FitResult, cached_skinning_weights
+from drrobot.fit.solve import refine_finalists, track
 from drrobot.fit.twins import TwinMove, kinematic_twins, twin_moves
 from drrobot.kinematics import RobotKinematics
 
@@ -86,3 +88,21 @@ def test_the_image_tells_the_twin_from_the_truth(tmp_path):
     assert torch.rad2deg((found.joints[0] - truth).abs()).max() < 2.0
     stuck = refine_finalists(*args, ScratchConfig(final=config.final, twins=False), skin)
     assert torch.rad2deg((stuck.joints[0] - truth).abs()).max() > 90  # without the twins the fit keeps the twin
+
+
+def test_a_track_started_on_the_wrong_twin_switches_where_that_twin_meets_a_limit(tmp_path):
+    path = tmp_path / "zyz_arm.xml"
+    path.write_text(ZYZ_ARM)
+    model = surface_model(str(path), points=1200)
+    T = 6
+    truth = torch.tensor([0.6, 0.5, -0.8, 0.7]).repeat(T, 1)
+    truth[:, 2] = torch.linspace(-0.8, 0.6, T)  # the twin's joint c (c + pi) would pass its limit 3.0 at c = -0.14
+    camera = Cameras.from_fov(50.0, 80, 60, look_at(torch.tensor([1.3, 0.5, 0.6]), torch.tensor([0.0, 0.0, 0.35])))
+    frames = [observation(f) for f in render_frames(model, truth, camera, DARK_BACKGROUND)]
+    wrong = kinematic_twins(model.kinematics, truth[0], [SHOULDER])[0]
+    start = FitResult(wrong[None], camera.viewmats[None, None], camera.Ks[None, None], None, torch.zeros(1), {}, [], 0)
+    config = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), refine_camera=False, keyframes=3)
+    result = track(model, frames, T, start, config)
+    assert torch.rad2deg((result.joints[:, 0] - truth[:, 0]).abs()).max() < 5.0  # the wrong twin: 180 deg off
+    stuck = track(model, frames, T, start, dataclasses.replace(config, twins=False))
+    assert torch.rad2deg((stuck.joints[:, 0] - truth[:, 0]).abs()).min() > 90
