@@ -4,6 +4,7 @@ sequence where the wrong one meets a limit."""
 import dataclasses
 import math
 
+import pytest
 import torch
 from fit_helpers import DARK_BACKGROUND, render_frames, surface_model
 from test_fit import observation
@@ -47,6 +48,17 @@ ZYZ_ARM = """<mujoco model="zyz_arm">
 """
 
 
+@pytest.fixture(scope="module")
+def zyz_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("zyz") / "zyz_arm.xml"
+    path.write_text(ZYZ_ARM)
+    return surface_model(str(path), points=1200)
+
+
+def zyz_camera() -> Cameras:
+    return Cameras.from_fov(50.0, 80, 60, look_at(torch.tensor([1.3, 0.5, 0.6]), torch.tensor([0.0, 0.0, 0.35])))
+
+
 def test_the_panda_shoulder_and_hand_twins_leave_every_link_in_place():
     kinematics = RobotKinematics.from_robot("panda")
     moves = twin_moves(kinematics)
@@ -72,14 +84,12 @@ def test_twins_stay_within_the_limits_and_the_toy_arm_has_none():
     assert twin_moves(RobotKinematics.from_robot("toy_arm")) == []
 
 
-def test_the_image_tells_the_twin_from_the_truth(tmp_path):
-    path = tmp_path / "zyz_arm.xml"
-    path.write_text(ZYZ_ARM)
-    model = surface_model(str(path), points=1200)
+def test_the_image_tells_the_twin_from_the_truth(zyz_model):
+    model = zyz_model
     truth = torch.tensor([0.6, 0.5, -0.8, 0.7])
     assert SHOULDER in twin_moves(model.kinematics)
     twin = kinematic_twins(model.kinematics, truth, [SHOULDER])[0]
-    camera = Cameras.from_fov(50.0, 80, 60, look_at(torch.tensor([1.3, 0.5, 0.6]), torch.tensor([0.0, 0.0, 0.35])))
+    camera = zyz_camera()
     obs = observation(render_frames(model, truth[None], camera, DARK_BACKGROUND)[0])
     skin = cached_skinning_weights(model)
     config = ScratchConfig(final=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"))
@@ -90,14 +100,12 @@ def test_the_image_tells_the_twin_from_the_truth(tmp_path):
     assert torch.rad2deg((stuck.joints[0] - truth).abs()).max() > 90  # without the twins the fit keeps the twin
 
 
-def test_a_track_started_on_the_wrong_twin_switches_where_that_twin_meets_a_limit(tmp_path):
-    path = tmp_path / "zyz_arm.xml"
-    path.write_text(ZYZ_ARM)
-    model = surface_model(str(path), points=1200)
+def test_a_track_started_on_the_wrong_twin_switches_where_that_twin_meets_a_limit(zyz_model):
+    model = zyz_model
     T = 6
     truth = torch.tensor([0.6, 0.5, -0.8, 0.7]).repeat(T, 1)
     truth[:, 2] = torch.linspace(-0.8, 0.6, T)  # the twin's joint c (c + pi) would pass its limit 3.0 at c = -0.14
-    camera = Cameras.from_fov(50.0, 80, 60, look_at(torch.tensor([1.3, 0.5, 0.6]), torch.tensor([0.0, 0.0, 0.35])))
+    camera = zyz_camera()
     frames = [observation(f) for f in render_frames(model, truth, camera, DARK_BACKGROUND)]
     wrong = kinematic_twins(model.kinematics, truth[0], [SHOULDER])[0]
     start = FitResult(wrong[None], camera.viewmats[None, None], camera.Ks[None, None], None, torch.zeros(1), {}, [], 0)
