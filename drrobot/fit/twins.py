@@ -4,12 +4,14 @@ Where three consecutive joints alternate their axes (a and c parallel when b is 
 shoulder z-y-z, many wrists), turning a half turn, b the other way and c a half turn back, `(a + pi, -b, c + pi)`,
 moves no link origin at all: only the links between a and c turn half a turn about their own axes. A joint whose
 later links sit on its axis or in pairs across it (a hand with two fingers turned half a turn, `a + pi`) is the
-simplest case. When those links look
-alike under a half turn, an image barely tells the twins apart and a search that finds one may never try the
-other, although the joint error between them is 180 degrees on a and c (and 2|b| on b) while every keypoint sits
-where it should. `kinematic_twins` lists them so a fit can compare them on the image.
+simplest case. When those links look alike under a half turn, an image barely tells the twins apart and a search
+that finds one may never try the other, although the joint error between them is 180 degrees on a and c (and 2|b|
+on b) while every keypoint sits where it should. `kinematic_twins` (one pose) and `twin_trajectories` (a track)
+list them so a fit can compare them on the images.
 
-Which moves make twins is found numerically on the robot's kinematics (`twin_moves`), never assumed.
+Which moves make twins is found numerically on the robot's kinematics (`twin_moves`), never assumed. A move that
+keeps the link origins is a candidate only: a link that is not symmetric about its axis looks different, and the
+image decides.
 """
 
 from __future__ import annotations
