@@ -197,15 +197,16 @@ class JointSpec:
 
     def normalize(self, joints: Array) -> Array:
         """Radians/metres [..., J] -> [-1, 1] over the limits (numpy or torch)."""
-        lower, upper = self._limits_like(joints)
+        lower, upper = self.limits_like(joints)
         return 2.0 * (joints - lower) / (upper - lower) - 1.0
 
     def denormalize(self, normalized: Array) -> Array:
         """[-1, 1] [..., J] -> radians/metres (numpy or torch)."""
-        lower, upper = self._limits_like(normalized)
+        lower, upper = self.limits_like(normalized)
         return lower + (normalized + 1.0) * 0.5 * (upper - lower)
 
-    def _limits_like(self, x: Array) -> tuple[Array, Array]:
+    def limits_like(self, x: Array) -> tuple[Array, Array]:
+        """(lower, upper) [J] as x's kind: a torch tensor of x's dtype and device, or numpy."""
         if isinstance(x, torch.Tensor):
             return tuple(torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (self.lower, self.upper))
         return self.lower, self.upper

@@ -183,25 +183,26 @@ def refine_finalists(
 ) -> FitResult:
     """`config.final` refinement of the hypotheses, then of the winner's kinematic twins (`config.twins`) from the
     winner's camera; the lowest loss (a twin's by `config.twin_margin`) of all (B = 1)."""
-    result = take_hypothesis(*_refine(model, observation, joints, viewmats, K, objective, config, skin, pivot, progress))
+    refined = _refine(model, observation, joints, viewmats, K, objective, config, skin, pivot, progress)
+    result = take_hypothesis(refined, refined.best)
     if not config.twins:
         return result
     twins = kinematic_twins(model.kinematics, result.joints[0], twin_moves(model.kinematics))  # [M, J]
     if not len(twins):
         return result
-    rivals, best = _refine(model, observation, twins, result.viewmats.expand(len(twins), -1, -1, -1), K, objective,
-                           config, skin, pivot, progress)  # fmt: skip
-    better = float(rivals.losses[best]) < (1 - config.twin_margin) * float(result.losses[0])
-    return take_hypothesis(rivals, best) if better else result
+    rivals = _refine(model, observation, twins, result.viewmats.expand(len(twins), -1, -1, -1), K, objective, config,
+                     skin, pivot, progress)  # fmt: skip
+    better = float(rivals.losses[rivals.best]) < (1 - config.twin_margin) * float(result.losses[0])
+    return take_hypothesis(rivals, rivals.best) if better else result
 
 
-def _refine(model, observation, joints, viewmats, K, objective, config, skin, pivot, progress) -> tuple[FitResult, int]:
+def _refine(model, observation, joints, viewmats, K, objective, config, skin, pivot, progress) -> FitResult:
+    """`config.final` on hypotheses joints [B, J] seen by viewmats [B, 1, 4, 4] (the camera held when no pivot)."""
     B = len(joints)
     params = PoseParameters(model.joint_spec, joints, viewmats, K.expand(B, 1, 3, 3),
                             (observation.width, observation.height), optimize_camera=pivot is not None,
                             pivots=None if pivot is None else pivot.expand(B, 3))  # fmt: skip
-    result = fit(model, params, observation, objective, config.final, skin, progress)
-    return result, result.best
+    return fit(model, params, observation, objective, config.final, skin, progress)
 
 
 def take_hypothesis(result: FitResult, index: int) -> FitResult:
@@ -294,8 +295,7 @@ def _better_twin(model, get, first: Track, config: TrackConfig, weights, skin) -
     `_MIN_COMPARED`) frames where the track presses hardest; else None."""
     spec = model.joint_spec
     moves = twin_moves(model.kinematics)
-    lower, upper = (torch.as_tensor(v, dtype=first.joints.dtype) for v in (spec.lower, spec.upper))
-    room = torch.minimum(first.joints - lower, upper - first.joints) / (upper - lower)  # [T, J] share of the range
+    room = (1 - spec.normalize(first.joints).abs()) / 2  # [T, J] distance to the nearer limit, share of the range
     moved = sorted({j for move in moves for j in move.turns + move.flips})  # the joints twins differ in
     if not moved:
         return None

@@ -52,9 +52,7 @@ def twin_moves(kinematics: RobotKinematics, seed: int = 0) -> list[TwinMove]:
     spec = kinematics.joint_spec
     J = spec.dof
     generator = torch.Generator().manual_seed(seed)
-    lower = torch.as_tensor(spec.lower, dtype=torch.float32)
-    upper = torch.as_tensor(spec.upper, dtype=torch.float32)
-    probes = lower + (upper - lower) * torch.rand(_PROBES, J, generator=generator)  # [P, J]
+    probes = spec.denormalize(2 * torch.rand(_PROBES, J, generator=generator) - 1)  # [P, J]
     origins = kinematics.link_poses(probes)[..., :3, 3].cpu()  # [P, L, 3]
     candidates = [TwinMove((a,)) for a in range(J)]
     candidates += [TwinMove((a, a + 2), (a + 1,)) for a in range(J - 2)]
@@ -67,41 +65,32 @@ def twin_moves(kinematics: RobotKinematics, seed: int = 0) -> list[TwinMove]:
 
 
 def kinematic_twins(kinematics: RobotKinematics, joints: Tensor, moves: list[TwinMove]) -> Tensor:
-    """Every twin of joints [J] that the limits allow (the moves and their combinations) -> [M, J], excluding
-    `joints` itself; a joint a half turn takes outside its limits is tried a whole turn back."""
-    spec = kinematics.joint_spec
-    lower = torch.as_tensor(spec.lower, dtype=joints.dtype, device=joints.device)
-    upper = torch.as_tensor(spec.upper, dtype=joints.dtype, device=joints.device)
-    found = [joints]
-    for move in moves:
-        for pose in list(found):
-            twin = _within_limits(move.apply(pose), lower, upper)
-            if twin is not None and all((twin - f).abs().amax() > 1e-4 for f in found):
-                found.append(twin)
-    return torch.stack(found[1:]) if len(found) > 1 else joints.new_zeros(0, len(joints))
+    """Every distinct twin of joints [J] that the limits allow (each non-empty combination of the moves) -> [M, J];
+    a joint a half turn takes outside its limits is tried a whole turn back."""
+    lower, upper = kinematics.joint_spec.limits_like(joints)
+    found = []
+    for twin in _twins(joints, moves, lower, upper):
+        inside = bool(((twin >= lower) & (twin <= upper)).all())
+        if inside and all((twin - f).abs().amax() > 1e-4 for f in [joints, *found]):
+            found.append(twin)
+    return torch.stack(found) if found else joints.new_zeros(0, len(joints))
 
 
 def twin_trajectories(kinematics: RobotKinematics, joints: Tensor, moves: list[TwinMove]) -> list[Tensor]:
-    """The twin [T, J] of a trajectory joints [T, J] under every non-empty combination of `moves`; a joint a half
+    """The twin [T, J] of a trajectory joints [T, J] under each non-empty combination of `moves`; a joint a half
     turn takes outside its limits goes a whole turn back where that fits, else it is clamped (that twin cannot
     follow the trajectory there)."""
-    spec = kinematics.joint_spec
-    lower = torch.as_tensor(spec.lower, dtype=joints.dtype, device=joints.device)
-    upper = torch.as_tensor(spec.upper, dtype=joints.dtype, device=joints.device)
-    twins = []
+    lower, upper = kinematics.joint_spec.limits_like(joints)
+    return [torch.minimum(torch.maximum(twin, lower), upper) for twin in _twins(joints, moves, lower, upper)]
+
+
+def _twins(joints: Tensor, moves: list[TwinMove], lower: Tensor, upper: Tensor):
+    """joints [..., J] under each non-empty combination of the moves, each joint outside its limits moved a whole
+    turn back where that brings it inside (it may still be outside)."""
     for count in range(1, len(moves) + 1):
         for combination in itertools.combinations(moves, count):
             twin = joints
             for move in combination:
                 twin = move.apply(twin)
             twin = torch.where(twin < lower, twin + 2 * math.pi, twin)
-            twin = torch.where(twin > upper, twin - 2 * math.pi, twin)
-            twins.append(torch.minimum(torch.maximum(twin, lower), upper))
-    return twins
-
-
-def _within_limits(joints: Tensor, lower: Tensor, upper: Tensor) -> Tensor | None:
-    """joints [J] with each joint outside its limits moved by a whole turn into them, or None if it cannot be."""
-    out = torch.where(joints < lower, joints + 2 * math.pi, joints)
-    out = torch.where(out > upper, out - 2 * math.pi, out)
-    return out if bool(((out >= lower) & (out <= upper)).all()) else None
+            yield torch.where(twin > upper, twin - 2 * math.pi, twin)
