@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--known-camera-only", action="store_true", help="skip the rows that solve the camera")
     parser.add_argument("--only-known-start", action="store_true",
                         help="only the rows with the true camera and frame 0's true joints (tracking alone)")
+    parser.add_argument("--only-known-joints", action="store_true",
+                        help="only the rows with frame 0's true joints and the camera searched (a robot's joint log)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench-pose"))
     args = parser.parse_args()
     model = load_checkpoint(args.checkpoint).model.eval()
@@ -104,6 +106,12 @@ def main() -> None:
         for directory in directories:
             name = f"{directory.name}, camera and frame-0 joints known"
             results[name] = run_sequence(model, directory, base, True, args.max_frames, known_start=True)
+            print(row(name, results[name]), flush=True)
+        args.no_ablations, args.scratch_trials, directories = True, 0, []
+    if args.only_known_joints:
+        for directory in directories:
+            name = f"{directory.name}, camera unknown, frame-0 joints known"
+            results[name] = run_sequence(model, directory, base, False, args.max_frames, known_start=True)
             print(row(name, results[name]), flush=True)
         args.no_ablations, args.scratch_trials, directories = True, 0, []
     for directory in directories:

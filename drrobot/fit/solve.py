@@ -23,12 +23,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from drrobot.fit.background import foreground, mask_stats
-from drrobot.fit.chain import ChainConfig, chain_search, joint_stages
-from drrobot.fit.cameras import look_at, rigid, scale_intrinsics
-from drrobot.fit.objectives import FitState, Objective, ObjectiveWeights, Observation, stack_observations
-from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit, frozen, render_state
+from drrobot.fit.chain import ChainConfig, chain_search
+from drrobot.fit.cameras import scale_intrinsics
+from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation, stack_observations
+from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit
 from drrobot.fit.params import LearningRates, PoseParameters
+from drrobot.fit.placement import PlacementConfig, place_cameras, pose_library
+from drrobot.fit.proxy import coarse_proxy
 from drrobot.fit.twins import kinematic_twins, twin_moves, twin_trajectories
 from drrobot.model import RobotModel
 
@@ -41,17 +42,14 @@ _MIN_COMPARED = 3  # frames a twin must win at before it replaces a track
 class ScratchConfig:
     """Search and refinement settings of `solve_from_scratch`."""
 
-    azimuths: int = 12
-    """Viewing directions around the robot (evenly spaced)."""
-    elevations_deg: tuple[float, ...] = (0.0, 20.0, 40.0)
-    """Camera elevations above the robot's centre."""
-    rolls_deg: tuple[float, ...] = (0.0,)
-    """Camera rolls about the optical axis (add e.g. -20, 20 for tilted handheld cameras)."""
-    distance_factors: tuple[float, ...] = (1.0, 0.75, 0.55)
-    """Camera distances tried per direction, relative to the one whose silhouette area matches the foreground
-    (a median background misses the parts that never move, so the match is an upper bound)."""
-    search_size: int = 96
-    """Long side (pixels) of the images the camera placements are scored on."""
+    placement: PlacementConfig = dataclasses.field(default_factory=PlacementConfig)
+    """Camera placement by edge-orientation template matching (`drrobot.fit.placement`): directions, distances,
+    matching size."""
+    poses: int = 8
+    """Joint poses the placement templates show when the joints are unknown: the prior and the most different of
+    random poses (one template set per pose; the known joints when given)."""
+    proxy_per_link: int = 32
+    """Gaussians per link of the coarse proxy the templates are rendered with (`drrobot.fit.proxy`)."""
     cameras: int = 8
     """Best-scoring camera placements the chain search starts from."""
     chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
@@ -150,17 +148,14 @@ def solve_from_scratch(
     if observation.images.shape[:2] != (1, 1):
         raise ValueError("solve_from_scratch takes one image of one camera (Observation [1, 1, H, W, 3])")
     skin = cached_skinning_weights(model)
-    search = _search_observation(observation, config.search_size)
-    K_search = scale_intrinsics(K, search.width / observation.width, search.height / observation.height)
     known = joints is not None
-    joints0 = joints.to(model.device).float() if known else prior_joints(model, config.prior)  # [J]
-    centre, radius = _robot_extent(model, joints0, skin)
-    viewmats = _placed_cameras(model, joints0, centre, radius, search, K_search, config, skin)  # [V, 4, 4]
-    scored = joint_stages(model, joints0)[1][-1 if known else 0]  # [L] the whole robot, or what joint 1 places
-    scores = _score_cameras(model, joints0, viewmats, K_search, search, skin, weights, scored[skin.argmax(-1)])
-    top = scores.argsort()[: config.cameras]
+    prior = joints.to(model.device).float() if known else prior_joints(model, config.prior)  # [J]
+    poses = prior[None] if known else pose_library(model, prior, config.poses)  # [P, J]
+    centre, radius = _robot_extent(model, prior, skin)
+    placements = _place(model, observation, K, poses, centre, radius, config, skin)
+    top = slice(0, config.cameras)
+    joints, viewmats = poses[placements.pose_index[top]], placements.viewmats[top][:, None]  # [V, J], [V, 1, 4, 4]
     objective = Objective(weights)
-    joints, viewmats = joints0.expand(len(top), -1), viewmats[top][:, None]
     if not known:
         joints, viewmats, _ = chain_search(model, observation, joints, viewmats, K, objective, skin, config.chain,
                                            optimize_camera=True, pivot=centre)  # fmt: skip
@@ -344,75 +339,15 @@ def _robot_extent(model: RobotModel, joints: Tensor, skin: Tensor) -> tuple[Tens
     return centre, radius
 
 
-def _search_observation(observation: Observation, size: int) -> Observation:
+def _place(model, observation: Observation, K: Tensor, poses: Tensor, centre: Tensor, radius: float, config, skin):
+    """`drrobot.fit.placement.place_cameras` on the observation shrunk to the placement size, with the templates
+    rendered by a coarse proxy of the model; the foreground is the observation's mask or its background model's."""
+    size = config.placement.size
     scale = size / max(observation.width, observation.height)
-    return observation.resized(max(1, round(observation.width * scale)), max(1, round(observation.height * scale)))
-
-
-def _observed_foreground(obs: Observation) -> Tensor:
-    """[H, W] bool: the mask when given, else what differs from the background."""
-    if obs.masks is not None:
-        return obs.masks[0, 0] > 0.5
-    return foreground(obs.images[0, 0], obs.backgrounds[0, 0])
-
-
-def _directions(config: ScratchConfig) -> list[tuple[float, float, float]]:
-    """(azimuth, elevation, roll) in degrees of every search direction."""
-    azimuths = [360.0 * k / config.azimuths for k in range(config.azimuths)]
-    return [(a, e, r) for a in azimuths for e in config.elevations_deg for r in config.rolls_deg]
-
-
-def _placed_cameras(model, joints0, centre, radius, obs: Observation, K: Tensor, config, skin) -> Tensor:
-    """Viewmats [V, 4, 4]: per search direction and distance factor, placed so the robot's silhouette matches
-    the foreground in position (and in area at factor 1)."""
-    W, H = obs.width, obs.height
-    fov = 2 * math.atan(min(W / K[0, 0], H / K[1, 1]) / 2)
-    distance = 1.3 * radius / math.tan(fov / 2)
-    dirs = torch.tensor(_directions(config), device=centre.device)  # [H, 3] degrees
-    az, el, roll = torch.deg2rad(dirs).unbind(-1)
-    offsets = torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], -1)  # [H, 3]
-    viewmats = look_at(centre + distance * offsets, centre.expand_as(offsets), roll=roll)  # [H, 4, 4]
-    with torch.no_grad():
-        alphas = _render_views(model, joints0, viewmats, K, W, H, skin).alphas[0, ..., 0]  # [H, h, w]
-    observed = mask_stats(_observed_foreground(obs))
-    placed = []
-    for viewmat, alpha in zip(viewmats, alphas):
-        rendered = mask_stats(alpha > 0.5)
-        if observed is None or rendered is None:
-            placed.append(viewmat)
-            continue
-        (c_obs, area_obs), (c_ren, area_ren) = observed, rendered
-        centre_px = (K @ (viewmat[:3, :3] @ centre + viewmat[:3, 3]))  # [3]
-        matched = distance * math.sqrt(area_ren / area_obs)
-        depths = [f * matched for f in config.distance_factors]
-        if distance < min(depths):  # a partial foreground: also try the distance at which the robot fills the view
-            depths.append(distance)
-        for depth in depths:
-            offset = (c_ren - centre_px[:2] / centre_px[2]) * (distance / depth)  # centroid - centre, new depth
-            target = c_obs - offset  # where the robot's centre should project
-            ray = torch.linalg.solve(K, torch.cat([target, target.new_ones(1)]))  # [3], z = 1
-            R = viewmat[:3, :3]
-            placed.append(rigid(R, depth * ray - R @ centre))
-    return torch.stack(placed)
-
-
-def _render_views(model, joints0: Tensor, viewmats: Tensor, K: Tensor, W: int, H: int, skin: Tensor, mask=None):
-    """One pose seen by V cameras (one rasterization call): RenderOutput with B = 1, C = V."""
-    V = len(viewmats)
-    return render_state(model, joints0[None], viewmats[None], K.expand(1, V, 3, 3), W, H, skinning_weights=skin,
-                        gaussian_mask=mask)  # fmt: skip
-
-
-def _score_cameras(model, joints0, viewmats: Tensor, K: Tensor, obs: Observation, skin, weights, mask) -> Tensor:
-    """The objective [V] of each placed camera at the prior pose, from one render of all of them, with the
-    Gaussians `mask` [N] only."""
-    V = len(viewmats)
-    with torch.no_grad(), frozen(model):
-        out = _render_views(model, joints0, viewmats, K, obs.width, obs.height, skin, mask)
-        out = dataclasses.replace(out, images=out.images.transpose(0, 1), alphas=out.alphas.transpose(0, 1))
-        joints = joints0.expand(V, -1)
-        zeros = torch.zeros(V, 1, 3, device=joints.device)
-        state = FitState(out, obs, joints, model.joint_spec.normalize(joints), viewmats[:, None],
-                         K.expand(V, 1, 3, 3), zeros, zeros)  # fmt: skip
-        w = dataclasses.replace(weights or ObjectiveWeights(), keypoints=0.0, color=0.0, coverage=0.0)  # base only
-        return Objective(w)(state)
+    search = observation.resized(max(1, round(observation.width * scale)), max(1, round(observation.height * scale)))
+    K_search = scale_intrinsics(K, search.width / observation.width, search.height / observation.height)
+    foreground = search.masks if search.masks is not None else search.moving  # [1, 1, h, w] or None
+    fov = 2 * math.atan(min(search.width / K_search[0, 0], search.height / K_search[1, 1]) / 2)
+    proxy, proxy_skin = coarse_proxy(model, config.proxy_per_link, skinning_weights=skin)
+    return place_cameras(proxy, poses, search.images[0, 0], None if foreground is None else foreground[0, 0],
+                         K_search, proxy_skin, centre, 1.3 * radius / math.tan(fov / 2), config.placement)  # fmt: skip

@@ -52,6 +52,11 @@ def test_shadows_are_background_and_coverage_is_one_sided():
     moving = moving_foreground(image, background)
     assert moving[:4].sum() == 0  # the shadow is not foreground
     assert moving[6, 6] == 1
+    lingering = background.clone()
+    lingering[:4] *= 0.7  # a shadow the temporal median kept where the robot lingered ...
+    lit = background.clone()
+    lit[4:, 4:] = image[4:, 4:]  # ... which this frame, robot and all, does not have
+    assert moving_foreground(lit, lingering)[:4].sum() == 0 and moving_foreground(lit, lingering)[6, 6] == 1
     alphas = torch.zeros(2, 1, 8, 8)
     alphas[1, 0, 3:, 3:] = 1.0  # covers the robot and more
     loss = coverage_loss(alphas, moving[None, None])

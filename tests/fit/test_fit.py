@@ -15,6 +15,7 @@ from drrobot.fit.background import unchanged
 from drrobot.fit.chain import ChainConfig
 from drrobot.fit.objectives import exclusion_loss
 from drrobot.fit.optimize import render_state
+from drrobot.fit.placement import PlacementConfig
 from drrobot.fit.reconstruct import ReconstructConfig, reconstruct, shrink
 from drrobot.metrics import silhouette_iou
 
@@ -59,8 +60,9 @@ def test_joints_and_camera_from_scratch(toy_model):
     re-rendered silhouette and the joints that are not ambiguous."""
     cam = toy_camera()
     obs = observation(render_frames(toy_model, TRUE, cam, DARK)[0])
-    config = ScratchConfig(azimuths=8, elevations_deg=(10.0, 35.0), cameras=4, search_size=48,
-                           chain=ChainConfig(values=6, beam=3, steps=10), final=FitConfig(steps=(40,), scales=(1.0,)))  # fmt: skip
+    placement = PlacementConfig(azimuths=8, elevations_deg=(10.0, 35.0), size=48)
+    config = ScratchConfig(placement=placement, poses=4, cameras=4, chain=ChainConfig(values=6, beam=3, steps=10),
+                           final=FitConfig(steps=(40,), scales=(1.0,)))  # fmt: skip
     result = solve_from_scratch(toy_model, obs, cam.Ks, config)
     with torch.no_grad():
         fitted = render_state(toy_model, result.joints, result.viewmats, result.Ks, cam.width, cam.height)

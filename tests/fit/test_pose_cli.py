@@ -15,8 +15,9 @@ from drrobot.data.lookalike import LookalikeConfig, generate
 from drrobot.fit.trajectory import read_trajectory
 
 TINY = [
-    "--reconstruct.working-width", "64", "--reconstruct.scratch.azimuths", "4",
-    "--reconstruct.scratch.elevations-deg", "20", "--reconstruct.scratch.cameras", "2",
+    "--reconstruct.working-width", "64", "--reconstruct.scratch.placement.azimuths", "4",
+    "--reconstruct.scratch.placement.elevations-deg", "20", "--reconstruct.scratch.poses", "2",
+    "--reconstruct.scratch.cameras", "2",
     "--reconstruct.scratch.chain.values", "3", "--reconstruct.scratch.chain.beam", "2",
     "--reconstruct.scratch.chain.steps", "2", "--reconstruct.scratch.finalists", "1",
     "--reconstruct.scratch.final.steps", "3", "--reconstruct.track.fit.steps", "3",
