@@ -96,25 +96,25 @@ def main() -> None:
                         help="only the rows with the true camera and frame 0's true joints (tracking alone)")
     parser.add_argument("--only-known-joints", action="store_true",
                         help="only the rows with frame 0's true joints and the camera searched (a robot's joint log)")
+    parser.add_argument("--only-scratch", action="store_true", help="only the from-scratch trials on random frames")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench-pose"))
     args = parser.parse_args()
     model = load_checkpoint(args.checkpoint).model.eval()
     base = ReconstructConfig()
     directories = [args.root / c for c in args.cameras]
+    sequences = [] if args.only_scratch else directories
+    args.no_ablations = args.no_ablations or args.only_scratch
     results: dict = {}
-    if args.only_known_start:
-        for directory in directories:
-            name = f"{directory.name}, camera and frame-0 joints known"
-            results[name] = run_sequence(model, directory, base, True, args.max_frames, known_start=True)
+    known_start_rows = {"only_known_start": (True, "camera and frame-0 joints known"),
+                        "only_known_joints": (False, "camera unknown, frame-0 joints known")}  # fmt: skip
+    for flag, (known_camera, label) in known_start_rows.items():
+        for directory in sequences if getattr(args, flag) else []:
+            name = f"{directory.name}, {label}"
+            results[name] = run_sequence(model, directory, base, known_camera, args.max_frames, known_start=True)
             print(row(name, results[name]), flush=True)
-        args.no_ablations, args.scratch_trials, directories = True, 0, []
-    if args.only_known_joints:
-        for directory in directories:
-            name = f"{directory.name}, camera unknown, frame-0 joints known"
-            results[name] = run_sequence(model, directory, base, False, args.max_frames, known_start=True)
-            print(row(name, results[name]), flush=True)
-        args.no_ablations, args.scratch_trials, directories = True, 0, []
-    for directory in directories:
+    if args.only_known_start or args.only_known_joints:
+        args.no_ablations, args.scratch_trials, sequences = True, 0, []
+    for directory in sequences:
         for known in (True,) if args.known_camera_only else (False, True):
             name = f"{directory.name}, camera {'known' if known else 'unknown'}"
             results[name] = run_sequence(model, directory, base, known, args.max_frames)

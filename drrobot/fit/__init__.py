@@ -12,12 +12,15 @@ from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.objectives import Keypoints, Objective, ObjectiveWeights, Observation
 from drrobot.fit.optimize import FitConfig, FitResult, fit, render_state
 from drrobot.fit.params import LearningRates, PoseParameters
+from drrobot.fit.placement import PlacementConfig, place_cameras
+from drrobot.fit.proxy import coarse_proxy
 from drrobot.fit.solve import ScratchConfig, Track, TrackConfig, solve_from_scratch, track
 from drrobot.fit.twins import kinematic_twins, twin_moves
 
 __all__ = [
     "CameraDelta", "Cameras", "ChainConfig", "FitConfig", "FitResult", "Keypoints", "LearningRates", "Objective",
-    "ObjectiveWeights", "Observation", "PoseParameters", "ScratchConfig", "Track", "TrackConfig",
-    "border_background", "chain_search", "fit", "foreground", "kinematic_twins", "look_at", "masked_background",
-    "median_background", "render_state", "robot_free_background", "solve_from_scratch", "track", "twin_moves",
+    "ObjectiveWeights", "Observation", "PlacementConfig", "PoseParameters", "ScratchConfig", "Track", "TrackConfig",
+    "border_background", "chain_search", "coarse_proxy", "fit", "foreground", "kinematic_twins", "look_at",
+    "masked_background", "median_background", "place_cameras", "render_state", "robot_free_background",
+    "solve_from_scratch", "track", "twin_moves",
 ]  # fmt: skip

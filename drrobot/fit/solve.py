@@ -1,8 +1,8 @@
 """Solvers built on `fit`: one image from scratch (camera unknown), and a video tracked frame by frame.
 
-From scratch (`solve_from_scratch`): camera directions on a grid around the robot are *placed* so the robot's
-rendered silhouette (at a prior pose) matches the observed foreground in size and position, and scored in one
-low-resolution render with only the links the first joint places (the base does not depend on the arm's pose).
+From scratch (`solve_from_scratch`): cameras are placed by matching templates of the robot (a coarse proxy at
+the known joints, or at a few poses spread over the joint space) with the image's edge orientations, over
+directions around the robot, distances and every shift across the image (`drrobot.fit.placement`).
 The best placements start the joint-by-joint beam search of `drrobot.fit.chain` (joints and camera), and its
 finalists are refined with the whole robot; the lowest loss wins, and so do its kinematic twins (the same link
 placements reached with other joints, `drrobot.fit.twins`), refined and compared with it on the image.
