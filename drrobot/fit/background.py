@@ -27,6 +27,7 @@ Segmenter = Callable[[np.ndarray], np.ndarray]
 
 FOREGROUND_THRESHOLD = 0.12  # max channel difference from the background that counts as foreground
 STILL_THRESHOLD = 0.04  # max channel difference from the background that counts as the background unchanged
+LINGERING_SHADOWS = 1.5  # a plain temporal median may be this much darker than a frame without the robot's shadow
 
 
 def median_background(frames: Tensor, max_frames: int = 64) -> Tensor:
@@ -79,7 +80,7 @@ def foreground(image: Tensor, background: Tensor, threshold: float = FOREGROUND_
 
 
 def moving_foreground(image: Tensor, background: Tensor, threshold: float = FOREGROUND_THRESHOLD,
-                      shadow: float = 0.3, lit: float = 1.5) -> Tensor:  # fmt: skip
+                      shadow: float = 0.3, lit: float = LINGERING_SHADOWS) -> Tensor:  # fmt: skip
     """[..., H, W] float: pixels that differ from the background even after scaling it per pixel by a factor in
     [`shadow`, `lit`] (least squares over the channels), cleaned of isolated pixels. Below 1: shadows the robot
     casts; above 1: a shadow it cast where it lingered, which the temporal median kept and this frame does not

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from drrobot.fit.background import (border_background, masked_background, median_background, moving_foreground,
-                                    robot_free_background, unchanged)
+from drrobot.fit.background import (LINGERING_SHADOWS, border_background, masked_background, median_background,
+                                    moving_foreground, robot_free_background, unchanged)
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
 from drrobot.fit.chain import chain_search
@@ -121,7 +121,8 @@ class FrameTensors:
         moving = still = None
         if self.mode == "median":
             background = self.median
-            moving = moving_foreground(image, background)[None, None]
+            lit = 1.0 if self.seen is not None else LINGERING_SHADOWS  # the robot-free median keeps none
+            moving = moving_foreground(image, background, lit=lit)[None, None]
             if self.seen is not None:
                 still = (unchanged(image, background) & self.seen).float()[None, None]
         elif self.mode == "masks":
