@@ -6,6 +6,7 @@ import pytest
 import torch
 from fit_helpers import checker, render_frames, toy_camera
 
+from drrobot.fit import Observation, ScratchConfig, solve_from_scratch
 from drrobot.fit.optimize import cached_skinning_weights, render_state
 from drrobot.fit.placement import (BINS, PlacementConfig, match_templates, orientation_responses, place_cameras,
                                    pose_library, template_features)  # fmt: skip
@@ -88,3 +89,21 @@ def test_the_pose_library_starts_at_the_prior_and_spreads_out(toy_model):
     assert poses.shape == (4, 3) and torch.equal(poses[0], prior)
     assert torch.cdist(poses, poses).fill_diagonal_(1.0).min() > 0.1  # all different
     assert torch.equal(poses, pose_library(toy_model, prior, 4))  # deterministic
+
+
+def test_the_camera_is_solved_from_an_image_of_known_joints(toy_model):
+    """`solve_from_scratch` with the joints given: placement, then the coarse-to-fine camera refinement."""
+    cam = toy_camera(96, 72)
+    background = checker(96, 72, cell=12)
+    image = shrink(render_frames(toy_model, POSE[None], cam, background)[0], 96, 72)
+    obs = Observation(image[None, None], background[None, None])
+    placement = PlacementConfig(azimuths=12, elevations_deg=(10.0, 30.0), distances=(0.8, 1.0, 1.26, 1.6))
+    result = solve_from_scratch(toy_model, obs, cam.Ks, ScratchConfig(placement=placement, cameras=4, finalists=2),
+                                joints=POSE)  # fmt: skip
+    with torch.no_grad():  # the arm's yaw trades against the camera's azimuth (its base is round): compare images
+        fitted = render_state(toy_model, result.joints, result.viewmats, result.Ks, 96, 72)
+        target = render_state(toy_model, POSE[None], cam.viewmats[None, None], cam.Ks[None, None], 96, 72)
+    assert silhouette_iou(fitted.alphas[0, 0, ..., 0], target.alphas[0, 0, ..., 0] > 0.5) > 0.9
+    viewmat = result.viewmats[0, 0].detach()
+    distance = (-(viewmat[:3, :3].T @ viewmat[:3, 3]) - torch.tensor([0.0, 0.0, 0.35])).norm()
+    assert abs(float(distance) - float((cam.centres() - torch.tensor([0.0, 0.0, 0.35])).norm())) < 0.05  # metres
