@@ -83,6 +83,17 @@ def knn_mean_distance(points: Tensor, k: int = 3, window: int = 16, passes: int 
     return best
 
 
+def farthest_point_sampling(points: Tensor, count: int, first: int) -> list[int]:
+    """Indices of `count` (at most N) of points [N, D], starting at `first`, each next the farthest from those
+    taken (greedy; deterministic)."""
+    chosen = [first]
+    nearest = (points - points[first]).norm(dim=-1)  # [N] distance to the nearest taken point
+    for _ in range(min(count, len(points)) - 1):
+        chosen.append(int(nearest.argmax()))
+        nearest = torch.minimum(nearest, (points - points[chosen[-1]]).norm(dim=-1))
+    return chosen
+
+
 def _morton_codes(unit: Tensor) -> Tensor:
     """[N, 3] coordinates in [0, 1) -> [N] int64 Z-order codes on a 1024^3 grid."""
     q = (unit.clamp(0, 1 - 1e-7) * 1024).long()  # [N, 3]

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from drrobot.fit.cameras import look_at, rigid
 from drrobot.fit.optimize import render_state
+from drrobot.gaussians import farthest_point_sampling
 from drrobot.model import RobotModel
 
 BINS = 8  # edge orientations, over [0, pi)
@@ -73,7 +74,7 @@ class Placements:
 
     viewmats: Tensor  # [M, 4, 4]
     pose_index: Tensor  # [M] which of the given poses each camera's template showed
-    scores: Tensor  # [M] mean edge agreement in [0, 1], higher is better
+    scores: Tensor  # [M] in [0, 1], higher is better: mean edge agreement (times foreground coverage)
 
 
 def edge_orientations(grey: Tensor) -> tuple[Tensor, Tensor]:
@@ -191,7 +192,7 @@ def place_cameras(
     model: RobotModel,  # e.g. a coarse proxy (`drrobot.fit.proxy.coarse_proxy`)
     poses: Tensor,  # [P, J] joint hypotheses the templates show
     image: Tensor,  # [H, W, 3] in [0, 1], the photo at the matching size (`config.size` long side)
-    moving: Tensor | None,  # [H, W] in [0, 1]: where a background model saw the robot (None: no video)
+    moving: Tensor | None,  # [H, W] in [0, 1]: the robot's foreground (a mask or a background model's; or None)
     K: Tensor,  # [3, 3] intrinsics at that size
     skin: Tensor,  # [N, L] the model's skinning weights
     centre: Tensor,  # [3] world point the template cameras look at (the robot's centre)
@@ -239,9 +240,4 @@ def pose_library(model: RobotModel, prior: Tensor, count: int, seed: int = 0, ca
     random = spec.denormalize(torch.rand(candidates, spec.dof, generator=generator) * 1.4 - 0.7).to(prior)
     poses = torch.cat([prior[None], random])  # [1 + candidates, J]
     origins = model.kinematics.link_poses(poses)[..., :3, 3].flatten(1)  # [1 + candidates, L 3]
-    chosen = [0]
-    nearest = (origins - origins[0]).norm(dim=-1)
-    for _ in range(min(count, len(poses)) - 1):
-        chosen.append(int(nearest.argmax()))
-        nearest = torch.minimum(nearest, (origins - origins[chosen[-1]]).norm(dim=-1))
-    return poses[chosen]
+    return poses[farthest_point_sampling(origins, count, first=0)]

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor
 
-from drrobot.gaussians import CanonicalGaussians
+from drrobot.gaussians import CanonicalGaussians, farthest_point_sampling
 from drrobot.model import RobotModel
 from drrobot.quaternion import rotmat_to_quat
 from drrobot.render.projection import quat_scale_to_covar
@@ -77,12 +77,7 @@ def _kmeans(points: Tensor, weights: Tensor, k: int) -> Tensor:
     """Cluster index [n] of each point [n, 3] (weighted Lloyd iterations from a farthest-point start; deterministic)."""
     k = min(k, len(points))
     centre = (weights[:, None] * points).sum(0) / weights.sum()
-    chosen = [int((points - centre).norm(dim=-1).argmax())]
-    nearest = (points - points[chosen[0]]).norm(dim=-1)
-    for _ in range(k - 1):
-        chosen.append(int(nearest.argmax()))
-        nearest = torch.minimum(nearest, (points - points[chosen[-1]]).norm(dim=-1))
-    centres = points[chosen]
+    centres = points[farthest_point_sampling(points, k, int((points - centre).norm(dim=-1).argmax()))]  # [k, 3]
     for _ in range(_KMEANS_ITERATIONS):
         cluster = torch.cdist(points, centres).argmin(dim=-1)
         total = torch.zeros(k, device=points.device).index_add_(0, cluster, weights)
