@@ -106,8 +106,7 @@ def template_features(images: Tensor, alphas: Tensor, max_features: int, thresho
     angle = torch.where(inner, inner_angle, outline_angle)
     edge = (outline | inner).flatten(1)  # [V, H W]
     bins = (torch.round((angle % math.pi) / (math.pi / BINS)).long() % BINS).flatten(1)  # [V, H W]
-    generator = torch.Generator().manual_seed(0)
-    order = torch.rand(V, H * W, generator=generator).to(alphas.device) + 2 * edge  # edges first, random order
+    order = _pixel_keys(H, W, alphas.device) + 2 * edge  # [V, H W] edges first, in a fixed random order
     pick = order.topk(min(max_features, H * W), dim=1).indices  # [V, F]
     valid = edge.gather(1, pick)
     xy = torch.stack([pick % W, pick // W], dim=-1)  # [V, F, 2]
@@ -135,9 +134,11 @@ class _Sampler:
 
 
 def match_templates(responses: Tensor, edges: tuple[Tensor, Tensor, Tensor], margin: int,
-                    moving: Tensor | None = None, silhouettes: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+                    moving: Tensor | None = None, silhouettes: tuple[Tensor, Tensor] | None = None,
+                    around: Tensor | None = None, radius: int = 0) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Best shift [V, 2] (x, y pixels) of each template and its score [V], over every shift that keeps the
-    template's centre within `margin` pixels of the image (coarse at stride 2, then the 3x3 around the best).
+    template's centre within `margin` pixels of the image (coarse at stride 2, then the 3x3 around the best), or,
+    given `around` [V, 2], every shift within `radius` pixels of those.
     The score is the mean response [BINS, H, W] at the template's edge features (`edges`: xy [V, F, 2], bins
     [V, F], valid [V, F]), times, with a `moving` foreground [H, W] and the templates' `silhouettes` (sampled
     pixels xy [V, S, 2] and areas [V]), the share of the foreground the template covers."""
@@ -164,65 +165,123 @@ def match_templates(responses: Tensor, edges: tuple[Tensor, Tensor, Tensor], mar
     sx = torch.arange(-(W // 2) - margin, W - W // 2 + margin, 2, device=xy.device)
     sy = torch.arange(-(H // 2) - margin, H - H // 2 + margin, 2, device=xy.device)
     grid = torch.stack(torch.meshgrid(sx, sy, indexing="xy"), dim=-1).reshape(1, -1, 2)  # [1, S, 2]
-    steps = torch.stack(torch.meshgrid(torch.arange(-1, 2), torch.arange(-1, 2), indexing="xy"), -1).reshape(1, -1, 2)
+    low, high = torch.stack([sx[0], sy[0]]) - 1, torch.stack([sx[-1], sy[-1]]) + 1
     best_shift, best_score = [], []
     for start in range(0, len(xy), _CHUNK):
-        coarse = grid[0, score(start, grid).argmax(dim=1)]  # [v, 2]
-        local = coarse[:, None] + steps.to(coarse)  # [v, 9, 2]
-        fine = score(start, local)  # [v, 9]
+        if around is None:
+            coarse, reach = grid[0, score(start, grid).argmax(dim=1)], 1  # [v, 2]
+        else:
+            coarse, reach = around[start : start + _CHUNK].to(grid), radius
+        local = coarse[:, None] + _window(reach).to(coarse)  # [v, (2 reach + 1)^2, 2]
+        local = torch.maximum(torch.minimum(local, high), low)  # within the padding
+        fine = score(start, local)  # [v, (2 reach + 1)^2]
         top = fine.argmax(dim=1)
         best_shift.append(local[torch.arange(len(top)), top])
         best_score.append(fine.max(dim=1).values)
     return torch.cat(best_shift), torch.cat(best_score)
 
 
+def _window(reach: int) -> Tensor:
+    """Shifts [1, (2 reach + 1)^2, 2] within `reach` pixels (x and y) of zero."""
+    steps = torch.arange(-reach, reach + 1)
+    return torch.stack(torch.meshgrid(steps, steps, indexing="xy"), -1).reshape(1, -1, 2)
+
+
 def silhouette_samples(alphas: Tensor, count: int) -> tuple[Tensor, Tensor]:
-    """Up to `count` random pixels xy [V, count, 2] inside each template's silhouette (alpha > 0.5; repeated when
-    fewer) and the silhouettes' areas [V] in pixels."""
+    """Up to `count` pixels xy [V, count, 2] inside each template's silhouette (alpha > 0.5; repeated when fewer),
+    the same for the same template whatever else is matched with it, and the silhouettes' areas [V] in pixels."""
     V, H, W = alphas.shape
     inside = (alphas > 0.5).flatten(1)  # [V, H W]
-    generator = torch.Generator().manual_seed(1)
-    weights = inside.float() + 1e-6  # an empty template samples anywhere (its area 0 makes it score 0)
-    pick = torch.multinomial(weights.cpu(), count, replacement=True, generator=generator).to(alphas.device)  # [V, S]
-    return torch.stack([pick % W, pick // W], dim=-1), inside.sum(dim=1).float()
+    area = inside.sum(dim=1)  # [V]
+    first = (_pixel_keys(H, W, alphas.device) + 2 * inside).argsort(dim=1, descending=True)[:, :count]  # [V, count]
+    repeat = torch.arange(count, device=alphas.device) % area.clamp_min(1)[:, None]  # [V, count] cycles the inside
+    pick = first.gather(1, repeat)  # an empty template samples anywhere (its area 0 makes it score 0)
+    return torch.stack([pick % W, pick // W], dim=-1), area.float()
+
+
+def _pixel_keys(H: int, W: int, device) -> Tensor:
+    """A fixed random key per pixel [H W]: sampling by it picks the same pixels of a template in any batch."""
+    return torch.rand(H * W, generator=torch.Generator().manual_seed(H * 100_003 + W)).to(device)
+
+
+@dataclasses.dataclass
+class MatchScene:
+    """What every template of one image is matched against (see `match_views`)."""
+
+    responses: Tensor  # [BINS, H, W] the image's edge-orientation responses
+    moving: Tensor | None  # [H, W] in [0, 1] the robot's foreground, or None
+    K: Tensor  # [3, 3] intrinsics at the matching size
+    centre: Tensor  # [3] world point the template cameras look at
+    margin: int  # pixels the robot's centre may lie outside the image
+
+    @staticmethod
+    def of(image: Tensor, moving: Tensor | None, K: Tensor, centre: Tensor, config: PlacementConfig) -> "MatchScene":
+        """The scene of a photo [H, W, 3] at the matching size."""
+        H, W = image.shape[:2]
+        responses = orientation_responses(image, config.edge_threshold, config.spread)
+        return MatchScene(responses, moving, K, centre, round(config.margin * max(W, H)))
+
+
+def view_rotations(directions: Tensor) -> Tensor:
+    """World->camera rotations [D, 3, 3] of cameras looking at the origin from (azimuth, elevation, roll) radians
+    [D, 3] (the optical axis through the look-at point; image up along world +z before the roll)."""
+    az, el, roll = directions.unbind(-1)
+    offsets = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], dim=-1)  # [D, 3]
+    return look_at(offsets, torch.zeros_like(offsets), roll=roll)[:, :3, :3]
+
+
+@torch.no_grad()
+def match_views(
+    model: RobotModel,  # e.g. a coarse proxy
+    joints: Tensor,  # [V, J] each template's pose
+    rotations: Tensor,  # [V, 3, 3] each template camera's world->camera rotation
+    depths: Tensor,  # [V] distance of the scene's centre along each optical axis
+    scene: MatchScene,
+    skin: Tensor,  # [N, L]
+    config: PlacementConfig,
+    around: Tensor | None = None,  # [V, 2] match only shifts within `radius` pixels of these
+    radius: int = 0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Each template (pose, rotation, depth) rendered and matched over every shift (or those near `around`):
+    cameras [V, 4, 4] at the best shift, their scores [V] and the shifts [V, 2] (pixels of the robot's centre from
+    the principal point)."""
+    _, H, W = scene.responses.shape
+    V, K, centre = len(joints), scene.K, scene.centre
+    translation = torch.zeros(V, 3, device=centre.device)
+    translation[:, 2] = depths
+    cameras = rigid(rotations, translation - rotations @ centre)  # [V, 4, 4] centre on the optical axis
+    out = render_state(model, joints, cameras[:, None], K.expand(V, 1, 3, 3), W, H, skinning_weights=skin)
+    images, alphas = out.images[:, 0], out.alphas[:, 0, ..., 0]  # [V, H, W, 3], [V, H, W]
+    edges = template_features(images, alphas, config.max_features, config.edge_threshold)
+    silhouettes = silhouette_samples(alphas, config.max_features)
+    shift, score = match_templates(scene.responses, edges, scene.margin, scene.moving, silhouettes, around, radius)
+    ray = torch.cat([shift.to(K) / K.diagonal()[:2], torch.ones(V, 1, device=K.device)], dim=-1)  # [V, 3]
+    return rigid(rotations, depths[:, None] * ray - rotations @ centre), score, shift
 
 
 @torch.no_grad()
 def place_cameras(
     model: RobotModel,  # e.g. a coarse proxy (`drrobot.fit.proxy.coarse_proxy`)
     poses: Tensor,  # [P, J] joint hypotheses the templates show
-    image: Tensor,  # [H, W, 3] in [0, 1], the photo at the matching size (`config.size` long side)
-    moving: Tensor | None,  # [H, W] in [0, 1]: the robot's foreground (a mask or a background model's; or None)
-    K: Tensor,  # [3, 3] intrinsics at that size
+    scene: MatchScene,  # the photo's edge responses and foreground at the matching size (`config.size` long side)
     skin: Tensor,  # [N, L] the model's skinning weights
-    centre: Tensor,  # [3] world point the template cameras look at (the robot's centre)
     fill_distance: float,  # camera distance at which the robot fills the view (`config.distances` scale it)
     config: PlacementConfig | None = None,
 ) -> Placements:
     """Every (pose, direction, distance) template matched over the image; one camera each, best first."""
     config = config or PlacementConfig()
-    H, W = image.shape[:2]
-    responses = orientation_responses(image, config.edge_threshold, config.spread)
-    margin = round(config.margin * max(W, H))
+    centre = scene.centre
     directions = torch.tensor([(360.0 * a / config.azimuths, e, r) for a in range(config.azimuths)
                                for e in config.elevations_deg for r in config.rolls_deg], device=centre.device)  # fmt: skip
-    az, el, roll = torch.deg2rad(directions).unbind(-1)  # [D]
-    offsets = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], dim=-1)  # [D, 3]
-    rotations = look_at(centre + offsets, centre.expand_as(offsets), roll=roll)[:, :3, :3]  # [D, 3, 3]
+    directions = torch.deg2rad(directions)  # [D, 3]
+    rotations = view_rotations(directions)
     D = len(directions)
     viewmats, pose_index, scores = [], [], []
     for p, joints in enumerate(poses):
         for factor in config.distances:
-            depth = factor * fill_distance
-            translation = torch.tensor([0.0, 0.0, depth], device=centre.device) - rotations @ centre  # [D, 3]
-            cameras = rigid(rotations, translation)  # [D, 4, 4] centre on the optical axis at `depth`
-            out = render_state(model, joints[None], cameras[None], K.expand(1, D, 3, 3), W, H, skinning_weights=skin)
-            xy, bins, valid = template_features(out.images[0], out.alphas[0, ..., 0], config.max_features,
-                                                config.edge_threshold)  # fmt: skip
-            silhouettes = silhouette_samples(out.alphas[0, ..., 0], config.max_features)
-            shift, score = match_templates(responses, (xy, bins, valid), margin, moving, silhouettes)  # [D, 2], [D]
-            ray = torch.cat([shift.to(K) / K.diagonal()[:2], torch.ones(D, 1, device=K.device)], dim=-1)  # [D, 3]
-            viewmats.append(rigid(rotations, depth * ray - rotations @ centre))
+            depth = torch.full((D,), factor * fill_distance, device=centre.device)
+            cameras, score, _ = match_views(model, joints.expand(D, -1), rotations, depth, scene, skin, config)
+            viewmats.append(cameras)
             pose_index.append(torch.full((D,), p))
             scores.append(score)
     scores = torch.cat(scores)
