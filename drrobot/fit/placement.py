@@ -106,7 +106,8 @@ def template_features(images: Tensor, alphas: Tensor, max_features: int, thresho
     angle = torch.where(inner, inner_angle, outline_angle)
     edge = (outline | inner).flatten(1)  # [V, H W]
     bins = (torch.round((angle % math.pi) / (math.pi / BINS)).long() % BINS).flatten(1)  # [V, H W]
-    order = _pixel_keys(H, W, alphas.device) + 2 * edge  # [V, H W] edges first, in a fixed random order
+    generator = torch.Generator().manual_seed(0)
+    order = torch.rand(V, H * W, generator=generator).to(alphas.device) + 2 * edge  # edges first, random order
     pick = order.topk(min(max_features, H * W), dim=1).indices  # [V, F]
     valid = edge.gather(1, pick)
     xy = torch.stack([pick % W, pick // W], dim=-1)  # [V, F, 2]
@@ -134,11 +135,9 @@ class _Sampler:
 
 
 def match_templates(responses: Tensor, edges: tuple[Tensor, Tensor, Tensor], margin: int,
-                    moving: Tensor | None = None, silhouettes: tuple[Tensor, Tensor] | None = None,
-                    around: Tensor | None = None, radius: int = 0) -> tuple[Tensor, Tensor]:  # fmt: skip
+                    moving: Tensor | None = None, silhouettes: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Best shift [V, 2] (x, y pixels) of each template and its score [V], over every shift that keeps the
-    template's centre within `margin` pixels of the image (coarse at stride 2, then the 3x3 around the best), or,
-    given `around` [V, 2], every shift within `radius` pixels of those.
+    template's centre within `margin` pixels of the image (coarse at stride 2, then the 3x3 around the best).
     The score is the mean response [BINS, H, W] at the template's edge features (`edges`: xy [V, F, 2], bins
     [V, F], valid [V, F]), times, with a `moving` foreground [H, W] and the templates' `silhouettes` (sampled
     pixels xy [V, S, 2] and areas [V]), the share of the foreground the template covers."""
@@ -165,43 +164,27 @@ def match_templates(responses: Tensor, edges: tuple[Tensor, Tensor, Tensor], mar
     sx = torch.arange(-(W // 2) - margin, W - W // 2 + margin, 2, device=xy.device)
     sy = torch.arange(-(H // 2) - margin, H - H // 2 + margin, 2, device=xy.device)
     grid = torch.stack(torch.meshgrid(sx, sy, indexing="xy"), dim=-1).reshape(1, -1, 2)  # [1, S, 2]
-    low, high = torch.stack([sx[0], sy[0]]) - 1, torch.stack([sx[-1], sy[-1]]) + 1
+    steps = torch.stack(torch.meshgrid(torch.arange(-1, 2), torch.arange(-1, 2), indexing="xy"), -1).reshape(1, -1, 2)
     best_shift, best_score = [], []
     for start in range(0, len(xy), _CHUNK):
-        if around is None:
-            coarse, reach = grid[0, score(start, grid).argmax(dim=1)], 1  # [v, 2]
-        else:
-            coarse, reach = around[start : start + _CHUNK].to(grid), radius
-        local = coarse[:, None] + _window(reach).to(coarse)  # [v, (2 reach + 1)^2, 2]
-        local = torch.maximum(torch.minimum(local, high), low)  # within the padding
-        fine = score(start, local)  # [v, (2 reach + 1)^2]
+        coarse = grid[0, score(start, grid).argmax(dim=1)]  # [v, 2]
+        local = coarse[:, None] + steps.to(coarse)  # [v, 9, 2]
+        fine = score(start, local)  # [v, 9]
         top = fine.argmax(dim=1)
         best_shift.append(local[torch.arange(len(top)), top])
         best_score.append(fine.max(dim=1).values)
     return torch.cat(best_shift), torch.cat(best_score)
 
 
-def _window(reach: int) -> Tensor:
-    """Shifts [1, (2 reach + 1)^2, 2] within `reach` pixels (x and y) of zero."""
-    steps = torch.arange(-reach, reach + 1)
-    return torch.stack(torch.meshgrid(steps, steps, indexing="xy"), -1).reshape(1, -1, 2)
-
-
 def silhouette_samples(alphas: Tensor, count: int) -> tuple[Tensor, Tensor]:
-    """Up to `count` pixels xy [V, count, 2] inside each template's silhouette (alpha > 0.5; repeated when fewer),
-    the same for the same template whatever else is matched with it, and the silhouettes' areas [V] in pixels."""
+    """Up to `count` random pixels xy [V, count, 2] inside each template's silhouette (alpha > 0.5; repeated when
+    fewer) and the silhouettes' areas [V] in pixels."""
     V, H, W = alphas.shape
     inside = (alphas > 0.5).flatten(1)  # [V, H W]
-    area = inside.sum(dim=1)  # [V]
-    first = (_pixel_keys(H, W, alphas.device) + 2 * inside).argsort(dim=1, descending=True)[:, :count]  # [V, count]
-    repeat = torch.arange(count, device=alphas.device) % area.clamp_min(1)[:, None]  # [V, count] cycles the inside
-    pick = first.gather(1, repeat)  # an empty template samples anywhere (its area 0 makes it score 0)
-    return torch.stack([pick % W, pick // W], dim=-1), area.float()
-
-
-def _pixel_keys(H: int, W: int, device) -> Tensor:
-    """A fixed random key per pixel [H W]: sampling by it picks the same pixels of a template in any batch."""
-    return torch.rand(H * W, generator=torch.Generator().manual_seed(H * 100_003 + W)).to(device)
+    generator = torch.Generator().manual_seed(1)
+    weights = inside.float() + 1e-6  # an empty template samples anywhere (its area 0 makes it score 0)
+    pick = torch.multinomial(weights.cpu(), count, replacement=True, generator=generator).to(alphas.device)  # [V, S]
+    return torch.stack([pick % W, pick // W], dim=-1), inside.sum(dim=1).float()
 
 
 @dataclasses.dataclass
@@ -239,12 +222,9 @@ def match_views(
     scene: MatchScene,
     skin: Tensor,  # [N, L]
     config: PlacementConfig,
-    around: Tensor | None = None,  # [V, 2] match only shifts within `radius` pixels of these
-    radius: int = 0,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Each template (pose, rotation, depth) rendered and matched over every shift (or those near `around`):
-    cameras [V, 4, 4] at the best shift, their scores [V] and the shifts [V, 2] (pixels of the robot's centre from
-    the principal point)."""
+) -> tuple[Tensor, Tensor]:
+    """Each template (pose, rotation, depth) rendered and matched over every shift: cameras [V, 4, 4] at the best
+    shift and their scores [V]."""
     _, H, W = scene.responses.shape
     V, K, centre = len(joints), scene.K, scene.centre
     translation = torch.zeros(V, 3, device=centre.device)
@@ -254,9 +234,9 @@ def match_views(
     images, alphas = out.images[:, 0], out.alphas[:, 0, ..., 0]  # [V, H, W, 3], [V, H, W]
     edges = template_features(images, alphas, config.max_features, config.edge_threshold)
     silhouettes = silhouette_samples(alphas, config.max_features)
-    shift, score = match_templates(scene.responses, edges, scene.margin, scene.moving, silhouettes, around, radius)
+    shift, score = match_templates(scene.responses, edges, scene.margin, scene.moving, silhouettes)  # [V, 2], [V]
     ray = torch.cat([shift.to(K) / K.diagonal()[:2], torch.ones(V, 1, device=K.device)], dim=-1)  # [V, 3]
-    return rigid(rotations, depths[:, None] * ray - rotations @ centre), score, shift
+    return rigid(rotations, depths[:, None] * ray - rotations @ centre), score
 
 
 @torch.no_grad()
@@ -280,7 +260,7 @@ def place_cameras(
     for p, joints in enumerate(poses):
         for factor in config.distances:
             depth = torch.full((D,), factor * fill_distance, device=centre.device)
-            cameras, score, _ = match_views(model, joints.expand(D, -1), rotations, depth, scene, skin, config)
+            cameras, score = match_views(model, joints.expand(D, -1), rotations, depth, scene, skin, config)
             viewmats.append(cameras)
             pose_index.append(torch.full((D,), p))
             scores.append(score)

@@ -23,12 +23,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from drrobot.fit.chain import ChainConfig
+from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation, stack_observations
 from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit
 from drrobot.fit.params import LearningRates, PoseParameters
-from drrobot.fit.cross_entropy import CrossEntropyConfig, cross_entropy_search, distinct_starts
 from drrobot.fit.placement import MatchScene, PlacementConfig, place_cameras, pose_library
 from drrobot.fit.proxy import coarse_proxy
 from drrobot.fit.twins import kinematic_twins, twin_moves, twin_trajectories
@@ -54,9 +53,7 @@ class ScratchConfig:
     cameras: int = 8
     """Best-scoring camera placements the chain search starts from."""
     chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
-    """The joint-by-joint beam search (`drrobot.fit.chain`) of frame 0 when the camera is known."""
-    search: CrossEntropyConfig = dataclasses.field(default_factory=CrossEntropyConfig)
-    """The search over joints and camera that grows the best placements (`drrobot.fit.cross_entropy`)."""
+    """The joint-by-joint beam search (`drrobot.fit.chain`)."""
     finalists: int = 3
     """Best hypotheses of the chain search refined with the whole robot; the lowest loss wins."""
     final: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(25,), scales=(1.0,), optimizer="lbfgs"))
@@ -160,18 +157,15 @@ def solve_from_scratch(
     prior = joints.to(model.device).float() if known else prior_joints(model, config.prior)  # [J]
     poses = prior[None] if known else pose_library(model, prior, config.poses)  # [P, J]
     centre, radius = _robot_extent(model, prior, skin)
-    search = _search_setup(model, observation, K, centre, radius, config, skin)
-    placements = place_cameras(search.proxy, poses, search.scene, search.skin, search.fill_distance, config.placement)
-    if known:
-        top = slice(0, config.cameras)
-        joints, viewmats = poses[placements.pose_index[top]], placements.viewmats[top][:, None]  # [V, J], [V, 1, 4, 4]
-    else:
-        starts = distinct_starts(placements, config.search.populations, config.search.separation_deg)
-        found = cross_entropy_search(search.proxy, search.skin, search.scene, poses[placements.pose_index[starts]],
-                                     placements.viewmats[starts], config.placement, config.search, progress=progress)  # fmt: skip
-        joints, viewmats = found.joints, found.viewmats[:, None]  # [M, J], [M, 1, 4, 4]
+    placements = _place(model, observation, K, poses, centre, radius, config, skin)
+    top = slice(0, config.cameras)
+    joints, viewmats = poses[placements.pose_index[top]], placements.viewmats[top][:, None]  # [V, J], [V, 1, 4, 4]
     objective = Objective(weights)
-    final = dataclasses.replace(config, twins=config.twins and not known, final=config.camera_final)
+    if not known:
+        joints, viewmats, _ = chain_search(model, observation, joints, viewmats, K, objective, skin, config.chain,
+                                           optimize_camera=True, pivot=centre)  # fmt: skip
+    final = dataclasses.replace(config, twins=config.twins and not known,
+                                final=config.camera_final if known else config.final)  # fmt: skip
     return refine_finalists(model, observation, joints[: config.finalists], viewmats[: config.finalists], K,
                             objective, final, skin, pivot=centre, progress=progress)  # fmt: skip
 
@@ -351,19 +345,9 @@ def _robot_extent(model: RobotModel, joints: Tensor, skin: Tensor) -> tuple[Tens
     return centre, radius
 
 
-@dataclasses.dataclass
-class _Search:
-    """What the searches of one image share: the coarse proxy and the image at the matching size."""
-
-    proxy: RobotModel
-    skin: Tensor  # [P, L] the proxy's one-hot skinning weights
-    scene: MatchScene
-    fill_distance: float  # camera distance at which the robot fills the matching image
-
-
-def _search_setup(model, observation: Observation, K: Tensor, centre: Tensor, radius: float, config, skin) -> _Search:
-    """The observation shrunk to the placement size, its foreground (the mask, else the background model's) and a
-    coarse proxy of the model to render templates with."""
+def _place(model, observation: Observation, K: Tensor, poses: Tensor, centre: Tensor, radius: float, config, skin):
+    """`drrobot.fit.placement.place_cameras` on the observation shrunk to the placement size, with the templates
+    rendered by a coarse proxy of the model; the foreground is the observation's mask or its background model's."""
     size = config.placement.size
     scale = size / max(observation.width, observation.height)
     search = observation.resized(max(1, round(observation.width * scale)), max(1, round(observation.height * scale)))
@@ -373,4 +357,4 @@ def _search_setup(model, observation: Observation, K: Tensor, centre: Tensor, ra
     proxy, proxy_skin = coarse_proxy(model, config.proxy_per_link, skinning_weights=skin)
     scene = MatchScene.of(search.images[0, 0], None if foreground is None else foreground[0, 0], K_search, centre,
                           config.placement)  # fmt: skip
-    return _Search(proxy, proxy_skin, scene, 1.3 * radius / math.tan(fov / 2))
+    return place_cameras(proxy, poses, scene, proxy_skin, 1.3 * radius / math.tan(fov / 2), config.placement)

@@ -10,7 +10,6 @@ from drrobot.fit import Observation, ScratchConfig, solve_from_scratch
 from drrobot.fit.optimize import cached_skinning_weights, render_state
 from drrobot.fit.placement import (BINS, MatchScene, PlacementConfig, match_templates, orientation_responses, place_cameras,
                                    pose_library, template_features)  # fmt: skip
-from drrobot.fit.cross_entropy import CrossEntropyConfig, cross_entropy_search, distinct_starts
 from drrobot.fit.proxy import coarse_proxy
 from drrobot.fit.reconstruct import shrink
 from drrobot.metrics import silhouette_iou
@@ -70,20 +69,16 @@ def test_the_camera_is_placed_from_one_image_of_a_known_pose(toy_model):
     frame = render_frames(toy_model, POSE[None], cam, checker(96, 72, cell=12))[0]
     image = shrink(frame, 96, 72)
     skin = cached_skinning_weights(toy_model)
-    with torch.no_grad():  # the foreground a mask or a background model gives (on a checker, edges alone mislead)
-        mask = render_state(toy_model, POSE[None], cam.viewmats[None, None], cam.Ks[None, None], 96, 72,
-                            skinning_weights=skin).alphas[0, 0, ..., 0].gt(0.5).float()  # fmt: skip
     proxy, proxy_skin = coarse_proxy(toy_model, skinning_weights=skin)
     centre = torch.tensor([0.0, 0.0, 0.35])
     fov = 2 * math.atan(min(96 / cam.Ks[0, 0], 72 / cam.Ks[1, 1]) / 2)
     config = PlacementConfig(azimuths=12, elevations_deg=(10.0, 30.0), distances=(0.8, 1.0, 1.26, 1.6))
-    scene = MatchScene.of(image, mask, cam.Ks, centre, config)
+    scene = MatchScene.of(image, None, cam.Ks, centre, config)
     found = place_cameras(proxy, POSE[None], scene, proxy_skin, 0.6 / math.tan(fov / 2), config)
     assert len(found.scores) == 12 * 2 * 4 and bool((found.scores[:-1] >= found.scores[1:]).all())
     true_centre = cam.centres()
     best = found.viewmats[0]
-    # the true eye is 1.45 m away, at 27 deg azimuth and 15 elevation: within one step of the grid (20 deg is 0.5 m)
-    assert (-(best[:3, :3].T @ best[:3, 3]) - true_centre).norm() < 0.45
+    assert (-(best[:3, :3].T @ best[:3, 3]) - true_centre).norm() < 0.35  # the true eye is 1.45 m away
     project = lambda viewmat: cam.Ks @ (viewmat[:3, :3] @ centre + viewmat[:3, 3])  # noqa: E731
     uv, true_uv = project(best), project(cam.viewmats)
     assert (uv[:2] / uv[2] - true_uv[:2] / true_uv[2]).norm() < 4.0  # pixels
@@ -113,31 +108,3 @@ def test_the_camera_is_solved_from_an_image_of_known_joints(toy_model):
     viewmat = result.viewmats[0, 0].detach()
     distance = (-(viewmat[:3, :3].T @ viewmat[:3, 3]) - torch.tensor([0.0, 0.0, 0.35])).norm()
     assert abs(float(distance) - float((cam.centres() - torch.tensor([0.0, 0.0, 0.35])).norm())) < 0.05  # metres
-
-
-def test_the_joints_and_camera_are_searched_together_from_an_image_with_a_mask(toy_model):
-    """Cross-entropy search from the placements of a pose library (the true pose not among them) finds a pose and
-    camera that draw the arm's silhouette."""
-    cam = toy_camera(96, 72)
-    image = shrink(render_frames(toy_model, POSE[None], cam, checker(96, 72, cell=12))[0], 96, 72)
-    skin = cached_skinning_weights(toy_model)
-    with torch.no_grad():
-        truth = render_state(toy_model, POSE[None], cam.viewmats[None, None], cam.Ks[None, None], 96, 72,
-                             skinning_weights=skin).alphas[0, 0, ..., 0] > 0.5  # fmt: skip
-    proxy, proxy_skin = coarse_proxy(toy_model, skinning_weights=skin)
-    centre = torch.tensor([0.0, 0.0, 0.35])
-    fov = 2 * math.atan(min(96 / cam.Ks[0, 0], 72 / cam.Ks[1, 1]) / 2)
-    config = PlacementConfig(azimuths=12, elevations_deg=(10.0, 30.0), distances=(0.8, 1.0, 1.26, 1.6))
-    poses = pose_library(toy_model, toy_model.joint_spec.denormalize(torch.zeros(3)), 4)
-    scene = MatchScene.of(image, truth.float(), cam.Ks, centre, config)
-    placements = place_cameras(proxy, poses, scene, proxy_skin, 0.6 / math.tan(fov / 2), config)
-    search = CrossEntropyConfig(populations=3, samples=16, iterations=6)
-    starts = distinct_starts(placements, 3, search.separation_deg)
-    found = cross_entropy_search(proxy, proxy_skin, scene, poses[placements.pose_index[starts]],
-                                 placements.viewmats[starts], config, search)  # fmt: skip
-    assert len(found.scores) == 3 and bool((found.scores[:-1] >= found.scores[1:]).all())
-    assert found.scores[0] >= placements.scores[0]  # each population keeps its start unless it finds better
-    with torch.no_grad():
-        best = render_state(toy_model, found.joints[:1], found.viewmats[:1, None], cam.Ks[None, None], 96, 72,
-                            skinning_weights=skin).alphas[0, 0, ..., 0]  # fmt: skip
-    assert silhouette_iou(best, truth) > 0.75
