@@ -67,8 +67,8 @@ class RetargetResult:
     robot_points: Tensor  # [T, M, 2] the robot's tracks in its camera's pixels
     chamfer_px: Tensor  # [T] symmetric Chamfer distance of the robot's tracks (in the source's frame) to the source's
     coverage_px: Tensor  # [T] mean distance of each visible source track to the nearest robot track (source px)
-    history: list[float]  # objective per step
-    interrupted: bool = False  # stopped by Ctrl-C: the trajectory so far
+    history: list[float]  # objective per step (the joints are those of its lowest)
+    interrupted: bool = False  # stopped by Ctrl-C: the best trajectory so far
 
 
 def normalize_tracks(points: Tensor, visible: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -159,8 +159,9 @@ def retarget(
     tracker: RenderTracker | None = None,  # track the robot's renders with it (the paper's way) instead of exactly
     image_size: tuple[int, int] | None = None,  # (W, H) K is for; needed with a tracker
 ) -> RetargetResult:
-    """The joint trajectory [T, J] (T = the source's frames) whose robot tracks match the source's. Ctrl-C stops
-    early and returns the trajectory so far (`interrupted=True`)."""
+    """The joint trajectory [T, J] (T = the source's frames) whose robot tracks match the source's: of the steps'
+    trajectories, the one with the lowest objective (a tracker in the loop makes it noisy, so the last is not
+    always the best). Ctrl-C stops early and returns the best so far (`interrupted=True`)."""
     if config.steps < 1 or config.points < 1 or config.lr <= 0:
         raise UsageError(f"retarget needs steps >= 1, points >= 1 and lr > 0 (got {config.steps}, {config.points}, "
                          f"{config.lr})")  # fmt: skip
@@ -194,6 +195,7 @@ def retarget(
                              config.seed, skin)  # fmt: skip
 
     history, interrupted = [], False
+    best_z = params.z.detach().clone()  # [T, J] the lowest-objective trajectory so far
     try:
         for step in range(config.steps):
             joints = params.joints()  # [T, J]
@@ -203,6 +205,8 @@ def retarget(
             loss = (chamfer_2d(robot, target, visible, config.robot_to_source).mean()
                     + config.smoothness * (normalized[1:] - normalized[:-1]).pow(2).sum(1).mean().nan_to_num(0.0)
                     + config.prior_weight * normalized.pow(2).mean())  # fmt: skip
+            if not history or loss.item() < min(history):
+                best_z = params.z.detach().clone()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -213,6 +217,7 @@ def retarget(
     except KeyboardInterrupt:  # stop early: the trajectory so far
         interrupted = True
     with torch.no_grad():
+        params.z.copy_(best_z)
         joints = params.joints()
         pixels = robot_side(joints)  # [T, M, 2]
         robot, _, _ = normalize_tracks(pixels, torch.ones(pixels.shape[:2], dtype=torch.bool, device=device))

@@ -171,10 +171,12 @@ def test_a_differentiable_tracker_on_the_robots_renders_drives_the_joints(arm):
                      tracker=soft_argmax_tracker, image_size=(W, H))  # fmt: skip
     result = retarget(arm, tracks, view.viewmats[0], view.Ks[0], config, tracker=soft_argmax_tracker,
                       image_size=(W, H))  # fmt: skip
-    # Stated bounds (measured: loss -14%, source-to-robot distance 2.65 -> 2.06 px): the gradients through the
-    # renders and the tracker lower the objective and bring the robot's tracked points nearer the source's. The
-    # stand-in is a poor tracker, so joint accuracy is not judged here (the exact robot side's tests do that).
-    assert result.history[-1] < 0.9 * result.history[0], result.history
+    # Stated bounds (measured on an AVX-512 host: the lowest loss -22%, source-to-robot distance 2.53 -> 1.85 px):
+    # the gradients through the renders and the tracker lower the objective and bring the robot's tracked points
+    # nearer the source's. The stand-in is a poor tracker (the objective is noisy: there the last step's loss was
+    # back where it started), so the lowest-objective trajectory is returned, and joint accuracy is not judged
+    # here (the exact robot side's tests do that).
+    assert min(result.history) < 0.9 * result.history[0], result.history
     assert result.coverage_px.mean() < 0.85 * start.coverage_px.mean(), (start.coverage_px, result.coverage_px)
     with pytest.raises(UsageError, match="image_size"):
         retarget(arm, tracks, view.viewmats[0], view.Ks[0], config, tracker=soft_argmax_tracker)

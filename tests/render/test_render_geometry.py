@@ -159,8 +159,11 @@ def test_fused_projection_matches_its_torch_twin_float64(calc_compensations, opa
     assert 0.2 < (fused.radii > 0).all(-1).float().mean() < 0.95  # culled and visible Gaussians both present
     for name in ("means2d", "conics", "depths") + (("compensations",) if calc_compensations else ()):
         torch.testing.assert_close(getattr(fused, name), getattr(twin, name), rtol=1e-10, atol=1e-10, msg=name)
+    # The needle-thin Gaussians' covariance gradients go through nearly singular 2D covariances, which amplify
+    # float64 rounding ~1e8-fold: on an AVX-512 host (other instructions, e.g. fused multiply-adds, in one of the
+    # two) one of them differed by 1.2e-7 relative, so gradients are compared to 1e-6 (float32 errors are ~1e-3).
     for name, a, b in zip(("means", "covars", "viewmats"), fused_grads, twin_grads):
-        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-8, msg=lambda m, name=name: f"d/d{name}: {m}")
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8, msg=lambda m, name=name: f"d/d{name}: {m}")
 
 
 @needs_ext
