@@ -187,81 +187,42 @@ def silhouette_samples(alphas: Tensor, count: int) -> tuple[Tensor, Tensor]:
     return torch.stack([pick % W, pick // W], dim=-1), inside.sum(dim=1).float()
 
 
-@dataclasses.dataclass
-class MatchScene:
-    """What every template of one image is matched against (see `match_views`)."""
-
-    responses: Tensor  # [BINS, H, W] the image's edge-orientation responses
-    moving: Tensor | None  # [H, W] in [0, 1] the robot's foreground, or None
-    K: Tensor  # [3, 3] intrinsics at the matching size
-    centre: Tensor  # [3] world point the template cameras look at
-    margin: int  # pixels the robot's centre may lie outside the image
-
-    @staticmethod
-    def of(image: Tensor, moving: Tensor | None, K: Tensor, centre: Tensor, config: PlacementConfig) -> "MatchScene":
-        """The scene of a photo [H, W, 3] at the matching size."""
-        H, W = image.shape[:2]
-        responses = orientation_responses(image, config.edge_threshold, config.spread)
-        return MatchScene(responses, moving, K, centre, round(config.margin * max(W, H)))
-
-
-def view_rotations(directions: Tensor) -> Tensor:
-    """World->camera rotations [D, 3, 3] of cameras looking at the origin from (azimuth, elevation, roll) radians
-    [D, 3] (the optical axis through the look-at point; image up along world +z before the roll)."""
-    az, el, roll = directions.unbind(-1)
-    offsets = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], dim=-1)  # [D, 3]
-    return look_at(offsets, torch.zeros_like(offsets), roll=roll)[:, :3, :3]
-
-
-@torch.no_grad()
-def match_views(
-    model: RobotModel,  # e.g. a coarse proxy
-    joints: Tensor,  # [V, J] each template's pose
-    rotations: Tensor,  # [V, 3, 3] each template camera's world->camera rotation
-    depths: Tensor,  # [V] distance of the scene's centre along each optical axis
-    scene: MatchScene,
-    skin: Tensor,  # [N, L]
-    config: PlacementConfig,
-) -> tuple[Tensor, Tensor]:
-    """Each template (pose, rotation, depth) rendered and matched over every shift: cameras [V, 4, 4] at the best
-    shift and their scores [V]."""
-    _, H, W = scene.responses.shape
-    V, K, centre = len(joints), scene.K, scene.centre
-    translation = torch.zeros(V, 3, device=centre.device)
-    translation[:, 2] = depths
-    cameras = rigid(rotations, translation - rotations @ centre)  # [V, 4, 4] centre on the optical axis
-    out = render_state(model, joints, cameras[:, None], K.expand(V, 1, 3, 3), W, H, skinning_weights=skin)
-    images, alphas = out.images[:, 0], out.alphas[:, 0, ..., 0]  # [V, H, W, 3], [V, H, W]
-    edges = template_features(images, alphas, config.max_features, config.edge_threshold)
-    silhouettes = silhouette_samples(alphas, config.max_features)
-    shift, score = match_templates(scene.responses, edges, scene.margin, scene.moving, silhouettes)  # [V, 2], [V]
-    ray = torch.cat([shift.to(K) / K.diagonal()[:2], torch.ones(V, 1, device=K.device)], dim=-1)  # [V, 3]
-    return rigid(rotations, depths[:, None] * ray - rotations @ centre), score
-
-
 @torch.no_grad()
 def place_cameras(
     model: RobotModel,  # e.g. a coarse proxy (`drrobot.fit.proxy.coarse_proxy`)
     poses: Tensor,  # [P, J] joint hypotheses the templates show
-    scene: MatchScene,  # the photo's edge responses and foreground at the matching size (`config.size` long side)
+    image: Tensor,  # [H, W, 3] in [0, 1], the photo at the matching size (`config.size` long side)
+    moving: Tensor | None,  # [H, W] in [0, 1]: the robot's foreground (a mask or a background model's; or None)
+    K: Tensor,  # [3, 3] intrinsics at that size
     skin: Tensor,  # [N, L] the model's skinning weights
+    centre: Tensor,  # [3] world point the template cameras look at (the robot's centre)
     fill_distance: float,  # camera distance at which the robot fills the view (`config.distances` scale it)
     config: PlacementConfig | None = None,
 ) -> Placements:
     """Every (pose, direction, distance) template matched over the image; one camera each, best first."""
     config = config or PlacementConfig()
-    centre = scene.centre
+    H, W = image.shape[:2]
+    responses = orientation_responses(image, config.edge_threshold, config.spread)
+    margin = round(config.margin * max(W, H))
     directions = torch.tensor([(360.0 * a / config.azimuths, e, r) for a in range(config.azimuths)
                                for e in config.elevations_deg for r in config.rolls_deg], device=centre.device)  # fmt: skip
-    directions = torch.deg2rad(directions)  # [D, 3]
-    rotations = view_rotations(directions)
+    az, el, roll = torch.deg2rad(directions).unbind(-1)  # [D]
+    offsets = torch.stack([el.cos() * az.cos(), el.cos() * az.sin(), el.sin()], dim=-1)  # [D, 3]
+    rotations = look_at(centre + offsets, centre.expand_as(offsets), roll=roll)[:, :3, :3]  # [D, 3, 3]
     D = len(directions)
     viewmats, pose_index, scores = [], [], []
     for p, joints in enumerate(poses):
         for factor in config.distances:
-            depth = torch.full((D,), factor * fill_distance, device=centre.device)
-            cameras, score = match_views(model, joints.expand(D, -1), rotations, depth, scene, skin, config)
-            viewmats.append(cameras)
+            depth = factor * fill_distance
+            translation = torch.tensor([0.0, 0.0, depth], device=centre.device) - rotations @ centre  # [D, 3]
+            cameras = rigid(rotations, translation)  # [D, 4, 4] centre on the optical axis at `depth`
+            out = render_state(model, joints[None], cameras[None], K.expand(1, D, 3, 3), W, H, skinning_weights=skin)
+            xy, bins, valid = template_features(out.images[0], out.alphas[0, ..., 0], config.max_features,
+                                                config.edge_threshold)  # fmt: skip
+            silhouettes = silhouette_samples(out.alphas[0, ..., 0], config.max_features)
+            shift, score = match_templates(responses, (xy, bins, valid), margin, moving, silhouettes)  # [D, 2], [D]
+            ray = torch.cat([shift.to(K) / K.diagonal()[:2], torch.ones(D, 1, device=K.device)], dim=-1)  # [D, 3]
+            viewmats.append(rigid(rotations, depth * ray - rotations @ centre))
             pose_index.append(torch.full((D,), p))
             scores.append(score)
     scores = torch.cat(scores)

@@ -18,6 +18,7 @@ a tracker's estimate rather than exact.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import torch
@@ -195,7 +196,7 @@ def retarget(
                              config.seed, skin)  # fmt: skip
 
     history, interrupted = [], False
-    best_z = params.z.detach().clone()  # [T, J] the lowest-objective trajectory so far
+    best_z, best_loss = params.z.detach().clone(), math.inf  # [T, J] the lowest-objective trajectory so far
     try:
         for step in range(config.steps):
             joints = params.joints()  # [T, J]
@@ -205,8 +206,8 @@ def retarget(
             loss = (chamfer_2d(robot, target, visible, config.robot_to_source).mean()
                     + config.smoothness * (normalized[1:] - normalized[:-1]).pow(2).sum(1).mean().nan_to_num(0.0)
                     + config.prior_weight * normalized.pow(2).mean())  # fmt: skip
-            if not history or loss.item() < min(history):
-                best_z = params.z.detach().clone()
+            if loss.item() < best_loss:
+                best_z, best_loss = params.z.detach().clone(), loss.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -28,7 +28,7 @@ from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation, stack_observations
 from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit
 from drrobot.fit.params import LearningRates, PoseParameters
-from drrobot.fit.placement import MatchScene, PlacementConfig, place_cameras, pose_library
+from drrobot.fit.placement import PlacementConfig, place_cameras, pose_library
 from drrobot.fit.proxy import coarse_proxy
 from drrobot.fit.twins import kinematic_twins, twin_moves, twin_trajectories
 from drrobot.model import RobotModel
@@ -355,6 +355,5 @@ def _place(model, observation: Observation, K: Tensor, poses: Tensor, centre: Te
     foreground = search.masks if search.masks is not None else search.moving  # [1, 1, h, w] or None
     fov = 2 * math.atan(min(search.width / K_search[0, 0], search.height / K_search[1, 1]) / 2)
     proxy, proxy_skin = coarse_proxy(model, config.proxy_per_link, skinning_weights=skin)
-    scene = MatchScene.of(search.images[0, 0], None if foreground is None else foreground[0, 0], K_search, centre,
-                          config.placement)  # fmt: skip
-    return place_cameras(proxy, poses, scene, proxy_skin, 1.3 * radius / math.tan(fov / 2), config.placement)
+    return place_cameras(proxy, poses, search.images[0, 0], None if foreground is None else foreground[0, 0],
+                         K_search, proxy_skin, centre, 1.3 * radius / math.tan(fov / 2), config.placement)  # fmt: skip

@@ -8,7 +8,7 @@ from fit_helpers import checker, render_frames, toy_camera
 
 from drrobot.fit import Observation, ScratchConfig, solve_from_scratch
 from drrobot.fit.optimize import cached_skinning_weights, render_state
-from drrobot.fit.placement import (BINS, MatchScene, PlacementConfig, match_templates, orientation_responses, place_cameras,
+from drrobot.fit.placement import (BINS, PlacementConfig, match_templates, orientation_responses, place_cameras,
                                    pose_library, template_features)  # fmt: skip
 from drrobot.fit.proxy import coarse_proxy
 from drrobot.fit.reconstruct import shrink
@@ -73,8 +73,7 @@ def test_the_camera_is_placed_from_one_image_of_a_known_pose(toy_model):
     centre = torch.tensor([0.0, 0.0, 0.35])
     fov = 2 * math.atan(min(96 / cam.Ks[0, 0], 72 / cam.Ks[1, 1]) / 2)
     config = PlacementConfig(azimuths=12, elevations_deg=(10.0, 30.0), distances=(0.8, 1.0, 1.26, 1.6))
-    scene = MatchScene.of(image, None, cam.Ks, centre, config)
-    found = place_cameras(proxy, POSE[None], scene, proxy_skin, 0.6 / math.tan(fov / 2), config)
+    found = place_cameras(proxy, POSE[None], image, None, cam.Ks, proxy_skin, centre, 0.6 / math.tan(fov / 2), config)
     assert len(found.scores) == 12 * 2 * 4 and bool((found.scores[:-1] >= found.scores[1:]).all())
     true_centre = cam.centres()
     best = found.viewmats[0]
