@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "video2joints": ("drrobot.apps.video2joints", "a robot video (camera or video model) -> joint trajectory + MuJoCo replay"),
     "retarget": ("drrobot.apps.retarget", "drive a robot like another embodiment's video (2D point tracks)"),
     "text2pose": ("drrobot.apps.text2pose", "find the pose CLIP says matches a text prompt (the clip extra)"),
+    "keypoints": ("drrobot.apps.keypoints", "train a 2D keypoint detector of a trained robot (for `drrobot pose`)"),
     "lookalike": ("drrobot.apps.lookalike", "render DREAM-format sequences that look like Panda-3CAM (for benchmarks)"),
 }
 """Subcommand -> (module with a `main(argv)` function, one-line help). Modules load lazily."""

@@ -32,6 +32,7 @@ from drrobot.fit.dream_eval import dream_truth, score_reconstruction
 from drrobot.fit.frames import DreamFrames, FrameError, open_frames, read_mask
 from drrobot.fit.reconstruct import ReconstructConfig, Reconstruction, reconstruct
 from drrobot.fit.trajectory import read_pose_file, trajectory_dict, write_trajectory
+from drrobot.vision.keypoint_net import DETECTOR_DIR, META_FILE, KeypointDetector
 
 TRAJECTORY = "trajectory.json"
 
@@ -73,6 +74,11 @@ class PoseConfig:
     """The first frame's joints, when known (e.g. from the robot's log): a JSON list in the model's joint order,
     a {joint name: value} object, or a trajectory.json (its first frame). Skips the joint search."""
     camera: CameraArgs = dataclasses.field(default_factory=CameraArgs)
+    detector: Path | None = None
+    """The robot's keypoint detector (`drrobot keypoints`); default: `<checkpoint>/../keypoint-detector` when it
+    exists. It finds the first frame's pose with the camera unknown, and steadies tracking."""
+    use_detector: bool = True
+    """False: ignore any detector (the template and chain search instead)."""
     stride: int = 1
     """Use every stride-th frame."""
     max_frames: int | None = None
@@ -104,21 +110,34 @@ def run(config: PoseConfig) -> dict:
         K = intrinsics(config.camera, *np.asarray(frames[0]).shape[1::-1])
     masks = mask_reader(config.masks, frames) if config.masks else None
     viewmat = read_viewmat(config.camera.viewmat) if config.camera.viewmat else None
-    if viewmat is None:
-        print(UNKNOWN_CAMERA_NOTICE, file=sys.stderr, flush=True)
     joints = None
     if config.init_joints:
         joints = torch.as_tensor(read_pose_file(config.init_joints, model.joint_spec.names, "--init-joints"),
                                  dtype=torch.float32)  # fmt: skip
-    rec = reconstruct(model, frames, K, config.reconstruct, masks, viewmat, joints, progress=config.progress)
+    detector = find_detector(config) if config.use_detector else None
+    rec = reconstruct(model, frames, K, config.reconstruct, masks, viewmat, joints, detector, progress=config.progress)
     return write_outputs(config.out, model, frames, rec, truth, video=bool(config.video or config.dream),
                          fps=config.overlay_fps, width=config.reconstruct.working_width, title=str(config.dream))  # fmt: skip
 
 
+def find_detector(config: PoseConfig) -> KeypointDetector | None:
+    """The detector given, or the one next to the checkpoint; None (with a notice when the camera is unknown)."""
+    if config.detector is not None:
+        return KeypointDetector.load(config.detector)
+    beside = Path(config.checkpoint).resolve().parent / DETECTOR_DIR
+    if (beside / META_FILE).is_file():
+        print(f"drrobot pose: using the keypoint detector {beside}", file=sys.stderr, flush=True)
+        return KeypointDetector.load(beside)
+    if config.camera.viewmat is None:
+        print(UNKNOWN_CAMERA_NOTICE, file=sys.stderr, flush=True)
+    return None
+
+
 UNKNOWN_CAMERA_NOTICE = (
-    "drrobot pose: the camera is unknown, so frame 0 is solved from scratch; on cluttered real scenes that search "
-    "does not find the pose reliably yet (BENCHMARKS.md, pose estimation). Give --camera.viewmat when you know "
-    "the camera (and --init-joints when your robot logs frame 0's joints)."
+    "drrobot pose: the camera is unknown and there is no keypoint detector, so frame 0 is searched by templates; on "
+    "cluttered scenes that search does not find the pose reliably (BENCHMARKS.md, pose estimation). Train a "
+    "detector with `drrobot keypoints --checkpoint CKPT`, or give --camera.viewmat (and --init-joints when your "
+    "robot logs frame 0's joints)."
 )
 
 

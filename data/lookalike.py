@@ -484,10 +484,7 @@ class Labels:
 
     def collides(self, data: mujoco.MjData, tolerance: float) -> bool:
         """Whether a moving body penetrates anything (itself, the robot, the scene) deeper than `tolerance`."""
-        moving = self.moving_geoms
-        return any(
-            c.dist < -tolerance and (moving[c.geom1] or moving[c.geom2]) for c in data.contact[: data.ncon]
-        )
+        return penetrates(data, self.moving_geoms, tolerance)
 
     def _id(self, kind: mujoco.mjtObj, name: str, what: str, field: str) -> int:
         index = mujoco.mj_name2id(self.model, kind, name)
@@ -499,6 +496,11 @@ class Labels:
                 + ", ".join(n for n in known if n)
             )
         return index
+
+
+def penetrates(data: mujoco.MjData, moving: np.ndarray, tolerance: float) -> bool:
+    """Whether a geom flagged in `moving` [ngeom] penetrates anything deeper than `tolerance` (after mj_forward)."""
+    return any(c.dist < -tolerance and (moving[c.geom1] or moving[c.geom2]) for c in data.contact[: data.ncon])
 
 
 def project(K: np.ndarray, points: np.ndarray) -> np.ndarray:  # [N, 2]

@@ -45,7 +45,7 @@ def coarse_proxy(model: RobotModel, per_link: int = 32, inflate: float = 1.2, op
     means, covs, colors, links = [], [], [], []
     for link in link_of.unique().tolist():
         members = (link_of == link).nonzero()[:, 0]
-        cluster = _kmeans(g.means[members], mass[members], per_link)  # [n] cluster of each member
+        cluster = weighted_kmeans(g.means[members], mass[members], per_link)  # [n] cluster of each member
         for c in cluster.unique().tolist():
             index = members[cluster == c]
             w = mass[index] / mass[index].sum()  # [m]
@@ -73,7 +73,7 @@ def coarse_proxy(model: RobotModel, per_link: int = 32, inflate: float = 1.2, op
     return proxy, one_hot
 
 
-def _kmeans(points: Tensor, weights: Tensor, k: int) -> Tensor:
+def weighted_kmeans(points: Tensor, weights: Tensor, k: int) -> Tensor:
     """Cluster index [n] of each point [n, 3] (weighted Lloyd iterations from a farthest-point start; deterministic)."""
     k = min(k, len(points))
     centre = (weights[:, None] * points).sum(0) / weights.sum()

@@ -24,10 +24,12 @@ from drrobot.fit.background import (LINGERING_SHADOWS, border_background, masked
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
 from drrobot.fit.chain import chain_search
+from drrobot.fit.keypoint_points import KeypointObserver
 from drrobot.fit.optimize import FitResult, cached_skinning_weights, render_state
 from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, prior_joints, refine_finalists, solve_from_scratch,
                                track)
 from drrobot.model import RobotModel
+from drrobot.vision.keypoint_net import KeypointDetector
 
 BackgroundMode = Literal["auto", "median", "masks", "border"]
 
@@ -46,6 +48,8 @@ class ReconstructConfig:
     """Frames (evenly spread) the median background is computed from."""
     median_min_frames: int = 8
     """auto picks the median only with at least this many frames (fewer cannot remove the robot)."""
+    keypoints: Literal["first", "all"] = "all"
+    """With a keypoint detector: its detections are fitted on the first frame only, or on every frame."""
     robot_free_background: bool = True
     """Median mode: after the first tracking pass, recompute the median without the fitted robot (a slow robot
     stays in the plain median where it lingers) and track again with it."""
@@ -78,8 +82,11 @@ class FrameTensors:
     """Frames (and masks) shrunk to the working size as float tensors, with their backgrounds; cached."""
 
     def __init__(self, frames, masks: Callable[[int], np.ndarray] | None, width: int, height: int, mode: str,
-                 device: torch.device, median_frames: int):  # fmt: skip
+                 device: torch.device, median_frames: int, keypoints: KeypointObserver | None = None,
+                 keypoint_frames: int | None = None):  # fmt: skip
+        """keypoints: detections for the first `keypoint_frames` frames (None: all)."""
         self.frames, self.masks, self.size, self.mode, self.device = frames, masks, (width, height), mode, device
+        self.keypoints, self.keypoint_frames = keypoints, keypoint_frames
         self._cache: dict[int, Observation] = {}
         self.median = None
         self.seen: Tensor | None = None  # [H, W] pixels whose background was seen free of the robot (exclude_robot)
@@ -129,8 +136,11 @@ class FrameTensors:
             background = masked_background(image, mask)
         else:
             background = border_background(image)
+        keypoints = None
+        if self.keypoints is not None and (self.keypoint_frames is None or index < self.keypoint_frames):
+            keypoints = self.keypoints(np.asarray(self.frames[index]), *self.size)
         return Observation(image[None, None], background[None, None], None if mask is None else mask[None, None],
-                           moving=moving, still=still)  # fmt: skip
+                           keypoints, moving=moving, still=still)  # fmt: skip
 
 
 def shrink(image: np.ndarray, width: int, height: int) -> Tensor:
@@ -165,6 +175,7 @@ def reconstruct(
     masks: Callable[[int], np.ndarray] | None = None,  # frame index -> [H, W] float in [0, 1]
     viewmat: Tensor | None = None,  # [4, 4] known world->camera (the camera is then not optimised)
     joints: Tensor | None = None,  # [J] frame 0's joints when known (a robot log): no joint search
+    detector: KeypointDetector | None = None,  # the robot's keypoint detector (`drrobot keypoints`), if any
     progress: bool = False,
     on_frame: Callable[[int, Tensor, float], None] | None = None,
 ) -> Reconstruction:
@@ -178,7 +189,9 @@ def reconstruct(
     K_work = scale_intrinsics(K, width / W0, height / H0)
     mode = choose_background(config.background, masks is not None, len(frames), config.track.static_camera,
                              config.median_min_frames)  # fmt: skip
-    data = FrameTensors(frames, masks, width, height, mode, model.device, config.median_frames)
+    observer = None if detector is None else KeypointObserver(detector, model)
+    data = FrameTensors(frames, masks, width, height, mode, model.device, config.median_frames, observer,
+                        1 if config.keypoints == "first" else None)  # fmt: skip
     start_time = time.perf_counter()
     if viewmat is None:
         start = solve_from_scratch(model, data[0], K_work, config.scratch, config.weights, progress, joints)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.cameras import scale_intrinsics
+from drrobot.fit.from_keypoints import KeypointSolveConfig, poses_from_keypoints
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation, stack_observations
 from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit
 from drrobot.fit.params import LearningRates, PoseParameters
@@ -50,6 +51,9 @@ class ScratchConfig:
     random poses (one template set per pose; the known joints when given)."""
     proxy_per_link: int = 32
     """Gaussians per link of the coarse proxy the templates are rendered with (`drrobot.fit.proxy`)."""
+    keypoints: KeypointSolveConfig = dataclasses.field(default_factory=KeypointSolveConfig)
+    """When the observation has keypoint detections (`drrobot pose` with a detector): the search over joints and
+    camera fitted to them (`drrobot.fit.from_keypoints`), in place of the template placement and chain search."""
     cameras: int = 8
     """Best-scoring camera placements the chain search starts from."""
     chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
@@ -155,19 +159,31 @@ def solve_from_scratch(
     skin = cached_skinning_weights(model)
     known = joints is not None
     prior = joints.to(model.device).float() if known else prior_joints(model, config.prior)  # [J]
-    poses = prior[None] if known else pose_library(model, prior, config.poses)  # [P, J]
     centre, radius = _robot_extent(model, prior, skin)
-    placements = _place(model, observation, K, poses, centre, radius, config, skin)
-    top = slice(0, config.cameras)
-    joints, viewmats = poses[placements.pose_index[top]], placements.viewmats[top][:, None]  # [V, J], [V, 1, 4, 4]
     objective = Objective(weights)
-    if not known:
-        joints, viewmats, _ = chain_search(model, observation, joints, viewmats, K, objective, skin, config.chain,
-                                           optimize_camera=True, pivot=centre)  # fmt: skip
+    if observation.keypoints is not None:
+        joints, viewmats = _keypoint_starts(model, observation, K, prior, known, config.keypoints)
+    else:
+        poses = prior[None] if known else pose_library(model, prior, config.poses)  # [P, J]
+        placements = _place(model, observation, K, poses, centre, radius, config, skin)
+        top = slice(0, config.cameras)
+        joints, viewmats = poses[placements.pose_index[top]], placements.viewmats[top][:, None]  # [V, J], [V, 1, 4, 4]
+        if not known:
+            joints, viewmats, _ = chain_search(model, observation, joints, viewmats, K, objective, skin, config.chain,
+                                               optimize_camera=True, pivot=centre)  # fmt: skip
     final = dataclasses.replace(config, twins=config.twins and not known,
                                 final=config.camera_final if known else config.final)  # fmt: skip
     return refine_finalists(model, observation, joints[: config.finalists], viewmats[: config.finalists], K,
                             objective, final, skin, pivot=centre, progress=progress)  # fmt: skip
+
+
+def _keypoint_starts(model: RobotModel, observation: Observation, K: Tensor, prior: Tensor, known: bool,
+                     config: KeypointSolveConfig) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Hypotheses joints [M, J] and viewmats [M, 1, 4, 4] fitted to the observation's keypoint detections."""
+    kp = observation.keypoints
+    found = poses_from_keypoints(model, kp.link_ids, kp.local_points, kp.uv[0, 0], kp.visible[0, 0].float(), K,
+                                 observation.width, prior, config, known_joints=known)  # fmt: skip
+    return found.joints, found.viewmats
 
 
 def refine_finalists(

@@ -1,0 +1,214 @@
+"""Joints and camera from 2D keypoint detections alone: many starts, each solved in closed form then refined.
+
+    hypotheses = poses_from_keypoints(model, link_ids, local_points, uv, confidence, K)
+    hypotheses.joints, hypotheses.viewmats, hypotheses.errors     # [M, J], [M, 1, 4, 4], [M] best first
+
+With the camera unknown, the keypoints constrain the joints and the camera together but not convexly, so
+`starts` joint poses (the prior, then random ones in the limits) each get their camera from the direct linear
+transform (DLT) of their own 3D keypoints to the detections, reweighted twice by a Cauchy weight of the
+reprojection error (detections that belong to another start's arm stop pulling). All starts are then refined
+together by Adam on the joints and the camera (`PoseParameters`: joints stay in their limits) against the
+same robust error, pure kinematics with no rendering (~1 s for 256 starts on 2 CPU cores). The `keep` best with
+different joints are returned for the image-based refinement to choose from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from drrobot.fit.cameras import rigid
+from drrobot.model import RobotModel, project_points
+
+
+@dataclasses.dataclass(frozen=True)
+class KeypointSolveConfig:
+    """Starts, refinement and selection of `poses_from_keypoints`."""
+
+    starts: int = 256
+    steps: int = 30
+    """Levenberg-Marquardt iterations."""
+    robust_scale: float = 0.03
+    """Cauchy scale of the reprojection error, as a fraction of the image width (errors well above it count
+    little: a wrong detection cannot drag the fit)."""
+    min_confidence: float = 0.05
+    """Detections below this confidence are left out."""
+    keep: int = 6
+    """Hypotheses returned (best first), each differing from the better ones by > `distinct` rad in some joint."""
+    distinct: float = 0.3
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class KeypointHypotheses:
+    joints: Tensor  # [M, J]
+    viewmats: Tensor  # [M, 1, 4, 4]
+    errors: Tensor  # [M] robust reprojection error (fraction of the image width), ascending
+
+
+def poses_from_keypoints(
+    model: RobotModel,
+    link_ids: Tensor,  # [K]
+    local_points: Tensor,  # [K, 3] link frame
+    uv: Tensor,  # [K, 2] detections, pixels
+    confidence: Tensor,  # [K] in [0, 1]
+    K: Tensor,  # [3, 3] intrinsics of the image
+    width: int,
+    prior: Tensor | None = None,  # [J] the first start (default: the middle of the limits)
+    config: KeypointSolveConfig | None = None,
+    known_joints: bool = False,  # `prior` is the pose (a robot log): only the camera is solved, from one start
+) -> KeypointHypotheses:
+    """See the module docstring."""
+    config = config or KeypointSolveConfig()
+    device = model.device
+    weight = torch.where(confidence >= config.min_confidence, confidence, torch.zeros_like(confidence)).to(device)
+    if int((weight > 0).sum()) < 6:
+        raise ValueError(f"only {int((weight > 0).sum())} keypoints detected with confidence >= "
+                         f"{config.min_confidence}; the camera needs 6")  # fmt: skip
+    spec = model.joint_spec
+    generator = torch.Generator().manual_seed(config.seed)
+    random = spec.denormalize((torch.rand(config.starts, spec.dof, generator=generator) * 2 - 1).to(device))
+    first = spec.denormalize(torch.zeros(spec.dof, device=device)) if prior is None else prior.to(device)
+    joints = first[None] if known_joints else torch.cat([first[None], random[1:]])  # [S, J]
+    uv, K = uv.to(device).float(), K.to(device).float()
+    scale = config.robust_scale * width
+    with torch.no_grad():
+        points = _keypoints_world(model, joints, link_ids, local_points)  # [S, K, 3]
+        viewmats = robust_dlt(points, uv, weight, K, scale)  # [S, 4, 4]
+    pivots = points.mean(1)  # [S, 3]
+    depth = (viewmats[:, :3, :3] @ pivots[..., None])[:, 2, 0] + viewmats[:, 2, 3]
+    usable = (depth > 0.05) & viewmats.flatten(1).isfinite().all(1)  # the DLT put the robot in front
+    if not usable.any():
+        raise ValueError("no start placed the robot in front of the camera; are the detections of this robot?")
+    problem = _Reprojection(model, link_ids, local_points, uv, weight, K, scale)
+    with torch.no_grad():
+        joints, viewmats, costs = levenberg_marquardt(problem, joints[usable], viewmats[usable], config.steps,
+                                                      fixed_joints=known_joints)  # fmt: skip
+    order = _distinct_best(joints, costs, config.keep, config.distinct)
+    return KeypointHypotheses(joints[order], viewmats[order][:, None], costs[order])
+
+
+class _Reprojection:
+    """Robust reprojection residuals of hypotheses (joints [S, J], viewmats [S, 4, 4])."""
+
+    def __init__(self, model, link_ids, local_points, uv, weight, K, scale):
+        self.model, self.link_ids, self.local_points = model, link_ids, local_points
+        self.uv, self.weight, self.K, self.scale = uv, weight, K, scale
+
+    def errors(self, joints: Tensor, viewmats: Tensor) -> Tensor:
+        """Reprojection error vectors [S, K, 2] in units of `scale` (points behind the camera: large)."""
+        points = _keypoints_world(self.model, joints, self.link_ids, self.local_points)  # [S, K, 3]
+        projected, _, in_front = project_points(points, viewmats[:, None], self.K.expand(len(joints), 1, 3, 3))
+        error = ((projected[:, 0] - self.uv) / self.scale).clamp(-1e3, 1e3)
+        return torch.where(in_front[:, 0, :, None], error, torch.full_like(error, 1e3))
+
+    def cost(self, errors: Tensor) -> Tensor:
+        """Weighted mean Cauchy loss [S] of error vectors [S, K, 2]."""
+        return (torch.log1p(errors.square().sum(-1)) * self.weight).sum(-1) / self.weight.sum()
+
+
+def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor, steps: int, eps: float = 1e-3,
+                        fixed_joints: bool = False) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Batched, iteratively reweighted Levenberg-Marquardt on the joints (kept in their limits) and a camera
+    correction (rotation about the keypoints' centre and translation, camera frame): joints [S, J], viewmats
+    [S, 4, 4] -> refined joints, viewmats and costs [S]. Jacobians by forward differences of `eps`; `fixed_joints`:
+    the camera alone."""
+    spec = problem.model.joint_spec
+    lower, upper = (torch.as_tensor(v, dtype=joints.dtype, device=joints.device) for v in (spec.lower, spec.upper))
+    continuous = torch.as_tensor(spec.continuous, device=joints.device)  # [J] unlimited: wrapped, not clamped
+    S, J = joints.shape
+    P = J + 6
+    damping = torch.full((S,), 1e-2, device=joints.device)
+    errors = problem.errors(joints, viewmats)
+    cost = problem.cost(errors)
+    for _ in range(steps):
+        w = (problem.weight / (1 + errors.square().sum(-1))).sqrt()  # [S, K] IRLS weights of the Cauchy loss
+        residual = (errors * w[..., None]).reshape(S, -1)  # [S, 2K]
+        probes = torch.eye(P, device=joints.device) * eps  # [P, P]
+        tried_joints = (joints[:, None] + probes[None, :, :J]).reshape(-1, J)
+        tried_views = _moved(viewmats[:, None].expand(S, P, 4, 4), probes[None, :, J:].expand(S, P, 6),
+                             _pivots(problem, joints, viewmats)[:, None].expand(S, P, 3))  # fmt: skip
+        moved = problem.errors(tried_joints, tried_views.reshape(-1, 4, 4)).reshape(S, P, -1, 2)
+        jacobian = ((moved * w[:, None, :, None]).reshape(S, P, -1) - residual[:, None]) / eps  # [S, P, 2K]
+        A = jacobian @ jacobian.transpose(1, 2)  # [S, P, P]
+        g = jacobian @ residual[..., None]  # [S, P, 1]
+        diagonal = torch.diagonal(A, dim1=1, dim2=2)
+        step = -torch.linalg.solve(A + torch.diag_embed(damping[:, None] * diagonal + 1e-6), g)[..., 0]  # [S, P]
+        if fixed_joints:
+            step = torch.cat([torch.zeros_like(step[:, :J]), step[:, J:]], -1)
+        new_joints = joints + step[:, :J]
+        wrapped = torch.remainder(new_joints + torch.pi, 2 * torch.pi) - torch.pi
+        new_joints = torch.where(continuous, wrapped, torch.minimum(torch.maximum(new_joints, lower), upper))
+        new_views = _moved(viewmats, step[:, J:], _pivots(problem, joints, viewmats))
+        new_errors = problem.errors(new_joints, new_views)
+        new_cost = problem.cost(new_errors)
+        better = new_cost < cost
+        joints = torch.where(better[:, None], new_joints, joints)
+        viewmats = torch.where(better[:, None, None], new_views, viewmats)
+        errors = torch.where(better[:, None, None], new_errors, errors)
+        cost = torch.where(better, new_cost, cost)
+        damping = torch.where(better, damping * 0.3, damping * 10).clamp(1e-6, 1e6)
+    return joints, viewmats, cost
+
+
+def _pivots(problem: _Reprojection, joints: Tensor, viewmats: Tensor) -> Tensor:
+    """The keypoints' centre in each camera's frame [S, 3]."""
+    centre = _keypoints_world(problem.model, joints, problem.link_ids, problem.local_points).mean(1)  # [S, 3]
+    return (viewmats[..., :3, :3] @ centre[..., None])[..., 0] + viewmats[..., :3, 3]
+
+
+def _moved(viewmats: Tensor, delta: Tensor, pivots: Tensor) -> Tensor:
+    """viewmats [..., 4, 4] turned by the axis-angle delta[..., :3] about `pivots` [..., 3] (camera frame) and
+    shifted by delta[..., 3:] (camera frame, metres)."""
+    w = delta[..., :3]
+    zero = torch.zeros_like(w[..., 0])
+    skew = torch.stack([torch.stack([zero, -w[..., 2], w[..., 1]], -1), torch.stack([w[..., 2], zero, -w[..., 0]], -1),
+                        torch.stack([-w[..., 1], w[..., 0], zero], -1)], -2)  # fmt: skip
+    R = torch.linalg.matrix_exp(skew)  # [..., 3, 3]
+    t = (R @ (viewmats[..., :3, 3] - pivots)[..., None])[..., 0] + pivots + delta[..., 3:]
+    return rigid(R @ viewmats[..., :3, :3], t)
+
+
+def robust_dlt(points: Tensor, uv: Tensor, weight: Tensor, K: Tensor, scale: float, rounds: int = 3) -> Tensor:
+    """World->camera viewmats [S, 4, 4] mapping world points [S, K, 3] onto pixels uv [K, 2] under K [3, 3]: the
+    weighted DLT, its rotation made orthonormal, then reweighted by a Cauchy weight of `scale` px (`rounds` solves)."""
+    S = len(points)
+    normalized = torch.cat([uv, torch.ones_like(uv[:, :1])], -1) @ torch.linalg.inv(K).T  # [K, 3]
+    x, y = normalized[:, 0], normalized[:, 1]
+    centre = points.mean(1, keepdim=True)  # [S, 1, 3] conditioning: centred, unit spread
+    spread = (points - centre).norm(dim=-1).mean(1).clamp_min(1e-6)[:, None, None]
+    X = torch.cat([(points - centre) / spread, torch.ones_like(points[..., :1])], -1)  # [S, K, 4]
+    zeros = torch.zeros_like(X)
+    w = weight.expand(S, -1)
+    for _ in range(rounds):
+        rows = torch.cat([torch.cat([X, zeros, -x[:, None] * X], -1), torch.cat([zeros, X, -y[:, None] * X], -1)], 1)
+        rows = rows * w.repeat(1, 2).sqrt()[..., None]  # [S, 2K, 12]
+        P = torch.linalg.svd(rows).Vh[:, -1].reshape(S, 3, 4)
+        P = P * torch.linalg.det(P[:, :, :3]).sign()[:, None, None]  # a proper rotation
+        U, sigma, Vh = torch.linalg.svd(P[:, :, :3])
+        R = U @ Vh  # [S, 3, 3]
+        t = P[:, :, 3] / sigma.mean(-1, keepdim=True)  # [S, 3]: x_cam ~ R (X - c) / s + t
+        viewmats = rigid(R, spread[:, 0] * t - (R @ centre[:, 0, :, None])[..., 0])  # the same rays, metric
+        projected, _, in_front = project_points(points, viewmats[:, None], K.expand(S, 1, 3, 3))
+        error = (projected[:, 0] - uv).norm(dim=-1)  # [S, K]
+        error = torch.where(in_front[:, 0] & error.isfinite(), error, torch.full_like(error, torch.inf))
+        w = weight / (1 + (error / scale).square())  # 0 behind the camera
+    return viewmats
+
+
+def _keypoints_world(model: RobotModel, joints: Tensor, link_ids: Tensor, local_points: Tensor) -> Tensor:
+    """[S, J] -> world keypoints [S, K, 3]."""
+    poses = model.kinematics.link_poses(joints)[:, link_ids]  # [S, K, 4, 4]
+    return (poses[..., :3, :3] @ local_points[..., None])[..., 0] + poses[..., :3, 3]
+
+
+def _distinct_best(joints: Tensor, errors: Tensor, keep: int, distinct: float) -> Tensor:
+    chosen: list[int] = []
+    for index in errors.argsort().tolist():
+        if all(float((joints[index] - joints[c]).abs().max()) > distinct for c in chosen):
+            chosen.append(index)
+        if len(chosen) == keep:
+            break
+    return torch.tensor(chosen, device=joints.device)

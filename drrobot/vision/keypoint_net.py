@@ -1,0 +1,199 @@
+"""A small 2D keypoint detector for one robot: image -> one heatmap per keypoint (DREAM-style, trained by drrobot).
+
+    detector = KeypointDetector.load("outputs/panda-model/keypoint-detector")
+    uv, confidence = detector.detect(image)   # image [H, W, 3] uint8 -> uv [K, 2] pixels, confidence [K] in [0, 1]
+
+The network is an encoder-decoder of plain convolutions (no pretrained weights, so nothing to download): the
+image is letterboxed to `input_size`, the heatmaps come out at a quarter of it, one spatial softmax per keypoint.
+A keypoint's position is the softmax-weighted mean over the 3x3 cells around its peak (sub-cell accuracy) and its
+confidence the probability mass there. The keypoints are link-local 3D points of the robot
+(`drrobot.fit.keypoint_points`), so the detections feed the fitting core's keypoint objective directly.
+
+Saved as a folder: `detector.safetensors` (weights) and `detector.json` (architecture, input size, keypoints);
+nothing is pickled. Train one with `drrobot keypoints` (`drrobot.vision.keypoint_train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from drrobot.errors import DrRobotError
+from drrobot.io import atomic_path, write_json_atomic
+
+WEIGHTS_FILE = "detector.safetensors"
+META_FILE = "detector.json"
+FORMAT = "drrobot-keypoint-detector/1"
+DETECTOR_DIR = "keypoint-detector"  # next to a model's checkpoint folder, where `drrobot pose` looks
+STRIDE = 4  # heatmap cells per input pixel: the heatmaps are input_size / STRIDE
+
+
+class DetectorError(DrRobotError):
+    """A detector folder that cannot be read or does not fit the robot (the message names the file)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KeypointSpec:
+    """The detector's keypoints: link-local 3D points of one robot."""
+
+    robot: str
+    link_names: tuple[str, ...]  # [K] the link each point is fixed on
+    local_points: tuple[tuple[float, float, float], ...]  # [K] metres in the link frame
+
+    @property
+    def count(self) -> int:
+        return len(self.link_names)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+    """Width of the encoder-decoder (channels per level, finest first) and the input size."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 96)
+    input_width: int = 160
+    input_height: int = 120
+
+
+def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))  # fmt: skip
+
+
+class KeypointNet(nn.Module):
+    """image [B, 3, H, W] (normalised) -> heatmap logits [B, K, H / 4, W / 4]."""
+
+    def __init__(self, keypoints: int, config: NetConfig = NetConfig()):
+        super().__init__()
+        c1, c2, c3, c4 = config.channels
+        self.stem = _conv(3, c1, stride=2)  # 1/2
+        self.level2 = nn.Sequential(_conv(c1, c2, stride=2), _conv(c2, c2))  # 1/4
+        self.level3 = nn.Sequential(_conv(c2, c3, stride=2), _conv(c3, c3))  # 1/8
+        self.level4 = nn.Sequential(_conv(c3, c4, stride=2), _conv(c4, c4), _conv(c4, c4, dilation=2))  # 1/16
+        self.up3 = _conv(c4 + c3, c3)
+        self.up2 = nn.Sequential(_conv(c3 + c2, c2), _conv(c2, c2))
+        self.head = nn.Conv2d(c2, keypoints, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x2 = self.level2(self.stem(x))  # [B, c2, H/4, W/4]
+        x3 = self.level3(x2)  # [B, c3, H/8, W/8]
+        x4 = self.level4(x3)  # [B, c4, H/16, W/16]
+        y3 = self.up3(torch.cat([F.interpolate(x4, size=x3.shape[-2:], mode="bilinear", align_corners=False), x3], 1))
+        y2 = self.up2(torch.cat([F.interpolate(y3, size=x2.shape[-2:], mode="bilinear", align_corners=False), x2], 1))
+        return self.head(y2)
+
+
+def normalize_images(images: Tensor) -> Tensor:
+    """[B, H, W, 3] in [0, 1] -> [B, 3, H, W] zero-centred (what the network sees)."""
+    return (images.permute(0, 3, 1, 2) - 0.5) / 0.25
+
+
+def decode_heatmaps(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Heatmap logits [B, K, h, w] -> positions [B, K, 2] in heatmap cells (centres at +0.5) and confidences [B, K]:
+    the softmax-weighted mean over the 3x3 cells around each peak, and the probability mass there."""
+    B, K, h, w = logits.shape
+    prob = logits.reshape(B, K, h * w).softmax(-1).reshape(B, K, h, w)
+    peak = prob.reshape(B, K, -1).argmax(-1)  # [B, K]
+    py, px = peak // w, peak % w
+    offsets = torch.arange(-1, 2, device=logits.device)
+    ys = (py[..., None, None] + offsets[:, None]).clamp(0, h - 1)  # [B, K, 3, 1]
+    xs = (px[..., None, None] + offsets[None, :]).clamp(0, w - 1)  # [B, K, 1, 3]
+    flat = (ys * w + xs).reshape(B, K, 9)  # [B, K, 9] (duplicates at the border only re-weight the peak)
+    mass = prob.reshape(B, K, -1).gather(-1, flat)  # [B, K, 9]
+    cx = (flat % w).float() + 0.5
+    cy = (flat // w).float() + 0.5
+    total = mass.sum(-1).clamp_min(1e-12)
+    uv = torch.stack([(mass * cx).sum(-1), (mass * cy).sum(-1)], -1) / total[..., None]
+    unique = torch.where(torch.cat([torch.ones_like(flat[..., :1], dtype=torch.bool), flat[..., 1:] != flat[..., :-1]], -1),
+                         mass, torch.zeros_like(mass))  # fmt: skip
+    return uv, unique.sum(-1).clamp(0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Letterbox:
+    """Where an image sits in the network input: image pixel u -> input pixel u * scale + pad (per axis)."""
+
+    scale: tuple[float, float]
+    pad: tuple[float, float]
+
+    def to_input(self, uv: Tensor) -> Tensor:
+        """Image pixels [..., 2] -> input pixels."""
+        return uv * uv.new_tensor(self.scale) + uv.new_tensor(self.pad)
+
+    def to_image(self, uv: Tensor) -> Tensor:
+        """Input pixels [..., 2] -> image pixels."""
+        return (uv - uv.new_tensor(self.pad)) / uv.new_tensor(self.scale)
+
+
+def letterbox_images(images: Tensor, input_width: int, input_height: int) -> tuple[Tensor, Letterbox]:
+    """[B, H, W, 3] float -> [B, input_height, input_width, 3] (resized keeping the aspect ratio, centred, grey
+    padding) and where the image went."""
+    B, H, W, _ = images.shape
+    scale = min(input_width / W, input_height / H)
+    w, h = max(1, round(W * scale)), max(1, round(H * scale))
+    mode = "area" if w <= W else "bilinear"
+    resized = F.interpolate(images.permute(0, 3, 1, 2), size=(h, w), mode=mode,
+                            **({} if mode == "area" else {"align_corners": False}))  # fmt: skip
+    out = torch.full((B, 3, input_height, input_width), 0.5, device=images.device)
+    x0, y0 = (input_width - w) // 2, (input_height - h) // 2
+    out[:, :, y0 : y0 + h, x0 : x0 + w] = resized
+    return out.permute(0, 2, 3, 1), Letterbox((w / W, h / H), (float(x0), float(y0)))
+
+
+class KeypointDetector:
+    """A trained network with its keypoints and input size."""
+
+    def __init__(self, net: KeypointNet, spec: KeypointSpec, config: NetConfig):
+        self.net, self.spec, self.config = net.eval(), spec, config
+
+    @torch.no_grad()
+    def detect(self, images: np.ndarray | Tensor) -> tuple[Tensor, Tensor]:
+        """images [H, W, 3] or [B, H, W, 3] (uint8, or float in [0, 1]) -> uv [(B,) K, 2] image pixels (centres at
+        +0.5) and confidence [(B,) K] in [0, 1]."""
+        x = torch.as_tensor(np.asarray(images) if not isinstance(images, Tensor) else images)
+        single = x.ndim == 3
+        x = x[None] if single else x
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        device = next(self.net.parameters()).device
+        boxed, box = letterbox_images(x.to(device), self.config.input_width, self.config.input_height)
+        uv, confidence = decode_heatmaps(self.net(normalize_images(boxed)))
+        uv = box.to_image(uv * STRIDE)
+        return (uv[0], confidence[0]) if single else (uv, confidence)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the folder (weights and JSON, each atomically)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}, str(tmp))
+        meta = {"format": FORMAT, "net": dataclasses.asdict(self.config), "keypoints": dataclasses.asdict(self.spec)}
+        write_json_atomic(directory / META_FILE, meta)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: torch.device | str = "cpu") -> "KeypointDetector":
+        """Read a detector folder; DetectorError naming the file when it is missing or unreadable."""
+        directory = Path(directory)
+        meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise DetectorError(f"no keypoint detector in {directory}: expected {META_FILE} and {WEIGHTS_FILE} "
+                                "(train one with `drrobot keypoints --checkpoint <model>/checkpoint`)")  # fmt: skip
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+            config = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
+            kp = meta["keypoints"]
+            spec = KeypointSpec(kp["robot"], tuple(kp["link_names"]), tuple(tuple(map(float, p)) for p in kp["local_points"]))
+            net = KeypointNet(spec.count, config)
+            net.load_state_dict(load_file(str(weights_path)))
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError, RuntimeError) as err:
+            raise DetectorError(f"cannot read the keypoint detector in {directory}: {err}") from err
+        return cls(net.to(device), spec, config)

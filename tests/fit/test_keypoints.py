@@ -1,0 +1,187 @@
+"""Keypoints: the points chosen on a robot, joints and camera solved from their 2D positions, the detector's
+heatmap decoding, augmentation, training (with resume), save/load, and `solve_from_scratch` fed detections."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fit_helpers import toy_camera
+
+from drrobot.fit.from_keypoints import KeypointSolveConfig, poses_from_keypoints
+from drrobot.fit.keypoint_points import keypoint_links, robot_keypoints
+from drrobot.fit.objectives import Keypoints, Observation
+from drrobot.fit.solve import ScratchConfig, solve_from_scratch
+from drrobot.model import project_points
+from drrobot.vision.keypoint_net import (DetectorError, KeypointDetector, KeypointNet, NetConfig, decode_heatmaps,
+                                         letterbox_images)  # fmt: skip
+from drrobot.vision.keypoint_train import KeypointTrainConfig, heatmap_loss, jitter_colours, warp, train_detector
+
+TOY_JOINTS = torch.tensor([0.7, 0.5, -0.9])
+
+
+def projected(model, joints, camera):
+    """The toy's keypoints [K, 2] at `joints` [J] seen by `camera`, with the spec's link ids and points."""
+    spec = robot_keypoints(model, min_gaussians=20)
+    ids, local = keypoint_links(model, spec)
+    poses = model.kinematics.link_poses(joints[None])[0, ids]  # [K, 4, 4]
+    world = (poses[:, :3, :3] @ local[..., None])[..., 0] + poses[:, :3, 3]
+    uv, _, _ = project_points(world[None], camera.viewmats.reshape(1, 1, 4, 4), camera.Ks.reshape(1, 1, 3, 3))
+    return uv[0, 0], ids, local
+
+
+def test_keypoints_are_origins_and_link_centres_kept_apart(toy_model):
+    spec = robot_keypoints(toy_model, min_separation=0.04, min_gaussians=20)
+    assert set(spec.link_names) <= set(toy_model.link_names) and spec.count >= 6
+    ids, local = keypoint_links(toy_model, spec)
+    world = (toy_model.canonical_link_poses[ids, :3, :3] @ local[..., None])[..., 0] + toy_model.canonical_link_poses[ids, :3, 3]
+    distances = torch.cdist(world, world) + torch.eye(len(world)) * 10
+    assert distances.min() >= 0.04 - 1e-6  # no two points coincide (the arm's link origins on shared axes)
+    assert any(p == (0.0, 0.0, 0.0) for p in spec.local_points)  # link origins are among them
+
+
+def wrapped_error_deg(joints, truth):
+    return (torch.remainder(joints - truth + torch.pi, 2 * torch.pi) - torch.pi).abs().max().rad2deg()  # yaw: continuous
+
+
+def test_joints_and_camera_from_keypoints(toy_model):
+    camera = toy_camera(160, 120)
+    uv, ids, local = projected(toy_model, TOY_JOINTS, camera)
+    found = poses_from_keypoints(toy_model, ids, local, uv, torch.ones(len(uv)), camera.Ks, 160)
+    assert wrapped_error_deg(found.joints[0], TOY_JOINTS) < 0.2
+    centre = torch.linalg.inv(found.viewmats[0, 0])[:3, 3]
+    assert (centre - camera.centres()).norm() < 0.005
+    assert (found.errors[1:] >= found.errors[0]).all()  # best first
+    outlier = uv.clone()
+    outlier[0] += 40.0  # a wrong detection, a quarter of the image away, barely moves the answer
+    found = poses_from_keypoints(toy_model, ids, local, outlier, torch.ones(len(uv)), camera.Ks, 160)
+    assert wrapped_error_deg(found.joints[0], TOY_JOINTS) < 2.0
+
+
+def test_camera_alone_when_the_joints_are_known(toy_model):
+    camera = toy_camera(160, 120)
+    uv, ids, local = projected(toy_model, TOY_JOINTS, camera)
+    found = poses_from_keypoints(toy_model, ids, local, uv, torch.ones(len(uv)), camera.Ks, 160, prior=TOY_JOINTS,
+                                 known_joints=True)  # fmt: skip
+    assert torch.allclose(found.joints[0], TOY_JOINTS, atol=1e-6)  # held
+    assert torch.allclose(found.viewmats[0, 0], camera.viewmats.reshape(4, 4), atol=2e-3)
+
+
+def test_too_few_confident_keypoints_is_a_clear_error(toy_model):
+    camera = toy_camera(160, 120)
+    uv, ids, local = projected(toy_model, TOY_JOINTS, camera)
+    with pytest.raises(ValueError, match="the camera needs 6"):
+        poses_from_keypoints(toy_model, ids, local, uv, torch.zeros(len(uv)), camera.Ks, 160)
+
+
+def test_solve_from_scratch_uses_the_detections(toy_model):
+    from fit_helpers import DARK_BACKGROUND, render_frames
+
+    camera = toy_camera(96, 72)
+    image = torch.as_tensor(render_frames(toy_model, TOY_JOINTS[None], camera, DARK_BACKGROUND)[0]).float() / 255
+    uv, ids, local = projected(toy_model, TOY_JOINTS, camera)
+    keypoints = Keypoints(ids, local, uv[None, None], torch.ones(1, 1, len(uv), dtype=torch.bool))
+    obs = Observation(image[None, None], DARK_BACKGROUND.expand_as(image)[None, None].clone(), keypoints=keypoints)
+    config = ScratchConfig(keypoints=KeypointSolveConfig(starts=64), finalists=2)
+    result = solve_from_scratch(toy_model, obs, camera.Ks.reshape(3, 3), config)
+    assert wrapped_error_deg(result.joints[0], TOY_JOINTS) < 2.0
+
+
+def test_heatmap_decoding_finds_a_sub_cell_peak():
+    h, w = 12, 16
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    true = torch.tensor([5.3, 7.8])  # x, y in cells
+    logits = -((xs - true[0]) ** 2 + (ys - true[1]) ** 2) / (2 * 0.7**2)
+    uv, confidence = decode_heatmaps(logits[None, None])
+    assert (uv[0, 0] - true).abs().max() < 0.15
+    assert confidence[0, 0] > 0.9
+    flat, low = decode_heatmaps(torch.zeros(1, 1, h, w))
+    assert low[0, 0] < 0.1  # no peak: no confidence
+
+
+def test_warp_moves_keypoints_with_the_image():
+    H, W = 60, 80
+    images = torch.zeros(4, H, W, 3, dtype=torch.uint8)
+    uv = torch.tensor([[[20.5, 15.5]], [[60.5, 40.5]], [[40.5, 30.5]], [[10.5, 50.5]]])  # [B, 1, 2]
+    for b, (x, y) in enumerate(uv[:, 0].long().tolist()):
+        images[b, y - 1 : y + 2, x - 1 : x + 2] = 255  # a 3x3 white dot
+    config = KeypointTrainConfig(net=NetConfig(input_width=64, input_height=48))
+    generator = torch.Generator().manual_seed(0)
+    x, kp, visible = warp(images, uv, torch.ones(4, 1, dtype=torch.bool), config, generator)
+    assert x.shape == (4, 48, 64, 3) and jitter_colours(x, generator).shape == x.shape
+    for b in range(4):
+        if not visible[b, 0]:
+            continue
+        weight = (x[b].mean(-1) > 0.75).float()  # the dot, resampled
+        ys, xs = torch.meshgrid(torch.arange(48) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+        centre = torch.stack([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum()
+        assert (centre - kp[b, 0]).norm() < 1.0
+
+
+def test_letterbox_maps_detections_back_to_the_image():
+    images = torch.rand(1, 100, 300, 3)  # wide: padded above and below
+    boxed, box = letterbox_images(images, 160, 120)
+    assert boxed.shape == (1, 120, 160, 3)
+    point = torch.tensor([150.0, 50.0])
+    assert torch.allclose(box.to_image(box.to_input(point)), point)
+    assert torch.allclose(box.to_input(point), torch.tensor([80.0, 60.0]), atol=0.5)  # the centre stays the centre
+
+
+def tiny_views(count=48, H=48, W=64, K=2, seed=0):
+    """Views with K coloured squares at random places (keypoint k: the square of colour k)."""
+    rng = np.random.default_rng(seed)
+    images = np.full((count, H, W, 3), 40, np.uint8)
+    uv = rng.uniform([6, 6], [W - 6, H - 6], (count, K, 2)).astype(np.float32)
+    colours = np.array([[255, 40, 40], [40, 255, 40], [40, 40, 255]])[:K]
+    for i in range(count):
+        for k in range(K):
+            x, y = uv[i, k].astype(int)
+            images[i, y - 3 : y + 3, x - 3 : x + 3] = colours[k]
+    return images, uv, np.ones((count, K), bool)
+
+
+def test_training_learns_and_resumes(tmp_path):
+    from drrobot.vision.keypoint_net import KeypointSpec
+
+    images, uv, in_view = tiny_views()
+    spec = KeypointSpec("toy", ("a", "b"), ((0.0, 0.0, 0.0), (0.0, 0.0, 0.1)))
+    net = NetConfig(channels=(8, 8, 8, 8), input_width=64, input_height=48)
+    config = KeypointTrainConfig(steps=20, batch=8, save_every=10, zoom=(1.0, 1.0), shift=0.0, rotation_deg=0.0,
+                                 net=net, lr=5e-3)  # fmt: skip
+    train_detector(images, uv, in_view, spec, config, tmp_path, progress=False)
+    first = json.loads((tmp_path / "training.json").read_text())
+    longer = KeypointTrainConfig(**{**config.__dict__, "steps": 120})
+    train_detector(images, uv, in_view, spec, longer, tmp_path, progress=False)  # resumes at step 20
+    report = json.loads((tmp_path / "training.json").read_text())
+    assert report["loss_last_100"] < first["loss_last_100"]
+    detector = KeypointDetector.load(tmp_path)
+    assert detector.spec == spec
+    assert report["validation"]["median_px"] < 6.0  # held-out views: the squares are found
+
+
+def test_heatmap_loss_is_lowest_at_the_target():
+    cells = torch.tensor([[[4.5, 3.5]]])
+    ys, xs = torch.meshgrid(torch.arange(8) + 0.5, torch.arange(10) + 0.5, indexing="ij")
+    right = (-((xs - 4.5) ** 2 + (ys - 3.5) ** 2))[None, None] * 2
+    wrong = (-((xs - 8.5) ** 2 + (ys - 1.5) ** 2))[None, None] * 2
+    visible = torch.ones(1, 1, dtype=torch.bool)
+    assert heatmap_loss(right, cells, visible, 1.0) < heatmap_loss(wrong, cells, visible, 1.0)
+    assert heatmap_loss(wrong, cells, ~visible, 1.0) == 0  # invisible keypoints cost nothing
+
+
+def test_detector_round_trip_and_bad_folders(tmp_path):
+    from drrobot.vision.keypoint_net import KeypointSpec
+
+    spec = KeypointSpec("toy", ("a",) * 3, ((0.0, 0.0, 0.0),) * 3)
+    config = NetConfig(channels=(4, 4, 4, 4), input_width=32, input_height=24)
+    detector = KeypointDetector(KeypointNet(3, config), spec, config)
+    detector.save(tmp_path / "det")
+    image = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    uv, confidence = KeypointDetector.load(tmp_path / "det").detect(image)
+    uv0, _ = detector.detect(image)
+    assert uv.shape == (3, 2) and confidence.shape == (3,) and torch.allclose(uv, uv0)
+    with pytest.raises(DetectorError, match="drrobot keypoints"):
+        KeypointDetector.load(tmp_path / "missing")
+    (tmp_path / "det" / "detector.json").write_text("{not json")
+    with pytest.raises(DetectorError, match="cannot read"):
+        KeypointDetector.load(tmp_path / "det")
