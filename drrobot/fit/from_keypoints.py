@@ -23,6 +23,9 @@ from drrobot.fit.cameras import rigid
 from drrobot.model import RobotModel, project_points
 
 
+MIN_KEYPOINTS = 6  # the DLT's minimum
+
+
 @dataclasses.dataclass(frozen=True)
 class KeypointSolveConfig:
     """Starts, refinement and selection of `poses_from_keypoints`."""
@@ -64,7 +67,7 @@ def poses_from_keypoints(
     config = config or KeypointSolveConfig()
     device = model.device
     weight = torch.where(confidence >= config.min_confidence, confidence, torch.zeros_like(confidence)).to(device)
-    if int((weight > 0).sum()) < 6:
+    if int((weight > 0).sum()) < MIN_KEYPOINTS:
         raise ValueError(f"only {int((weight > 0).sum())} keypoints detected with confidence >= "
                          f"{config.min_confidence}; the camera needs 6")  # fmt: skip
     spec = model.joint_spec

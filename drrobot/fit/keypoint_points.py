@@ -16,7 +16,7 @@ from torch import Tensor
 from drrobot.fit.objectives import Keypoints
 from drrobot.fit.proxy import weighted_kmeans
 from drrobot.model import RobotModel
-from drrobot.vision.keypoint_net import KeypointDetector, KeypointSpec
+from drrobot.vision.keypoint_net import DetectorError, KeypointDetector, KeypointSpec
 
 
 @torch.no_grad()
@@ -53,10 +53,10 @@ def robot_keypoints(model: RobotModel, per_link: int = 2, min_separation: float 
 
 
 def keypoint_links(model: RobotModel, spec: KeypointSpec) -> tuple[Tensor, Tensor]:
-    """link_ids [K] (long) and local_points [K, 3] of `spec` on `model`; ValueError when a link is unknown."""
+    """link_ids [K] (long) and local_points [K, 3] of `spec` on `model`; DetectorError when a link is unknown."""
     missing = sorted(set(spec.link_names) - set(model.link_names))
     if missing:
-        raise ValueError(f"the keypoints are on links {missing} that {model.robot.name} does not have (a detector "
+        raise DetectorError(f"the keypoints are on links {missing} that {model.robot.name} does not have (a detector "
                          f"of {spec.robot!r}?)")  # fmt: skip
     ids = torch.tensor([model.link_names.index(n) for n in spec.link_names], device=model.device)
     return ids, torch.tensor(spec.local_points, dtype=torch.float32, device=model.device)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.cameras import scale_intrinsics
-from drrobot.fit.from_keypoints import KeypointSolveConfig, poses_from_keypoints
+from drrobot.fit.from_keypoints import MIN_KEYPOINTS, KeypointSolveConfig, poses_from_keypoints
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation, stack_observations
 from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit
 from drrobot.fit.params import LearningRates, PoseParameters
@@ -53,7 +53,8 @@ class ScratchConfig:
     """Gaussians per link of the coarse proxy the templates are rendered with (`drrobot.fit.proxy`)."""
     keypoints: KeypointSolveConfig = dataclasses.field(default_factory=KeypointSolveConfig)
     """When the observation has keypoint detections (`drrobot pose` with a detector): the search over joints and
-    camera fitted to them (`drrobot.fit.from_keypoints`), in place of the template placement and chain search."""
+    camera fitted to them (`drrobot.fit.from_keypoints`), in place of the template placement and chain search
+    (which still runs when fewer than 6 keypoints were found)."""
     cameras: int = 8
     """Best-scoring camera placements the chain search starts from."""
     chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)
@@ -161,7 +162,7 @@ def solve_from_scratch(
     prior = joints.to(model.device).float() if known else prior_joints(model, config.prior)  # [J]
     centre, radius = _robot_extent(model, prior, skin)
     objective = Objective(weights)
-    if observation.keypoints is not None:
+    if observation.keypoints is not None and int(observation.keypoints.visible.sum()) >= MIN_KEYPOINTS:
         joints, viewmats = _keypoint_starts(model, observation, K, prior, known, config.keypoints)
     else:
         poses = prior[None] if known else pose_library(model, prior, config.poses)  # [P, J]

@@ -185,3 +185,20 @@ def test_detector_round_trip_and_bad_folders(tmp_path):
     (tmp_path / "det" / "detector.json").write_text("{not json")
     with pytest.raises(DetectorError, match="cannot read"):
         KeypointDetector.load(tmp_path / "det")
+
+
+def test_keypoints_command_end_to_end(tmp_path, toy_model):
+    from drrobot.apps.cli import main as cli_main
+    from drrobot.checkpoint import save_checkpoint
+
+    checkpoint = save_checkpoint(tmp_path / "model" / "checkpoint", toy_model)
+    args = ["keypoints", "--checkpoint", str(checkpoint), "--data.scenes", "1", "--data.views-per-scene", "4",
+            "--data.width", "64", "--data.workers", "1", "--train.steps", "3", "--train.batch", "2",
+            "--train.net.channels", "4", "4", "4", "4", "--train.net.input-width", "32", "--train.net.input-height",
+            "24", "--no-progress"]  # fmt: skip
+    assert cli_main(args) == 0
+    detector = KeypointDetector.load(tmp_path / "model" / "keypoint-detector")  # where `drrobot pose` looks
+    assert set(detector.spec.link_names) <= set(toy_model.link_names)
+    assert (tmp_path / "model" / "keypoint-data" / "scene_0000.npz").is_file()
+    report = json.loads((tmp_path / "model" / "keypoint-detector" / "training.json").read_text())
+    assert report["steps"] == 3 and "validation" in report

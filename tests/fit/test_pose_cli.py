@@ -1,6 +1,7 @@
 """`drrobot pose` end to end on tiny inputs (a toy-arm DREAM sequence, image files), its outputs, and clear
 errors for bad input that leave no trajectory behind."""
 
+import dataclasses
 import json
 
 import imageio.v3 as iio
@@ -157,3 +158,27 @@ def test_known_initial_joints_skip_the_search(toy_checkpoint, tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"yaw": 0.4}))
     code, err = _bad(capsys, *common, "--out", tmp_path / "o2", "--init-joints", tmp_path / "bad.json")
     assert code == 2 and "shoulder" in err
+
+
+def test_a_keypoint_detector_is_used_and_a_missing_one_named(toy_checkpoint, toy_dream, tmp_path, capsys):
+    from drrobot.fit.keypoint_points import robot_keypoints
+    from drrobot.vision.keypoint_net import KeypointDetector, KeypointNet, NetConfig
+
+    model = surface_model("toy_arm", points=600)
+    spec = robot_keypoints(model, min_gaussians=20)
+    config = NetConfig(channels=(4, 4, 4, 4), input_width=32, input_height=24)
+    KeypointDetector(KeypointNet(spec.count, config), spec, config).save(tmp_path / "det")  # random weights
+    out = tmp_path / "out"
+    assert pose("--checkpoint", toy_checkpoint, "--dream", toy_dream, "--out", out, "--detector", tmp_path / "det",
+                *TINY) == 0  # fmt: skip
+    assert "the camera is unknown" not in capsys.readouterr().err
+    assert len(json.loads((out / "trajectory.json").read_text())["frames"]) == 3
+    code, err = _bad(capsys, "--checkpoint", toy_checkpoint, "--dream", toy_dream, "--out", tmp_path / "o2",
+                     "--detector", tmp_path / "nothing", *TINY)  # fmt: skip
+    assert code == 1 and "nothing" in err and "drrobot keypoints" in err
+    assert not (tmp_path / "o2" / "trajectory.json").exists()
+    other = dataclasses.replace(spec, robot="panda", link_names=("hand",) * spec.count)
+    KeypointDetector(KeypointNet(spec.count, config), other, config).save(tmp_path / "panda-det")
+    code, err = _bad(capsys, "--checkpoint", toy_checkpoint, "--dream", toy_dream, "--out", tmp_path / "o3",
+                     "--detector", tmp_path / "panda-det", *TINY)  # fmt: skip
+    assert code == 1 and "'panda'" in err and "hand" in err
