@@ -26,13 +26,15 @@ from drrobot.fit.dream_eval import dream_truth, score_reconstruction
 from drrobot.fit.frames import DreamFrames
 from drrobot.fit.reconstruct import FrameTensors, ReconstructConfig, reconstruct
 from drrobot.fit.cameras import scale_intrinsics
+from drrobot.fit.keypoint_points import KeypointObserver
 from drrobot.fit.solve import solve_from_scratch
+from drrobot.vision.keypoint_net import DETECTOR_DIR, META_FILE, KeypointDetector
 
 SUCCESS_DEG = 10.0
 
 
 def run_sequence(model, directory: Path, config: ReconstructConfig, known_camera: bool, max_frames: int | None,
-                 known_start: bool = False):  # fmt: skip
+                 known_start: bool = False, detector: KeypointDetector | None = None):  # fmt: skip
     """Reconstruct one sequence (the true camera and/or frame 0's true joints given when asked); returns its
     PoseMetrics as a dict (plus timings)."""
     sequence = load_dream(directory, max_frames=max_frames)
@@ -44,15 +46,18 @@ def run_sequence(model, directory: Path, config: ReconstructConfig, known_camera
         middle = model.joint_spec.denormalize(np.zeros(model.joint_spec.dof))
         joints = torch.as_tensor(np.where(np.isnan(truth.joints[0]), middle, truth.joints[0]), dtype=torch.float32)
     rec = reconstruct(model, DreamFrames(sequence), torch.as_tensor(sequence.K, dtype=torch.float32), config,
-                      viewmat=viewmat, joints=joints)  # fmt: skip
+                      viewmat=viewmat, joints=joints, detector=detector)  # fmt: skip
     metrics = score_reconstruction(model, rec.joints.numpy(), rec.viewmats.numpy(), rec.Ks.numpy(), truth, rec.fps)
     track_fps = (len(rec.names) - 1) / max(rec.seconds_track, 1e-9)
     return {**metrics.to_dict(), "seconds_first": rec.seconds_first, "seconds_track": rec.seconds_track,
             "track_fps_all_passes": track_fps}  # fmt: skip
 
 
-def scratch_trials(model, directories: list[Path], config: ReconstructConfig, trials: int, seed: int) -> dict:
-    """Joints and camera from scratch on random frames (each sequence's median background)."""
+def scratch_trials(model, directories: list[Path], config: ReconstructConfig, trials: int, seed: int,
+                   detector: KeypointDetector | None = None) -> dict:  # fmt: skip
+    """Joints and camera from scratch on random frames (each sequence's median background); the time includes the
+    frame's foreground and keypoint detection."""
+    observer = None if detector is None else KeypointObserver(detector, model)
     rng = np.random.default_rng(seed)
     errors, seconds = [], []
     for k in range(trials):
@@ -62,7 +67,7 @@ def scratch_trials(model, directories: list[Path], config: ReconstructConfig, tr
         frames = DreamFrames(sequence)
         width = config.working_width
         height = round(sequence.height * width / sequence.width)
-        data = FrameTensors(frames, None, width, height, "median", model.device, config.median_frames)
+        data = FrameTensors(frames, None, width, height, "median", model.device, config.median_frames, observer)
         f = int(rng.integers(len(frames)))
         K = scale_intrinsics(torch.as_tensor(sequence.K, dtype=torch.float32), width / sequence.width,
                              height / sequence.height)  # fmt: skip
@@ -97,9 +102,17 @@ def main() -> None:
     parser.add_argument("--only-known-joints", action="store_true",
                         help="only the rows with frame 0's true joints and the camera searched (a robot's joint log)")
     parser.add_argument("--only-scratch", action="store_true", help="only the from-scratch trials on random frames")
+    parser.add_argument("--detector", type=Path, default=None,
+                        help="keypoint detector (default: the one next to the checkpoint, when it exists)")
+    parser.add_argument("--no-detector", action="store_true", help="solve without a keypoint detector")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench-pose"))
     args = parser.parse_args()
     model = load_checkpoint(args.checkpoint).model.eval()
+    detector = None
+    beside = args.checkpoint.resolve().parent / DETECTOR_DIR
+    if not args.no_detector and (args.detector or (beside / META_FILE).is_file()):
+        detector = KeypointDetector.load(args.detector or beside)
+        print(f"keypoint detector: {args.detector or beside}", flush=True)
     base = ReconstructConfig()
     directories = [args.root / c for c in args.cameras]
     sequences = [] if args.only_scratch else directories
@@ -110,14 +123,14 @@ def main() -> None:
     for flag, (known_camera, label) in known_start_rows.items():
         for directory in sequences if getattr(args, flag) else []:
             name = f"{directory.name}, {label}"
-            results[name] = run_sequence(model, directory, base, known_camera, args.max_frames, known_start=True)
+            results[name] = run_sequence(model, directory, base, known_camera, args.max_frames, True, detector)
             print(row(name, results[name]), flush=True)
     if args.only_known_start or args.only_known_joints:
         args.no_ablations, args.scratch_trials, sequences = True, 0, []
     for directory in sequences:
         for known in (True,) if args.known_camera_only else (False, True):
             name = f"{directory.name}, camera {'known' if known else 'unknown'}"
-            results[name] = run_sequence(model, directory, base, known, args.max_frames)
+            results[name] = run_sequence(model, directory, base, known, args.max_frames, detector=detector)
             print(row(name, results[name]), flush=True)
     if not args.no_ablations:
         ablations = {
@@ -135,12 +148,12 @@ def main() -> None:
         results[name] = run_sequence(model, directories[0], single, False, args.ablation_frames)
         print(row(name, results[name]), flush=True)
     if args.scratch_trials:
-        results["scratch"] = scratch_trials(model, directories, base, args.scratch_trials, seed=0)
+        results["scratch"] = scratch_trials(model, directories, base, args.scratch_trials, 0, detector)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_pose.json").write_text(json.dumps(results, indent=2))
     header = ["| run | joint error (deg) | ADD (mm) | ADD-AUC | PCK-AUC (20 px) | frame-0 solve (s) | tracking (frames/s) |",
               "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    lines = [f"{args.checkpoint}, {args.root}, CPU ({torch.get_num_threads()} threads), torch {torch.__version__}, "
+    lines = [f"{args.checkpoint}, {args.root}, detector {'none' if detector is None else 'yes'}, CPU ({torch.get_num_threads()} threads), torch {torch.__version__}, "
              f"{platform.machine()}", ""] + header  # fmt: skip
     lines += [row(n, m) for n, m in results.items() if n != "scratch"]
     if "scratch" in results:

@@ -50,7 +50,7 @@ class KeypointDataConfig:
     """How many views of how many random scenes, at which size."""
 
     out: Path = Path("outputs/panda-keypoint-data")
-    scenes: int = 200
+    scenes: int = 150
     views_per_scene: int = 40
     width: int = 320
     """Render width; the height follows the Panda-3CAM cameras' 4:3."""

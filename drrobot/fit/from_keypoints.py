@@ -62,6 +62,7 @@ def poses_from_keypoints(
     prior: Tensor | None = None,  # [J] the first start (default: the middle of the limits)
     config: KeypointSolveConfig | None = None,
     known_joints: bool = False,  # `prior` is the pose (a robot log): only the camera is solved, from one start
+    viewmat: Tensor | None = None,  # [4, 4] the camera, when known: only the joints are solved
 ) -> KeypointHypotheses:
     """See the module docstring."""
     config = config or KeypointSolveConfig()
@@ -79,7 +80,10 @@ def poses_from_keypoints(
     scale = config.robust_scale * width
     with torch.no_grad():
         points = _keypoints_world(model, joints, link_ids, local_points)  # [S, K, 3]
-        viewmats = robust_dlt(points, uv, weight, K, scale)  # [S, 4, 4]
+        if viewmat is None:
+            viewmats = robust_dlt(points, uv, weight, K, scale)  # [S, 4, 4]
+        else:
+            viewmats = viewmat.to(device).float().expand(len(joints), 4, 4).clone()
     pivots = points.mean(1)  # [S, 3]
     depth = (viewmats[:, :3, :3] @ pivots[..., None])[:, 2, 0] + viewmats[:, 2, 3]
     usable = (depth > 0.05) & viewmats.flatten(1).isfinite().all(1)  # the DLT put the robot in front
@@ -88,7 +92,7 @@ def poses_from_keypoints(
     problem = _Reprojection(model, link_ids, local_points, uv, weight, K, scale)
     with torch.no_grad():
         joints, viewmats, costs = levenberg_marquardt(problem, joints[usable], viewmats[usable], config.steps,
-                                                      fixed_joints=known_joints)  # fmt: skip
+                                                      fixed_joints=known_joints, fixed_camera=viewmat is not None)  # fmt: skip
     order = _distinct_best(joints, costs, config.keep, config.distinct)
     return KeypointHypotheses(joints[order], viewmats[order][:, None], costs[order])
 
@@ -113,16 +117,17 @@ class _Reprojection:
 
 
 def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor, steps: int, eps: float = 1e-3,
-                        fixed_joints: bool = False) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+                        fixed_joints: bool = False, fixed_camera: bool = False) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """Batched, iteratively reweighted Levenberg-Marquardt on the joints (kept in their limits) and a camera
     correction (rotation about the keypoints' centre and translation, camera frame): joints [S, J], viewmats
     [S, 4, 4] -> refined joints, viewmats and costs [S]. Jacobians by forward differences of `eps`; `fixed_joints`:
-    the camera alone."""
+    the camera alone, `fixed_camera`: the joints alone."""
     spec = problem.model.joint_spec
     lower, upper = (torch.as_tensor(v, dtype=joints.dtype, device=joints.device) for v in (spec.lower, spec.upper))
     continuous = torch.as_tensor(spec.continuous, device=joints.device)  # [J] unlimited: wrapped, not clamped
     S, J = joints.shape
     P = J + 6
+    free = torch.cat([torch.full((J,), float(not fixed_joints)), torch.full((6,), float(not fixed_camera))]).to(joints.device)
     damping = torch.full((S,), 1e-2, device=joints.device)
     errors = problem.errors(joints, viewmats)
     cost = problem.cost(errors)
@@ -139,8 +144,7 @@ def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor
         g = jacobian @ residual[..., None]  # [S, P, 1]
         diagonal = torch.diagonal(A, dim1=1, dim2=2)
         step = -torch.linalg.solve(A + torch.diag_embed(damping[:, None] * diagonal + 1e-6), g)[..., 0]  # [S, P]
-        if fixed_joints:
-            step = torch.cat([torch.zeros_like(step[:, :J]), step[:, J:]], -1)
+        step = step * free  # held parameters do not move
         new_joints = joints + step[:, :J]
         wrapped = torch.remainder(new_joints + torch.pi, 2 * torch.pi) - torch.pi
         new_joints = torch.where(continuous, wrapped, torch.minimum(torch.maximum(new_joints, lower), upper))

@@ -26,8 +26,8 @@ from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
 from drrobot.fit.chain import chain_search
 from drrobot.fit.keypoint_points import KeypointObserver
 from drrobot.fit.optimize import FitResult, cached_skinning_weights, render_state
-from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, prior_joints, refine_finalists, solve_from_scratch,
-                               track)
+from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, has_keypoints, keypoint_hypotheses, prior_joints,
+                               refine_finalists, solve_from_scratch, track)
 from drrobot.model import RobotModel
 from drrobot.vision.keypoint_net import KeypointDetector
 
@@ -225,13 +225,17 @@ def reconstruct(
 
 def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig,
                   joints: Tensor | None) -> FitResult:  # fmt: skip
-    """Frame 0 with a known camera: the chain search over the joints (`drrobot.fit.chain`) unless `joints` [J] are
-    given, then the best refined (and its kinematic twins, unless the joints were given)."""
+    """Frame 0 with a known camera: the joints fitted to the keypoint detections when there are any, else the chain
+    search over the joints (`drrobot.fit.chain`), unless `joints` [J] are given; then the best refined (and its
+    kinematic twins, unless the joints were given)."""
     skin = cached_skinning_weights(model)
     viewmats = viewmat.to(model.device).reshape(1, 1, 4, 4)
     objective = Objective(config.weights)
     scratch = config.scratch
-    if joints is None:
+    if joints is None and has_keypoints(obs):
+        joints, _ = keypoint_hypotheses(model, obs, K, prior_joints(model, scratch.prior), scratch.keypoints,
+                                        viewmat=viewmats[0, 0])  # fmt: skip
+    elif joints is None:
         joints, _, _ = chain_search(model, obs, prior_joints(model, scratch.prior)[None], viewmats, K, objective, skin,
                                     scratch.chain, optimize_camera=False)  # fmt: skip
     else:  # the joints are known: no twins

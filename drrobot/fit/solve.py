@@ -162,8 +162,8 @@ def solve_from_scratch(
     prior = joints.to(model.device).float() if known else prior_joints(model, config.prior)  # [J]
     centre, radius = _robot_extent(model, prior, skin)
     objective = Objective(weights)
-    if observation.keypoints is not None and int(observation.keypoints.visible.sum()) >= MIN_KEYPOINTS:
-        joints, viewmats = _keypoint_starts(model, observation, K, prior, known, config.keypoints)
+    if has_keypoints(observation):
+        joints, viewmats = keypoint_hypotheses(model, observation, K, prior, config.keypoints, known)
     else:
         poses = prior[None] if known else pose_library(model, prior, config.poses)  # [P, J]
         placements = _place(model, observation, K, poses, centre, radius, config, skin)
@@ -178,13 +178,21 @@ def solve_from_scratch(
                             objective, final, skin, pivot=centre, progress=progress)  # fmt: skip
 
 
-def _keypoint_starts(model: RobotModel, observation: Observation, K: Tensor, prior: Tensor, known: bool,
-                     config: KeypointSolveConfig) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Hypotheses joints [M, J] and viewmats [M, 1, 4, 4] fitted to the observation's keypoint detections."""
+def keypoint_hypotheses(model: RobotModel, observation: Observation, K: Tensor, prior: Tensor,
+                        config: KeypointSolveConfig, known_joints: bool = False,
+                        viewmat: Tensor | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Hypotheses joints [M, J] and viewmats [M, 1, 4, 4] fitted to the observation's keypoint detections
+    (`drrobot.fit.from_keypoints`; `prior` [J] the first start, or the pose when `known_joints`; `viewmat` [4, 4]
+    the camera when known)."""
     kp = observation.keypoints
     found = poses_from_keypoints(model, kp.link_ids, kp.local_points, kp.uv[0, 0], kp.visible[0, 0].float(), K,
-                                 observation.width, prior, config, known_joints=known)  # fmt: skip
+                                 observation.width, prior, config, known_joints, viewmat)  # fmt: skip
     return found.joints, found.viewmats
+
+
+def has_keypoints(observation: Observation) -> bool:
+    """Whether the observation has enough keypoint detections to solve from (`MIN_KEYPOINTS`)."""
+    return observation.keypoints is not None and int(observation.keypoints.visible.sum()) >= MIN_KEYPOINTS
 
 
 def refine_finalists(

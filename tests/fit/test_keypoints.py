@@ -67,6 +67,15 @@ def test_camera_alone_when_the_joints_are_known(toy_model):
     assert torch.allclose(found.viewmats[0, 0], camera.viewmats.reshape(4, 4), atol=2e-3)
 
 
+def test_joints_alone_when_the_camera_is_known(toy_model):
+    camera = toy_camera(160, 120)
+    uv, ids, local = projected(toy_model, TOY_JOINTS, camera)
+    found = poses_from_keypoints(toy_model, ids, local, uv, torch.ones(len(uv)), camera.Ks, 160,
+                                 viewmat=camera.viewmats.reshape(4, 4))  # fmt: skip
+    assert wrapped_error_deg(found.joints[0], TOY_JOINTS) < 0.2
+    assert torch.equal(found.viewmats[0, 0], camera.viewmats.reshape(4, 4))  # held
+
+
 def test_too_few_confident_keypoints_is_a_clear_error(toy_model):
     camera = toy_camera(160, 120)
     uv, ids, local = projected(toy_model, TOY_JOINTS, camera)
