@@ -99,21 +99,17 @@ def decode_heatmaps(logits: Tensor) -> tuple[Tensor, Tensor]:
     """Heatmap logits [B, K, h, w] -> positions [B, K, 2] in heatmap cells (centres at +0.5) and confidences [B, K]:
     the softmax-weighted mean over the 3x3 cells around each peak, and the probability mass there."""
     B, K, h, w = logits.shape
-    prob = logits.reshape(B, K, h * w).softmax(-1).reshape(B, K, h, w)
-    peak = prob.reshape(B, K, -1).argmax(-1)  # [B, K]
-    py, px = peak // w, peak % w
+    prob = logits.reshape(B, K, h * w).softmax(-1)
+    peak = prob.argmax(-1)  # [B, K]
+    padded = F.pad(prob.reshape(B, K, h, w), (1, 1, 1, 1)).reshape(B, K, -1)  # zeros around: no clamping at borders
     offsets = torch.arange(-1, 2, device=logits.device)
-    ys = (py[..., None, None] + offsets[:, None]).clamp(0, h - 1)  # [B, K, 3, 1]
-    xs = (px[..., None, None] + offsets[None, :]).clamp(0, w - 1)  # [B, K, 1, 3]
-    flat = (ys * w + xs).reshape(B, K, 9)  # [B, K, 9] (duplicates at the border only re-weight the peak)
-    mass = prob.reshape(B, K, -1).gather(-1, flat)  # [B, K, 9]
-    cx = (flat % w).float() + 0.5
-    cy = (flat // w).float() + 0.5
-    total = mass.sum(-1).clamp_min(1e-12)
-    uv = torch.stack([(mass * cx).sum(-1), (mass * cy).sum(-1)], -1) / total[..., None]
-    unique = torch.where(torch.cat([torch.ones_like(flat[..., :1], dtype=torch.bool), flat[..., 1:] != flat[..., :-1]], -1),
-                         mass, torch.zeros_like(mass))  # fmt: skip
-    return uv, unique.sum(-1).clamp(0.0, 1.0)
+    ys = (peak // w)[..., None, None] + offsets[:, None]  # [B, K, 3, 1] cell rows
+    xs = (peak % w)[..., None, None] + offsets[None, :]  # [B, K, 1, 3]
+    mass = padded.gather(-1, ((ys + 1) * (w + 2) + xs + 1).reshape(B, K, 9))  # [B, K, 9]
+    centres = torch.stack([(xs + 0.5).expand(-1, -1, 3, 3), (ys + 0.5).expand(-1, -1, 3, 3)], -1).reshape(B, K, 9, 2)
+    total = mass.sum(-1)  # [B, K]
+    uv = (mass[..., None] * centres.float()).sum(-2) / total.clamp_min(1e-12)[..., None]
+    return uv, total.clamp(0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -106,6 +106,10 @@ def test_heatmap_decoding_finds_a_sub_cell_peak():
     assert confidence[0, 0] > 0.9
     flat, low = decode_heatmaps(torch.zeros(1, 1, h, w))
     assert low[0, 0] < 0.1  # no peak: no confidence
+    corner = torch.full((1, 1, h, w), -20.0)
+    corner[0, 0, 0, 0] = 0.0  # all the mass in the top-left cell: counted once, found there
+    uv, confidence = decode_heatmaps(corner)
+    assert torch.allclose(uv[0, 0], torch.tensor([0.5, 0.5]), atol=1e-3) and confidence[0, 0] <= 1.0
 
 
 def test_warp_moves_keypoints_with_the_image():
