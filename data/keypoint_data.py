@@ -42,6 +42,7 @@ from drrobot.robots import load_robot
 from drrobot.vision.keypoint_net import KeypointSpec
 
 SPEC_FILE = "keypoints.json"
+SHADOW_MAP = 1024  # shadow map texels
 _STREAM = 7_070_707  # seeds keypoint data apart from the look-alike sequences' streams
 
 
@@ -133,6 +134,7 @@ def render_scene(config: KeypointDataConfig, robot, spec: KeypointSpec, scene: i
     bearing = float(rng_scene.uniform(-math.pi, math.pi))
     placeholder = look_at(np.array([2.0 * math.cos(bearing), 2.0 * math.sin(bearing), 0.5]), np.zeros(3))
     model = compile_scene(robot, rng_scene, bearing, K, width, height, placeholder, LookalikeConfig())
+    model.vis.quality.shadowsize = SHADOW_MAP  # small views: a third faster than MuJoCo's 4096 at no visible cost
     data = mujoco.MjData(model)
     joint_spec = JointSpec.from_mj_model(model)
     bodies = np.array([mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in spec.link_names])

@@ -215,3 +215,21 @@ def test_keypoints_command_end_to_end(tmp_path, toy_model):
     assert (tmp_path / "model" / "keypoint-data" / "scene_0000.npz").is_file()
     report = json.loads((tmp_path / "model" / "keypoint-detector" / "training.json").read_text())
     assert report["steps"] == 3 and "validation" in report
+
+
+def test_observer_scales_detections_to_the_working_size(toy_model):
+    from drrobot.fit.keypoint_points import KeypointObserver
+
+    spec = robot_keypoints(toy_model, min_gaussians=20)
+
+    class Fixed:  # a detector that always finds the same points, the first one unsure
+        def __init__(self):
+            self.spec = spec
+
+        def detect(self, image):
+            uv = torch.tensor([[100.0, 50.0]]).repeat(spec.count, 1)
+            return uv, torch.tensor([0.05] + [0.9] * (spec.count - 1))
+
+    observed = KeypointObserver(Fixed(), toy_model, min_confidence=0.1)(np.zeros((200, 400, 3), np.uint8), 80, 40)
+    assert torch.allclose(observed.uv[0, 0, 0], torch.tensor([20.0, 10.0]))  # 400x200 -> 80x40
+    assert observed.visible.shape == (1, 1, spec.count) and not observed.visible[0, 0, 0] and observed.visible[0, 0, 1:].all()
