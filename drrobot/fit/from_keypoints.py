@@ -219,3 +219,4 @@ def _distinct_best(joints: Tensor, errors: Tensor, keep: int, distinct: float) -
         if len(chosen) == keep:
             break
     return torch.tensor(chosen, device=joints.device)
+

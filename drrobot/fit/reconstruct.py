@@ -26,8 +26,8 @@ from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
 from drrobot.fit.chain import chain_search
 from drrobot.fit.keypoint_points import KeypointObserver
 from drrobot.fit.optimize import FitResult, cached_skinning_weights, render_state
-from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, has_keypoints, keypoint_hypotheses, prior_joints,
-                               refine_finalists, solve_from_scratch, track)
+from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, has_keypoints, keypoint_hypotheses, keypoint_weights,
+                               prior_joints, refine_finalists, solve_from_scratch, track)
 from drrobot.model import RobotModel
 from drrobot.vision.keypoint_net import KeypointDetector
 
@@ -48,8 +48,9 @@ class ReconstructConfig:
     """Frames (evenly spread) the median background is computed from."""
     median_min_frames: int = 8
     """auto picks the median only with at least this many frames (fewer cannot remove the robot)."""
-    keypoints: Literal["first", "all"] = "all"
-    """With a keypoint detector: its detections are fitted on the first frame only, or on every frame."""
+    keypoints: Literal["first", "all"] = "first"
+    """With a keypoint detector: its detections are fitted on the first frame only (the default: their effect on
+    tracking is unmeasured), or on every frame."""
     robot_free_background: bool = True
     """Median mode: after the first tracking pass, recompute the median without the fitted robot (a slow robot
     stays in the plain median where it lingers) and track again with it."""
@@ -235,6 +236,7 @@ def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tenso
     if joints is None and has_keypoints(obs):
         joints, _ = keypoint_hypotheses(model, obs, K, prior_joints(model, scratch.prior), scratch.keypoints,
                                         viewmat=viewmats[0, 0])  # fmt: skip
+        objective = Objective(keypoint_weights(config.weights, scratch))
     elif joints is None:
         joints, _, _ = chain_search(model, obs, prior_joints(model, scratch.prior)[None], viewmats, K, objective, skin,
                                     scratch.chain, optimize_camera=False)  # fmt: skip
