@@ -135,8 +135,8 @@ def find_detector(config: PoseConfig) -> KeypointDetector | None:
 
 UNKNOWN_CAMERA_NOTICE = (
     "drrobot pose: the camera is unknown and there is no keypoint detector, so frame 0 is searched by templates; on "
-    "cluttered scenes that search does not find the pose reliably (BENCHMARKS.md, pose estimation). Train a "
-    "detector with `drrobot keypoints --checkpoint CKPT`, or give --camera.viewmat (and --init-joints when your "
+    "cluttered scenes neither that search nor a `drrobot keypoints` detector finds the pose reliably yet "
+    "(BENCHMARKS.md, pose estimation). Give --camera.viewmat when you know the camera (and --init-joints when your "
     "robot logs frame 0's joints)."
 )
 
