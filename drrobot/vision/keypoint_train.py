@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
 from drrobot.io import atomic_path, write_json_atomic
-from drrobot.vision.keypoint_net import (STRIDE, KeypointDetector, KeypointNet, KeypointSpec, NetConfig,
-                                         decode_heatmaps, normalize_images)  # fmt: skip
+from drrobot.vision.keypoint_net import STRIDE, KeypointDetector, KeypointNet, KeypointSpec, NetConfig, normalize_images
 
 STATE_FILE = "train_state.safetensors"
 REPORT_FILE = "training.json"
@@ -193,8 +193,6 @@ def _resume(out: Path, net: KeypointNet, optimizer: torch.optim.Optimizer, confi
     path = out / STATE_FILE
     if not path.is_file():
         return 0, []
-    from safetensors import safe_open
-
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
     tensors = load_file(str(path))
