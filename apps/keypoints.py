@@ -5,7 +5,7 @@
 Renders training views of the robot in random cluttered scenes with MuJoCo (`drrobot.data.keypoint_data`,
 into `--data.out`, default `<model>/keypoint-data`), then trains the detector (`drrobot.vision.keypoint_train`)
 into `--out` (default `<model>/keypoint-detector`, where `drrobot pose` looks for it). Both steps resume where an
-interrupted run stopped. Panda defaults on 2 CPU cores: ~15 min of rendering, ~30 min of training.
+interrupted run stopped. Panda defaults on 2 CPU cores: ~20 min of rendering, 16-28 min of training.
 """
 
 from __future__ import annotations
