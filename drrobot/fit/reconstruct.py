@@ -49,8 +49,8 @@ class ReconstructConfig:
     median_min_frames: int = 8
     """auto picks the median only with at least this many frames (fewer cannot remove the robot)."""
     keypoints: Literal["first", "all"] = "first"
-    """With a keypoint detector: its detections are fitted on the first frame only (the default: their effect on
-    tracking is unmeasured), or on every frame."""
+    """With a keypoint detector: its detections are fitted on the first frame only, or on every frame (look-alike
+    azure, camera known, 40 frames: 17.8 deg with every frame, 14.9 with the first only)."""
     robot_free_background: bool = True
     """Median mode: after the first tracking pass, recompute the median without the fitted robot (a slow robot
     stays in the plain median where it lingers) and track again with it."""
