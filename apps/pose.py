@@ -76,7 +76,7 @@ class PoseConfig:
     camera: CameraArgs = dataclasses.field(default_factory=CameraArgs)
     detector: Path | None = None
     """The robot's keypoint detector (`drrobot keypoints`); default: `<checkpoint>/../keypoint-detector` when it
-    exists. It finds the first frame's pose with the camera unknown, and steadies tracking."""
+    exists. Its detections start the first frame's joints (and camera, when unknown)."""
     use_detector: bool = True
     """False: ignore any detector (the template and chain search instead)."""
     stride: int = 1

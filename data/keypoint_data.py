@@ -34,7 +34,8 @@ from tqdm import tqdm
 from drrobot.data.cameras import look_at
 from drrobot.data.files import npz_bytes, npz_complete, read_npz
 from drrobot.data.lookalike import (CAMERA_NAME, CAMERAS, LookalikeConfig, SceneRenderer, add_sensor_noise,
-                                    compile_scene, penetrates, pinhole_pose, project)  # fmt: skip
+                                    compile_scene, orbit_camera, penetrates, pinhole_pose,
+                                    project)  # fmt: skip
 from drrobot.errors import UsageError
 from drrobot.io import ensure_writable_dir, write_atomic, write_json_atomic
 from drrobot.joints import JointSpec
@@ -192,17 +193,11 @@ def _draw_view(config, rng, model, data, joint_spec, bodies, local, moving, bear
 
 def _random_camera(config: KeypointDataConfig, rng: np.random.Generator, world: np.ndarray, bearing: float) -> np.ndarray:
     """viewmat [4, 4]: looking at a random point of the robot's keypoint box from the scene's open side."""
-    low, high = world.min(0), world.max(0)
-    target = rng.uniform(low, high)
+    target = rng.uniform(world.min(0), world.max(0))
     azimuth = bearing + math.radians(rng.uniform(-config.bearing_spread_deg, config.bearing_spread_deg))
     elevation = math.radians(rng.uniform(*config.elevation_deg))
-    direction = np.array([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
-                          math.sin(elevation)])  # fmt: skip
-    viewmat = look_at(target + rng.uniform(*config.distance) * direction, target)
-    roll = math.radians(rng.uniform(-config.roll_deg, config.roll_deg))
-    c, s = math.cos(roll), math.sin(roll)
-    viewmat[:3] = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ viewmat[:3]
-    return viewmat
+    distance = rng.uniform(*config.distance)
+    return orbit_camera(target, azimuth, elevation, distance, math.radians(rng.uniform(-config.roll_deg, config.roll_deg)))
 
 
 def _degrade(image: np.ndarray, config: KeypointDataConfig, rng: np.random.Generator) -> np.ndarray:

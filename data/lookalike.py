@@ -257,11 +257,17 @@ def sample_camera(
     )
     fit = config.framing_radius / math.sin(half_fov)
     distance = rng.uniform(max(config.distance[0], fit), max(config.distance[1], fit))
-    viewmat = look_at(target + distance * _direction(bearing, elevation), target)  # [4, 4]
     roll = math.radians(rng.uniform(-config.roll_deg, config.roll_deg))
+    return orbit_camera(target, bearing, elevation, distance, roll), bearing
+
+
+def orbit_camera(target: np.ndarray, azimuth: float, elevation: float, distance: float, roll: float) -> np.ndarray:
+    """World->camera viewmat [4, 4] (OpenCV) of a camera `distance` from `target` [3] at `azimuth` around +z and
+    `elevation`, looking at it, rolled by `roll` about its optical axis (radians)."""
+    viewmat = look_at(target + distance * _direction(azimuth, elevation), target)  # [4, 4]
     c, s = math.cos(roll), math.sin(roll)
     viewmat[:3] = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ viewmat[:3]
-    return viewmat, bearing
+    return viewmat
 
 
 def _direction(azimuth: float, elevation: float) -> np.ndarray:  # [3]

@@ -7,9 +7,9 @@ With the camera unknown, the keypoints constrain the joints and the camera toget
 `starts` joint poses (the prior, then random ones in the limits) each get their camera from the direct linear
 transform (DLT) of their own 3D keypoints to the detections, reweighted twice by a Cauchy weight of the
 reprojection error (detections that belong to another start's arm stop pulling). All starts are then refined
-together by Adam on the joints and the camera (`PoseParameters`: joints stay in their limits) against the
-same robust error, pure kinematics with no rendering (~1 s for 256 starts on 2 CPU cores). The `keep` best with
-different joints are returned for the image-based refinement to choose from.
+together by an iteratively reweighted Levenberg-Marquardt on the joints (kept in their limits) and the camera
+against the same robust error, pure kinematics with no rendering (~1 s for 256 starts on 2 CPU cores). The `keep`
+best with different joints are returned for the image-based refinement to choose from.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from drrobot.fit.cameras import rigid
+from drrobot.fit.objectives import link_points
 from drrobot.model import RobotModel, project_points
 
 
@@ -48,7 +49,7 @@ class KeypointSolveConfig:
 class KeypointHypotheses:
     joints: Tensor  # [M, J]
     viewmats: Tensor  # [M, 1, 4, 4]
-    errors: Tensor  # [M] robust reprojection error (fraction of the image width), ascending
+    errors: Tensor  # [M] robust cost: mean Cauchy loss of the reprojection errors in units of the robust scale; ascending
 
 
 def poses_from_keypoints(
@@ -134,10 +135,11 @@ def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor
     for _ in range(steps):
         w = (problem.weight / (1 + errors.square().sum(-1))).sqrt()  # [S, K] IRLS weights of the Cauchy loss
         residual = (errors * w[..., None]).reshape(S, -1)  # [S, 2K]
+        pivots = _pivots(problem, joints, viewmats)  # [S, 3]
         probes = torch.eye(P, device=joints.device) * eps  # [P, P]
         tried_joints = (joints[:, None] + probes[None, :, :J]).reshape(-1, J)
         tried_views = _moved(viewmats[:, None].expand(S, P, 4, 4), probes[None, :, J:].expand(S, P, 6),
-                             _pivots(problem, joints, viewmats)[:, None].expand(S, P, 3))  # fmt: skip
+                             pivots[:, None].expand(S, P, 3))  # fmt: skip
         moved = problem.errors(tried_joints, tried_views.reshape(-1, 4, 4)).reshape(S, P, -1, 2)
         jacobian = ((moved * w[:, None, :, None]).reshape(S, P, -1) - residual[:, None]) / eps  # [S, P, 2K]
         A = jacobian @ jacobian.transpose(1, 2)  # [S, P, P]
@@ -148,7 +150,7 @@ def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor
         new_joints = joints + step[:, :J]
         wrapped = torch.remainder(new_joints + torch.pi, 2 * torch.pi) - torch.pi
         new_joints = torch.where(continuous, wrapped, torch.minimum(torch.maximum(new_joints, lower), upper))
-        new_views = _moved(viewmats, step[:, J:], _pivots(problem, joints, viewmats))
+        new_views = _moved(viewmats, step[:, J:], pivots)
         new_errors = problem.errors(new_joints, new_views)
         new_cost = problem.cost(new_errors)
         better = new_cost < cost
@@ -207,8 +209,7 @@ def robust_dlt(points: Tensor, uv: Tensor, weight: Tensor, K: Tensor, scale: flo
 
 def _keypoints_world(model: RobotModel, joints: Tensor, link_ids: Tensor, local_points: Tensor) -> Tensor:
     """[S, J] -> world keypoints [S, K, 3]."""
-    poses = model.kinematics.link_poses(joints)[:, link_ids]  # [S, K, 4, 4]
-    return (poses[..., :3, :3] @ local_points[..., None])[..., 0] + poses[..., :3, 3]
+    return link_points(model.kinematics.link_poses(joints), link_ids, local_points)
 
 
 def _distinct_best(joints: Tensor, errors: Tensor, keep: int, distinct: float) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from drrobot.fit.objectives import Keypoints
-from drrobot.fit.proxy import weighted_kmeans
+from drrobot.fit.proxy import silhouette_mass, weighted_kmeans
 from drrobot.model import RobotModel
 from drrobot.vision.keypoint_net import DetectorError, KeypointDetector, KeypointSpec
 
@@ -26,25 +26,23 @@ def robot_keypoints(model: RobotModel, per_link: int = 2, min_separation: float 
     g = model.gaussians
     skin = model.skinning_weights() if skinning_weights is None else skinning_weights  # [N, L]
     link_of = skin.argmax(dim=-1)  # [N]
-    mass = torch.sigmoid(g.opacities) * g.scales.exp().mean(dim=-1).square()  # [N]
+    mass = silhouette_mass(g)  # [N]
     canonical = model.canonical_link_poses  # [L, 4, 4]
-    names, points, kept_world = [], [], []
+    names, points, kept = [], [], []  # kept: the points so far in the canonical world frame
     for link, name in enumerate(model.link_names):
         members = (link_of == link).nonzero()[:, 0]
         if len(members) < min_gaussians:
             continue
         cluster = weighted_kmeans(g.means[members], mass[members], per_link)  # [n]
-        centres = [torch.zeros(3, device=g.means.device)]  # the link origin, in the link frame
         inverse = torch.linalg.inv(canonical[link])
+        candidates = [(canonical[link, :3, 3], torch.zeros(3))]  # (world, link frame): the origin, then the centres
         for c in cluster.unique().tolist():
             index = members[cluster == c]
-            w = mass[index] / mass[index].sum()
-            world = (w[:, None] * g.means[index]).sum(0)  # [3] canonical world frame
-            centres.append(inverse[:3, :3] @ world + inverse[:3, 3])
-        for local in centres:
-            world = canonical[link, :3, :3] @ local + canonical[link, :3, 3]
-            if all(float((world - other).norm()) >= min_separation for other in kept_world):
-                kept_world.append(world)
+            world = (mass[index, None] * g.means[index]).sum(0) / mass[index].sum()
+            candidates.append((world, inverse[:3, :3] @ world + inverse[:3, 3]))
+        for world, local in candidates:
+            if all(float((world - other).norm()) >= min_separation for other in kept):
+                kept.append(world)
                 names.append(name)
                 points.append(tuple(float(v) for v in local))
     if not names:

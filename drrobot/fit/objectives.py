@@ -273,10 +273,16 @@ def silhouette_loss(alphas: Tensor, masks: Tensor) -> Tensor:
     return l1 + (1.0 - inter / union).mean(dim=1)
 
 
+def link_points(link_poses: Tensor, link_ids: Tensor, local_points: Tensor) -> Tensor:
+    """World positions [B, K, 3] of points local_points [K, 3] fixed on links link_ids [K], links at link_poses
+    [B, L, 4, 4]."""
+    poses = link_poses[:, link_ids]  # [B, K, 4, 4]
+    return (poses[..., :3, :3] @ local_points[..., None])[..., 0] + poses[..., :3, 3]
+
+
 def keypoint_loss(state: FitState, keypoints: Keypoints) -> Tensor:
     """Huber distance (in % of the image width) between projected link points and detections -> [B]."""
-    poses = state.render.posed.link_poses[:, keypoints.link_ids]  # [B, K, 4, 4]
-    points = (poses[..., :3, :3] @ keypoints.local_points[..., None])[..., 0] + poses[..., :3, 3]  # [B, K, 3]
+    points = link_points(state.render.posed.link_poses, keypoints.link_ids, keypoints.local_points)  # [B, K, 3]
     uv, _, in_front = project_points(points, state.viewmats, state.Ks)  # [B, C, K, 2], [B, C, K]
     width = state.observation.width
     error = (uv - keypoints.uv).norm(dim=-1) * (100.0 / width)  # [B, C, K]

@@ -41,7 +41,7 @@ def coarse_proxy(model: RobotModel, per_link: int = 32, inflate: float = 1.2, op
     link_of = skin.argmax(dim=-1)  # [N]
     scales = g.scales.exp()  # [N, 3]
     covariances = quat_scale_to_covar(g.quats, scales)  # [N, 3, 3]
-    mass = torch.sigmoid(g.opacities) * scales.mean(dim=-1).square()  # [N] ~ how much silhouette each covers
+    mass = silhouette_mass(g)  # [N]
     means, covs, colors, links = [], [], [], []
     for link in link_of.unique().tolist():
         members = (link_of == link).nonzero()[:, 0]
@@ -71,6 +71,11 @@ def coarse_proxy(model: RobotModel, per_link: int = 32, inflate: float = 1.2, op
     proxy = RobotModel(model.robot, CanonicalGaussians(params), model.config).eval().requires_grad_(False)
     one_hot = torch.nn.functional.one_hot(params["link_ids"], skin.shape[1]).to(skin.dtype)  # [P, L]
     return proxy, one_hot
+
+
+def silhouette_mass(gaussians: CanonicalGaussians) -> Tensor:
+    """[N] ~ how much silhouette each Gaussian covers (opacity x squared mean scale): its centre's weight."""
+    return torch.sigmoid(gaussians.opacities) * gaussians.scales.exp().mean(dim=-1).square()
 
 
 def weighted_kmeans(points: Tensor, weights: Tensor, k: int) -> Tensor:
