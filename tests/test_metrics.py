@@ -3,7 +3,16 @@ import math
 import pytest
 import torch
 
-from drrobot.metrics import chamfer_distance, l1_dssim_loss, link_mask_loss, psnr, silhouette_iou, ssim
+from drrobot.metrics import (
+    chamfer_distance,
+    l1_dssim_loss,
+    link_mask_loss,
+    nearest_indices_cdist,
+    nearest_indices_kdtree,
+    psnr,
+    silhouette_iou,
+    ssim,
+)
 
 
 def test_psnr_of_known_error():
@@ -70,10 +79,21 @@ def test_chamfer_distance_of_shifted_cloud():
     a = torch.tensor([[0.0, 0, 0], [1.0, 0, 0]])
     b = a + torch.tensor([0.0, 0.1, 0.0])
     assert math.isclose(chamfer_distance(a, b).item(), 0.2, rel_tol=1e-5)
-    # chunking gives the same answer as one block
+
+
+def test_chamfer_nearest_neighbours_kdtree_matches_brute_force():
     torch.manual_seed(0)
     x, y = torch.rand(2, 300, 3), torch.rand(2, 200, 3)
-    assert torch.allclose(chamfer_distance(x, y, chunk=7), chamfer_distance(x, y, chunk=4096))
+    brute = nearest_indices_cdist(x, y, chunk=4096)  # [2, 300]
+    assert torch.equal(nearest_indices_cdist(x, y, chunk=7), brute)  # chunking changes nothing
+    assert torch.equal(nearest_indices_kdtree(x, y), brute)
+    expected = (x - torch.gather(y, 1, brute[..., None].expand(-1, -1, 3))).norm(dim=-1).mean(-1)  # [2]
+    x.requires_grad_(True)
+    distance = chamfer_distance(x, y)  # [2]: the CPU path, through the k-d tree
+    reverse = (y - torch.gather(x, 1, nearest_indices_cdist(y, x)[..., None].expand(-1, -1, 3))).norm(dim=-1)
+    assert torch.allclose(distance, expected + reverse.mean(-1), atol=1e-6)
+    distance.sum().backward()  # the distance stays differentiable w.r.t. the points
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 def test_silhouette_iou():

@@ -30,6 +30,7 @@ from drrobot.errors import DrRobotError
 from drrobot.metrics import chamfer_distance, l1_dssim_loss, link_mask_loss, psnr
 from drrobot.model import RobotModel
 from drrobot.nn import resolve_field_dtype
+from drrobot.render.extension import load_extension
 from drrobot.robots import load_robot
 from drrobot.train.batches import Sampler, ViewBatch, check_dataset
 from drrobot.train.config import TrainConfig
@@ -64,6 +65,8 @@ class Trainer:
         self.lr_scale = 1.0
         self.model = self._load_or_create_model()
         self.model.set_field_dtype(resolve_field_dtype(config.field_dtype, self.device))
+        if self.device.type == "cpu" and config.backend != "gsplat":
+            load_extension()  # a first use on this machine builds the C++ kernel here, outside the timed training
         with torch.no_grad():
             means = self.model.gaussians.means  # [N, 3]
             self.scene_scale = float((means - means.mean(0)).norm(dim=-1).max())
@@ -273,13 +276,18 @@ class Trainer:
         return loss, {"loss": loss.item(), "chamfer_mm": 1000 * loss.item()}, lambda: None
 
     def _set_learning_rates(self, stage: str, local: int) -> None:
-        """Canonical means decay exponentially to 1% over the image stages; everything scales with recoveries."""
+        """Canonical means decay exponentially to 1% over the image stages; the other rates follow a cosine to
+        `optim.joint_final` of themselves over the joint stage; everything scales with recoveries."""
         c = self.config
         image_steps = max(c.canonical_steps + c.joint_steps, 1)
         done = local if stage == "canonical" else c.canonical_steps + (local if stage == "joint" else 0)
         decay = 0.01 ** (done / image_steps)
+        anneal = 1.0
+        if stage == "joint":
+            final = c.optim.joint_final
+            anneal = final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * local / max(c.joint_steps, 1)))
         for name, opt in self.optimizers.items():
-            lr = self._base_lrs[name] * self.lr_scale * (decay if name == "means" else 1.0)
+            lr = self._base_lrs[name] * self.lr_scale * (decay if name == "means" else anneal)
             for group in opt.param_groups:
                 group["lr"] = lr
 
