@@ -36,9 +36,6 @@ class OptimConfig:
     shN: float = 2.5e-3 / 20
     skinning: float = 1e-3
     appearance: float = 1e-3
-    joint_final: float = 1.0
-    """Every learning rate but the means' (which decay anyway) falls to this fraction of itself over the joint stage
-    along a cosine; 1 keeps them constant."""
 
 
 @dataclasses.dataclass

@@ -276,18 +276,13 @@ class Trainer:
         return loss, {"loss": loss.item(), "chamfer_mm": 1000 * loss.item()}, lambda: None
 
     def _set_learning_rates(self, stage: str, local: int) -> None:
-        """Canonical means decay exponentially to 1% over the image stages; the other rates follow a cosine to
-        `optim.joint_final` of themselves over the joint stage; everything scales with recoveries."""
+        """Canonical means decay exponentially to 1% over the image stages; everything scales with recoveries."""
         c = self.config
         image_steps = max(c.canonical_steps + c.joint_steps, 1)
         done = local if stage == "canonical" else c.canonical_steps + (local if stage == "joint" else 0)
         decay = 0.01 ** (done / image_steps)
-        anneal = 1.0
-        if stage == "joint":
-            final = c.optim.joint_final
-            anneal = final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * local / max(c.joint_steps, 1)))
         for name, opt in self.optimizers.items():
-            lr = self._base_lrs[name] * self.lr_scale * (decay if name == "means" else anneal)
+            lr = self._base_lrs[name] * self.lr_scale * (decay if name == "means" else 1.0)
             for group in opt.param_groups:
                 group["lr"] = lr
 

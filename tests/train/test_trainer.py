@@ -14,7 +14,6 @@ from drrobot.skinning import SkinningConfig
 from drrobot.train import trainer as trainer_module
 from drrobot.train.evaluate import evaluate
 from drrobot.train.run import train
-from drrobot.train.config import PRESETS as TRAIN_PRESETS
 from drrobot.train.trainer import Trainer, TrainingError
 
 from train_helpers import tiny_data_config, tiny_train_config
@@ -146,25 +145,6 @@ def test_faint_gaussians_are_pruned_once_when_densification_ends(toy_arm_data, t
     assert len(with_lbs.model.gaussians) == len(opacity) - faint
     assert bool((torch.sigmoid(with_lbs.model.gaussians.opacities) >= threshold).all())
     assert all(p.shape[0] == len(with_lbs.model.gaussians) for p in with_lbs.model.gaussians.params.values())
-
-
-def test_joint_stage_learning_rates_anneal_to_their_final_fraction(toy_arm_data, tmp_path):
-    optim = dataclasses.replace(TRAIN_PRESETS["cpu-quick"].optim, joint_final=0.1)
-    config = tiny_train_config(toy_arm_data, tmp_path, canonical_steps=10, lbs_steps=0, joint_steps=20,
-                               eval_views=0, optim=optim)  # fmt: skip
-    trainer = Trainer(config)
-
-    def rate(name, stage, local):
-        trainer._set_learning_rates(stage, local)
-        return trainer.optimizers[name].param_groups[0]["lr"]
-
-    for name in ("opacities", "skinning", "appearance"):
-        base = rate(name, "canonical", 5)
-        assert rate(name, "joint", 0) == pytest.approx(base)
-        assert rate(name, "joint", 10) == pytest.approx(0.55 * base)  # half way along the cosine
-        assert rate(name, "joint", 20) == pytest.approx(0.1 * base)
-    means_at_start = rate("means", "canonical", 0)  # the means keep their own exponential decay to 1%
-    assert rate("means", "joint", 20) == pytest.approx(0.01 * means_at_start)
 
 
 def test_existing_run_needs_resume_or_overwrite(toy_arm_data, tmp_path):
