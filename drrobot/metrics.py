@@ -119,8 +119,8 @@ def _nearest_distance(src: torch.Tensor, dst: torch.Tensor, chunk: int) -> torch
     lead = torch.broadcast_shapes(src.shape[:-2], dst.shape[:-2])
     src, dst = src.expand(*lead, *src.shape[-2:]), dst.expand(*lead, *dst.shape[-2:])
     with torch.no_grad():
-        find = nearest_indices_kdtree if src.device.type == "cpu" else nearest_indices_cdist
-        nearest = find(src.detach(), dst.detach(), chunk)  # [..., N]
+        cpu = src.device.type == "cpu"
+        nearest = nearest_indices_kdtree(src, dst) if cpu else nearest_indices_cdist(src, dst, chunk)  # [..., N]
     matched = torch.gather(dst, -2, nearest[..., None].expand(*nearest.shape, 3))  # [..., N, 3]
     return (src - matched).norm(dim=-1)
 
@@ -132,13 +132,13 @@ def nearest_indices_cdist(src: torch.Tensor, dst: torch.Tensor, chunk: int = 409
     )
 
 
-def nearest_indices_kdtree(src: torch.Tensor, dst: torch.Tensor, chunk: int = 0) -> torch.Tensor:
-    """`nearest_indices_cdist` through one scipy k-d tree per cloud (~15x faster on CPU for thousands of points;
-    `chunk` is unused). src [..., N, 3], dst [..., M, 3] (same leading dims) -> [..., N]."""
+def nearest_indices_kdtree(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """`nearest_indices_cdist` through one scipy k-d tree per cloud (~15x faster on CPU for thousands of points).
+    src [..., N, 3], dst [..., M, 3] (same leading dims) -> [..., N]."""
     from scipy.spatial import cKDTree
 
-    sources = src.reshape(-1, *src.shape[-2:]).cpu().numpy()  # [P, N, 3]
-    targets = dst.reshape(-1, *dst.shape[-2:]).cpu().numpy()  # [P, M, 3]
+    sources = src.detach().reshape(-1, *src.shape[-2:]).cpu().numpy()  # [P, N, 3]
+    targets = dst.detach().reshape(-1, *dst.shape[-2:]).cpu().numpy()  # [P, M, 3]
     found = [cKDTree(target).query(source, workers=-1)[1] for source, target in zip(sources, targets)]
     return torch.from_numpy(np.stack(found)).reshape(src.shape[:-1]).to(src.device)
 
