@@ -4,8 +4,10 @@ by frame, for the per-frame optimizer settings given. Isolates the tracker from 
 
     python benchmarks/bench_tracking.py --root outputs/lookalike-slow --frames 40 --fit lbfgs:25 --fit adam:20:0.003
 
-`--fit OPTIMIZER:STEPS[:JOINT_LR]` (repeatable): L-BFGS iterations, or Adam steps at that joint learning rate
-(with the earlier tracker's early stop: patience 4, tolerance 2e-3).
+`--fit OPTIMIZER:STEPS[:JOINT_LR[:FINAL_LR]]` (repeatable): L-BFGS iterations, or Adam steps at that joint
+learning rate decaying to FINAL_LR of it (with the earlier tracker's early stop: patience 4, tolerance 2e-3).
+`--stride S` tracks every S-th frame (a subsampled video: S times the motion per frame); `--velocity V` is
+`TrackConfig.velocity` (the constant-velocity start).
 """
 
 from __future__ import annotations
@@ -36,31 +38,48 @@ def parse_fit(text: str) -> FitConfig:
     try:
         if parts[0] == "lbfgs" and len(parts) == 2:
             return FitConfig(steps=(int(parts[1]),), scales=(1.0,), optimizer="lbfgs")
-        if parts[0] == "adam" and len(parts) == 3:
+        if parts[0] == "adam" and len(parts) in (3, 4):
+            final_lr = float(parts[3]) if len(parts) == 4 else 1.0
             return FitConfig(steps=(int(parts[1]),), scales=(1.0,), patience=4, tolerance=2e-3,
-                             lr=LearningRates(joints=float(parts[2])))  # fmt: skip
+                             lr=LearningRates(joints=float(parts[2])), final_lr=final_lr)  # fmt: skip
     except ValueError:
         pass
-    raise SystemExit(f"--fit takes lbfgs:STEPS or adam:STEPS:JOINT_LR, got {text!r}")
+    raise SystemExit(f"--fit takes lbfgs:STEPS or adam:STEPS:JOINT_LR[:FINAL_LR], got {text!r}")
 
 
-def track_known_start(model, directory: Path, frames: int, fit: FitConfig, width: int = 320) -> dict:
+class Strided:
+    """Every `stride`-th frame of `frames`."""
+
+    def __init__(self, frames, stride: int):
+        self.frames, self.stride = frames, stride
+        self.names = frames.names[::stride]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.frames[index * self.stride]
+
+
+def track_known_start(model, directory: Path, frames: int, fit: FitConfig, stride: int = 1, velocity: float = 0.0,
+                      width: int = 320) -> dict:  # fmt: skip
     sequence = load_dream(directory)
     truth = dream_truth(sequence, model)
+    truth_joints = truth.joints[::stride]  # [T, J]
     viewmat = torch.tensor(json.loads((directory / "_ground_truth_camera.json").read_text())["viewmat"])
-    images = DreamFrames(sequence)
+    images = Strided(DreamFrames(sequence), stride)
     height = round(sequence.height * width / sequence.width)
     K = scale_intrinsics(torch.as_tensor(sequence.K, dtype=torch.float32), width / sequence.width,
                          height / sequence.height)  # fmt: skip
     data = FrameTensors(images, None, width, height, "median", model.device, 64)
     middle = model.joint_spec.denormalize(np.zeros(model.joint_spec.dof))
-    start_joints = torch.as_tensor(np.where(np.isnan(truth.joints[0]), middle, truth.joints[0]), dtype=torch.float32)
+    start_joints = torch.as_tensor(np.where(np.isnan(truth_joints[0]), middle, truth_joints[0]), dtype=torch.float32)
     start = FitResult(start_joints[None], viewmat[None, None], K[None, None], None, torch.zeros(1), {}, [], 0)
-    config = TrackConfig(fit=fit, refine_camera=False)
+    config = TrackConfig(fit=fit, refine_camera=False, velocity=velocity)
     begin = time.perf_counter()
     result = track(model, data, frames, start, config)
     seconds = time.perf_counter() - begin
-    error = np.degrees(np.abs(result.joints.numpy()[:, :7] - truth.joints[:frames, :7]))  # [T, 7]
+    error = np.degrees(np.abs(result.joints.numpy()[:, :7] - truth_joints[:frames, :7]))  # [T, 7]
     return {"mean_deg": float(error.mean()), "per_joint_deg": error.mean(0).tolist(),
             "by_frame_deg": error.mean(1).tolist(), "fps": frames / seconds}  # fmt: skip
 
@@ -71,7 +90,10 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("outputs/lookalike-slow"))
     parser.add_argument("--cameras", nargs="+", default=["azure", "kinect360", "realsense"])
     parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--fit", action="append", default=None, help="lbfgs:STEPS or adam:STEPS:JOINT_LR (repeatable; default lbfgs:25)")
+    parser.add_argument("--fit", action="append", default=None,
+                        help="lbfgs:STEPS or adam:STEPS:JOINT_LR[:FINAL_LR] (repeatable; default lbfgs:25)")
+    parser.add_argument("--stride", type=int, default=1, help="track every stride-th frame")
+    parser.add_argument("--velocity", type=float, default=0.0, help="TrackConfig.velocity")
     args = parser.parse_args()
     fits = args.fit or ["lbfgs:25"]
     model = load_checkpoint(args.checkpoint).model.eval()
@@ -79,9 +101,10 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for camera in args.cameras:
         for text in fits:
-            m = track_known_start(model, args.root / camera, args.frames, parse_fit(text))
+            m = track_known_start(model, args.root / camera, args.frames, parse_fit(text), args.stride, args.velocity)
             by = ", ".join(f"{e:.1f}" for e in m["by_frame_deg"][::5])
-            print(f"| {camera} | `{text}` | {m['mean_deg']:.2f} | {by} | {m['fps']:.2f} |", flush=True)
+            label = f"`{text}`, stride {args.stride}, velocity {args.velocity:g}"
+            print(f"| {camera} | {label} | {m['mean_deg']:.2f} | {by} | {m['fps']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
