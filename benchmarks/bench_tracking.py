@@ -7,7 +7,7 @@ by frame, for the per-frame optimizer settings given. Isolates the tracker from 
 `--fit OPTIMIZER:STEPS[:JOINT_LR[:FINAL_LR]]` (repeatable): L-BFGS iterations, or Adam steps at that joint
 learning rate decaying to FINAL_LR of it (with the earlier tracker's early stop: patience 4, tolerance 2e-3).
 `--stride S` tracks every S-th frame (a subsampled video: S times the motion per frame); `--velocity V` is
-`TrackConfig.velocity` (the constant-velocity start).
+`TrackConfig.velocity` (the constant-velocity start), `--velocity-and-still` `TrackConfig.velocity_and_still`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Strided:
 
 
 def track_known_start(model, directory: Path, frames: int, fit: FitConfig, stride: int = 1, velocity: float = 0.0,
-                      width: int = 320) -> dict:  # fmt: skip
+                      both: bool = False, width: int = 320) -> dict:  # fmt: skip
     sequence = load_dream(directory)
     truth = dream_truth(sequence, model)
     truth_joints = truth.joints[::stride]  # [T, J]
@@ -75,7 +75,7 @@ def track_known_start(model, directory: Path, frames: int, fit: FitConfig, strid
     middle = model.joint_spec.denormalize(np.zeros(model.joint_spec.dof))
     start_joints = torch.as_tensor(np.where(np.isnan(truth_joints[0]), middle, truth_joints[0]), dtype=torch.float32)
     start = FitResult(start_joints[None], viewmat[None, None], K[None, None], None, torch.zeros(1), {}, [], 0)
-    config = TrackConfig(fit=fit, refine_camera=False, velocity=velocity)
+    config = TrackConfig(fit=fit, refine_camera=False, velocity=velocity, velocity_and_still=both)
     begin = time.perf_counter()
     result = track(model, data, frames, start, config)
     seconds = time.perf_counter() - begin
@@ -94,6 +94,7 @@ def main() -> None:
                         help="lbfgs:STEPS or adam:STEPS:JOINT_LR[:FINAL_LR] (repeatable; default lbfgs:25)")
     parser.add_argument("--stride", type=int, default=1, help="track every stride-th frame")
     parser.add_argument("--velocity", type=float, default=0.0, help="TrackConfig.velocity")
+    parser.add_argument("--velocity-and-still", action="store_true", help="TrackConfig.velocity_and_still")
     args = parser.parse_args()
     fits = args.fit or ["lbfgs:25"]
     model = load_checkpoint(args.checkpoint).model.eval()
@@ -101,9 +102,10 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for camera in args.cameras:
         for text in fits:
-            m = track_known_start(model, args.root / camera, args.frames, parse_fit(text), args.stride, args.velocity)
+            m = track_known_start(model, args.root / camera, args.frames, parse_fit(text), args.stride, args.velocity,
+                                  args.velocity_and_still)  # fmt: skip
             by = ", ".join(f"{e:.1f}" for e in m["by_frame_deg"][::5])
-            label = f"`{text}`, stride {args.stride}, velocity {args.velocity:g}"
+            label = f"`{text}`, stride {args.stride}, velocity {args.velocity:g}" + " and still" * args.velocity_and_still
             print(f"| {camera} | {label} | {m['mean_deg']:.2f} | {by} | {m['fps']:.2f} |", flush=True)
 
 

@@ -103,6 +103,9 @@ class TrackConfig:
     """Each frame starts from the previous one plus this fraction of the last frame-to-frame motion (constant
     velocity). It keeps large per-frame motions within reach but also extrapolates the estimates' noise, so it is
     off for ordinary videos (azure, Adam tracking: 10.4 deg with 1.0, 7.7 without)."""
+    velocity_and_still: bool = False
+    """With a velocity start, also fit each frame from the previous frame's joints and keep the lower loss (twice
+    the evaluations): the motion's extrapolation overshoots where it changes."""
     temporal: float = 0.02
     """Weight of the pull towards the frame's predicted joints (constant velocity; normalised units)."""
     static_camera: bool = True
@@ -122,10 +125,11 @@ class TrackConfig:
 
 def fast_motion_tracking() -> TrackConfig:
     """Tracking settings for few frames of large motion (several degrees per frame: generated clips, subsampled
-    videos): the default L-BFGS per frame from a constant-velocity start. Look-alikes with every 8th frame, true
-    camera and frame-0 joints, 12 frames: azure 5.9 deg (15.4 without the velocity start); the Adam this replaced
-    (0.02 decaying to 0.1 of it, 20 steps) lost the arm, 70.8 deg (BENCHMARKS.md)."""
-    return TrackConfig(velocity=1.0)
+    videos): the default L-BFGS per frame, from a constant-velocity start and from the previous frame, the lower
+    loss kept. Look-alikes with every 8th frame, true camera and frame-0 joints, 12 frames, azure / kinect360:
+    5.0 / 23.9 deg; the velocity start alone 5.9 / 42.4, the previous frame alone 15.4 / 18.1; the Adam this
+    replaced (0.02 decaying to 0.1 of it, 20 steps) 70.8 / 53.1 (BENCHMARKS.md)."""
+    return TrackConfig(velocity=1.0, velocity_and_still=True)
 
 
 @dataclasses.dataclass
@@ -303,13 +307,18 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
         for t in tqdm(range(num_frames), desc="track", disable=not progress, unit="frame"):
             obs = get(t)
             predicted = previous + config.velocity * (previous - before)  # constant velocity from this pass
-            start = init[t] if init.ndim == 2 else predicted
-            params = PoseParameters(spec, start[None], viewmats, Ks, (obs.width, obs.height), pivots=pivot,
-                                    optimize_camera=not config.static_camera)  # fmt: skip
-            if color is not None:
-                params.color_gain.data[:], params.color_bias.data[:] = color
+            starts = [init[t]] if init.ndim == 2 else [predicted]
+            if config.velocity_and_still and init.ndim == 1 and not torch.equal(predicted, previous):
+                starts.append(previous)
             objective = Objective(w, previous_joints=spec.normalize(predicted)[None] if t else None)
-            result = fit(model, params, obs, objective, config.fit, skin)
+            fits = []
+            for start in starts:
+                params = PoseParameters(spec, start[None], viewmats, Ks, (obs.width, obs.height), pivots=pivot,
+                                        optimize_camera=not config.static_camera)  # fmt: skip
+                if color is not None:
+                    params.color_gain.data[:], params.color_bias.data[:] = color
+                fits.append((fit(model, params, obs, objective, config.fit, skin), params))
+            result, params = min(fits, key=lambda pair: float(pair[0].losses[0]))
             before, previous, viewmats = previous, result.joints[0], result.viewmats
             color = (params.color_gain.detach().clone(), params.color_bias.detach().clone())
             joints.append(previous)

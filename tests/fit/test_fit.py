@@ -91,6 +91,41 @@ def test_a_video_is_tracked_with_warm_starts(toy_model, optimizer):
     assert error.mean() < 3.0, error
 
 
+def test_fast_motion_that_stops_is_fitted_from_both_starts_and_keeps_the_better(toy_model, monkeypatch):
+    """`TrackConfig.velocity_and_still`: after a fast swing the arm stops dead, so the constant-velocity prediction
+    overshoots; each frame is also fitted from the previous estimate and the lower loss is kept."""
+    import drrobot.fit.solve as solve
+
+    cam = toy_camera(80, 60)
+    steps = torch.tensor([0.0, 1.0, 2.0, 3.0, 3.0, 3.0])[:, None]
+    truth = TRUE + steps * torch.tensor([[0.25, -0.2, 0.25]])  # [6, 3]: three fast steps, then still
+    frames = render_frames(toy_model, truth, cam, checker(cam.width, cam.height))
+    calls = []  # (frame's start joints [J], fitted loss)
+
+    def spy(model, params, *args, **kwargs):
+        start = params.select([0])["joints"][0].detach().clone()
+        result = fit(model, params, *args, **kwargs)
+        calls.append((start, float(result.losses[0])))
+        return result
+
+    monkeypatch.setattr(solve, "fit", spy)
+    track = TrackConfig(refine_camera=False, twins=False, velocity=1.0, velocity_and_still=True,
+                        fit=FitConfig(steps=(30,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
+    config = ReconstructConfig(working_width=80, background="border", track=track)
+    losses = []
+    rec = reconstruct(toy_model, list(frames), cam.Ks, config, viewmat=cam.viewmats, joints=truth[0],
+                      on_frame=lambda i, joints, loss: losses.append(loss))  # fmt: skip
+    error = torch.rad2deg((rec.joints - truth).abs())
+    assert error.mean() < 3.0, error
+    tracked = calls[-(2 * len(truth) - 1):]  # frame 0 once (no motion yet), every later frame from two starts
+    for t in range(1, len(truth)):
+        (predicted, a), (still, b) = tracked[2 * t - 1], tracked[2 * t]
+        assert torch.allclose(still, rec.joints[t - 1], atol=1e-4)  # the previous frame's estimate
+        before = rec.joints[t - 2] if t > 1 else tracked[0][0]  # frame 0 moves from where the pass started it
+        assert torch.allclose(predicted, 2 * rec.joints[t - 1] - before, atol=1e-4)  # constant velocity
+        assert losses[t] == pytest.approx(min(a, b), rel=1e-5)
+
+
 def test_median_background_removes_what_moves():
     static = torch.rand(20, 16, 3)
     frames = static.expand(9, 20, 16, 3).clone()
