@@ -147,14 +147,20 @@ def test_ctrl_c_while_tracking_writes_the_frames_so_far(toy_checkpoint, toy_vide
                                                         capsys):  # fmt: skip
     from drrobot.fit import solve
 
-    fit, calls = solve.fit, []
+    from drrobot.fit.reconstruct import FrameTensors
 
-    def fit_then_stop(*args, **kwargs):  # frame 0's refinement, then Ctrl-C while tracking the fourth frame
-        calls.append(1)
-        if len(calls) == 5:
+    fit, observe, requested = solve.fit, FrameTensors.__getitem__, []
+
+    def observe_and_note(self, index):
+        requested.append(index)
+        return observe(self, index)
+
+    def fit_then_stop(*args, **kwargs):  # Ctrl-C while tracking the fourth frame, however many fits a frame takes
+        if requested[-1] == 3:
             raise KeyboardInterrupt
         return fit(*args, **kwargs)
 
+    monkeypatch.setattr(FrameTensors, "__getitem__", observe_and_note)
     monkeypatch.setattr(solve, "fit", fit_then_stop)
     path, _, _ = toy_video
     viewmat_file = tmp_path / "viewmat.json"
