@@ -25,7 +25,7 @@ from drrobot.checkpoint import load_checkpoint
 from drrobot.data.dream import load_dream
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.dream_eval import dream_truth
-from drrobot.fit.frames import DreamFrames
+from drrobot.fit.frames import open_frames
 from drrobot.fit.optimize import FitConfig, FitResult
 from drrobot.fit.params import LearningRates
 from drrobot.fit.reconstruct import FrameTensors
@@ -47,27 +47,13 @@ def parse_fit(text: str) -> FitConfig:
     raise SystemExit(f"--fit takes lbfgs:STEPS or adam:STEPS:JOINT_LR[:FINAL_LR], got {text!r}")
 
 
-class Strided:
-    """Every `stride`-th frame of `frames`."""
-
-    def __init__(self, frames, stride: int):
-        self.frames, self.stride = frames, stride
-        self.names = frames.names[::stride]
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.frames[index * self.stride]
-
-
 def track_known_start(model, directory: Path, frames: int, fit: FitConfig, stride: int = 1, velocity: float = 0.0,
                       both: bool = False, width: int = 320) -> dict:  # fmt: skip
     sequence = load_dream(directory)
     truth = dream_truth(sequence, model)
     truth_joints = truth.joints[::stride]  # [T, J]
     viewmat = torch.tensor(json.loads((directory / "_ground_truth_camera.json").read_text())["viewmat"])
-    images = Strided(DreamFrames(sequence), stride)
+    images = open_frames(images=[frame.image_path for frame in sequence.frames], stride=stride)
     height = round(sequence.height * width / sequence.width)
     K = scale_intrinsics(torch.as_tensor(sequence.K, dtype=torch.float32), width / sequence.width,
                          height / sequence.height)  # fmt: skip

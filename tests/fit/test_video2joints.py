@@ -146,7 +146,6 @@ def test_bad_input(toy_checkpoint, toy_video, tmp_path, capsys, make, code, mess
 def test_ctrl_c_while_tracking_writes_the_frames_so_far(toy_checkpoint, toy_video, camera, tmp_path, monkeypatch,
                                                         capsys):  # fmt: skip
     from drrobot.fit import solve
-
     from drrobot.fit.reconstruct import FrameTensors
 
     fit, observe, requested = solve.fit, FrameTensors.__getitem__, []
