@@ -281,8 +281,10 @@ class Trainer:
         image_steps = max(c.canonical_steps + c.joint_steps, 1)
         done = local if stage == "canonical" else c.canonical_steps + (local if stage == "joint" else 0)
         decay = 0.01 ** (done / image_steps)
+        o = c.optim
+        anneal = final_anneal_factor(local if stage == "joint" else 0, c.joint_steps, o.final_anneal, o.anneal_to)
         for name, opt in self.optimizers.items():
-            lr = self._base_lrs[name] * self.lr_scale * (decay if name == "means" else 1.0)
+            lr = self._base_lrs[name] * self.lr_scale * (decay if name == "means" else anneal)
             for group in opt.param_groups:
                 group["lr"] = lr
 
@@ -366,3 +368,13 @@ def _finite(loss: torch.Tensor, parameters) -> bool:
 
 def _config_dict(config: TrainConfig) -> dict:
     return dataclasses.asdict(config)
+
+
+def final_anneal_factor(joint_step: int, joint_steps: int, share: float, floor: float) -> float:
+    """Factor on the rates at `joint_step` of `joint_steps`: 1, then over the last `share` of the stage a half cosine
+    down to `floor` (`OptimConfig.final_anneal`, `anneal_to`)."""
+    span = share * joint_steps
+    into = joint_step - (joint_steps - span)
+    if span <= 0 or into <= 0:
+        return 1.0
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(into / span, 1.0)))

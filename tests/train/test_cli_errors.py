@@ -128,6 +128,8 @@ def test_invalid_settings_are_usage_errors(tmp_path, capsys):
     assert code == 2 and "--views-per-step must be >= 1" in err
     code, err = _run(capsys, "train", "--robot", "toy_arm", "--out", tmp_path / "r", "--densify.final-prune-opa", 1)
     assert code == 2 and "--densify.final-prune-opa must be in [0, 1)" in err
+    code, err = _run(capsys, "train", "--robot", "toy_arm", "--out", tmp_path / "r", "--optim.anneal-to", 0)
+    assert code == 2 and "--optim.anneal-to must be in (0, 1]" in err
     with pytest.raises(SystemExit) as exit_info:  # tyro refuses values outside a Literal's choices
         drrobot_main(["train", "--model.rasterize-mode", "banana"])
     assert exit_info.value.code == 2

@@ -14,7 +14,7 @@ from drrobot.skinning import SkinningConfig
 from drrobot.train import trainer as trainer_module
 from drrobot.train.evaluate import evaluate
 from drrobot.train.run import train
-from drrobot.train.trainer import Trainer, TrainingError
+from drrobot.train.trainer import Trainer, TrainingError, final_anneal_factor
 
 from train_helpers import tiny_data_config, tiny_train_config
 
@@ -189,3 +189,12 @@ def test_eval_command_reports_on_a_checkpoint(trained, tmp_path, capsys):
     assert (tmp_path / "eval.png").is_file() and (tmp_path / "eval_links.png").is_file()
     assert eval_main([str(tmp_path / "missing"), "--views", "4"]) == 1
     assert "missing" in capsys.readouterr().err
+
+
+def test_final_anneal_holds_the_rates_then_lowers_them_smoothly_to_the_floor():
+    factors = [final_anneal_factor(step, 1000, 0.3, 0.1) for step in range(1001)]
+    assert factors[:701] == [1.0] * 701  # constant until the last 30%
+    assert factors[850] == pytest.approx(0.55)  # halfway down the cosine
+    assert factors[1000] == pytest.approx(0.1) and min(factors) == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
+    assert final_anneal_factor(999, 1000, 0.0, 0.1) == 1.0  # off
