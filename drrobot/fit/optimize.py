@@ -43,6 +43,10 @@ class FitConfig:
     its answer (a video frame). L-BFGS ignores `lr` and treats several hypotheses as one problem."""
     max_evals: float = 1.5
     """L-BFGS: objective evaluations per level at most, per step in `steps`."""
+    converged: float = 0.0
+    """L-BFGS: a level ends once an iteration lowers the objective (summed over hypotheses) by less than this
+    fraction of its value at the level's start, or moves no parameter by more than that much (0: only the budget
+    and torch's floor of 1e-7 end it)."""
     lr: LearningRates = dataclasses.field(default_factory=LearningRates)
     patience: int = 10
     """Steps without a relative improvement of `tolerance` that end a level."""
@@ -175,16 +179,23 @@ class _LbfgsLevels:
         if steps == 0:
             return
         budget = self.config.evaluations(steps)
+        self._zero_grad()
+        pending = evaluate().sum()  # the start's objective: L-BFGS's first evaluation, and the scale of `converged`
+        pending.backward()
+        tolerance = max(self.config.converged * abs(float(pending)), 1e-7)
         optimizer = torch.optim.LBFGS(self.trainable, lr=1.0, max_iter=steps, max_eval=budget, history_size=10,
-                                      line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-7)  # fmt: skip
-        used = 0
+                                      line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=tolerance)  # fmt: skip
+        used = 1
 
         def closure() -> Tensor:
-            nonlocal used
+            nonlocal used, pending
+            if pending is not None:  # its gradients are still in .grad
+                loss, pending = pending, None
+                return loss
             if used == budget:
                 raise _BudgetSpent
             used += 1
-            optimizer.zero_grad(set_to_none=True)
+            self._zero_grad()
             loss = evaluate().sum()
             loss.backward()
             return loss
@@ -193,6 +204,10 @@ class _LbfgsLevels:
             optimizer.step(closure)
         except _BudgetSpent:
             pass
+
+    def _zero_grad(self) -> None:
+        for p in self.trainable:
+            p.grad = None
 
 
 class _BestKeeper:

@@ -55,6 +55,23 @@ def test_lbfgs_converges_from_a_nearby_start_within_its_evaluation_budget(toy_mo
         FitConfig(optimizer="sgd")
 
 
+def test_lbfgs_stops_once_an_iteration_gains_less_than_the_converged_share(toy_model):
+    cam = toy_camera()
+    obs = observation(render_frames(toy_model, TRUE, cam, DARK)[0])
+    start = TRUE + torch.tensor([[0.05, -0.05, 0.05]])
+
+    def run(converged: float):
+        params = PoseParameters(toy_model.joint_spec, start, cam.viewmats[None, None], cam.Ks[None, None],
+                                (cam.width, cam.height), optimize_camera=False)  # fmt: skip
+        config = FitConfig(steps=(30,), scales=(1.0,), optimizer="lbfgs", converged=converged)
+        return fit(toy_model, params, obs, Objective(), config)
+
+    full, early = run(0.0), run(1e-3)
+    assert len(early.history) < len(full.history)
+    assert early.history[0] == full.history[0]  # same start, same first evaluation
+    assert torch.rad2deg((early.joints - TRUE).abs()).max() < 1.0
+
+
 def test_joints_and_camera_from_scratch(toy_model):
     """Unknown camera: the toy arm's yaw trades against the camera's azimuth (its base is round), so check the
     re-rendered silhouette and the joints that are not ambiguous."""
