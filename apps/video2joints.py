@@ -100,6 +100,8 @@ def run(args: Video2JointsArgs) -> Path:
     height, width = np.asarray(frames[0]).shape[:2]
     K = intrinsics(args.camera, width, height)
     viewmat = read_viewmat(args.camera.viewmat) if args.camera.viewmat else None
+    if viewmat is None:
+        print(UNKNOWN_CAMERA_NOTICE, file=sys.stderr, flush=True)
     rec = reconstruct(model, frames, K, args.reconstruct, viewmat=viewmat, progress=args.progress)
     write_csv(args.out / "trajectory.csv", model.joint_spec.names, rec.names, rec.joints.cpu().numpy())
     if args.replay:
@@ -109,6 +111,13 @@ def run(args: Video2JointsArgs) -> Path:
     if rec.interrupted:
         print(f"interrupted: wrote the {len(rec.names)} of {len(frames)} frames tracked so far", file=sys.stderr)
     return args.out / TRAJECTORY
+
+
+UNKNOWN_CAMERA_NOTICE = (
+    "drrobot video2joints: the camera is unknown, so the first frame's camera and joints are searched from the image; "
+    "on cluttered scenes that search often fails (BENCHMARKS.md, video to joints), and the trajectory is then wrong. "
+    "Look at overlay.mp4 and replay.mp4, and give --camera.viewmat when you know the camera."
+)
 
 
 def write_csv(path: Path, joint_names, frame_names, joints: np.ndarray) -> Path:

@@ -182,7 +182,7 @@ class _LbfgsLevels:
         self._zero_grad()
         pending = evaluate().sum()  # the start's objective: L-BFGS's first evaluation, and the scale of `converged`
         pending.backward()
-        tolerance = max(self.config.converged * abs(float(pending)), 1e-7)
+        tolerance = max(self.config.converged * abs(float(pending.detach())), 1e-7)
         optimizer = torch.optim.LBFGS(self.trainable, lr=1.0, max_iter=steps, max_eval=budget, history_size=10,
                                       line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=tolerance)  # fmt: skip
         used = 1

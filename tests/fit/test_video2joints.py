@@ -11,6 +11,7 @@ import pytest
 import torch
 from fit_helpers import TOY_TARGET, surface_model
 
+import drrobot.apps.video2joints as command
 from drrobot.apps.cli import main as cli_main
 from drrobot.checkpoint import load_checkpoint, save_checkpoint
 from drrobot.fit.cameras import Cameras, look_at
@@ -169,3 +170,13 @@ def test_ctrl_c_while_tracking_writes_the_frames_so_far(toy_checkpoint, toy_vide
     assert "interrupted: wrote the 3 of 8 frames" in capsys.readouterr().err
     assert len(json.loads((out / "trajectory.json").read_text())["frames"]) == 3
     assert iio.imread(out / "replay.mp4").shape[0] == 3
+
+
+def test_an_unknown_camera_is_announced_before_the_search(toy_checkpoint, toy_video, tmp_path, capsys, monkeypatch):
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # the search itself is tested elsewhere; only what the user is told first matters
+
+    monkeypatch.setattr(command, "reconstruct", stop)
+    path, _, _ = toy_video
+    assert run(toy_checkpoint, "--video", path, "--out", tmp_path / "out", *FAST) == 130
+    assert "the camera is unknown" in capsys.readouterr().err
