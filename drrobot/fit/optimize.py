@@ -179,12 +179,13 @@ class _LbfgsLevels:
         if steps == 0:
             return
         budget = self.config.evaluations(steps)
-        self._zero_grad()
+        optimizer = torch.optim.LBFGS(self.trainable, lr=1.0, max_iter=steps, max_eval=budget, history_size=10,
+                                      line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-7)  # fmt: skip
+        optimizer.zero_grad(set_to_none=True)
         pending = evaluate().sum()  # the start's objective: L-BFGS's first evaluation, and the scale of `converged`
         pending.backward()
-        tolerance = max(self.config.converged * abs(float(pending.detach())), 1e-7)
-        optimizer = torch.optim.LBFGS(self.trainable, lr=1.0, max_iter=steps, max_eval=budget, history_size=10,
-                                      line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=tolerance)  # fmt: skip
+        group = optimizer.param_groups[0]  # read by `step`, so the start's loss can still scale it
+        group["tolerance_change"] = max(self.config.converged * abs(float(pending.detach())), 1e-7)
         used = 1
 
         def closure() -> Tensor:
@@ -195,7 +196,7 @@ class _LbfgsLevels:
             if used == budget:
                 raise _BudgetSpent
             used += 1
-            self._zero_grad()
+            optimizer.zero_grad(set_to_none=True)
             loss = evaluate().sum()
             loss.backward()
             return loss
@@ -204,10 +205,6 @@ class _LbfgsLevels:
             optimizer.step(closure)
         except _BudgetSpent:
             pass
-
-    def _zero_grad(self) -> None:
-        for p in self.trainable:
-            p.grad = None
 
 
 class _BestKeeper:
