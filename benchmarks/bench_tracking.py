@@ -4,8 +4,9 @@ by frame, for the per-frame optimizer settings given. Isolates the tracker from 
 
     python benchmarks/bench_tracking.py --root outputs/lookalike-slow --frames 40 --fit lbfgs:25 --fit adam:20:0.003
 
-`--fit lbfgs:STEPS[:CONVERGED]` or `--fit adam:STEPS:JOINT_LR[:FINAL_LR]` (repeatable): L-BFGS iterations (ending
-early at `FitConfig.converged`, default 0), or Adam steps at that joint learning rate decaying to FINAL_LR of it
+`--fit lbfgs:STEPS[:CONVERGED[:CROP]]` or `--fit adam:STEPS:JOINT_LR[:FINAL_LR]` (repeatable): L-BFGS iterations
+(ending early at `FitConfig.converged`, default 0; fitting on the box around the robot grown by `FitConfig.crop`,
+default 0: the whole image), or Adam steps at that joint learning rate decaying to FINAL_LR of it
 (with the earlier tracker's early stop: patience 4, tolerance 2e-3).
 `--stride S` tracks every S-th frame (a subsampled video: S times the motion per frame); `--velocity V` is
 `TrackConfig.velocity` (the constant-velocity start), `--velocity-and-still` `TrackConfig.velocity_and_still`.
@@ -34,19 +35,20 @@ from drrobot.fit.solve import TrackConfig, track
 
 
 def parse_fit(text: str) -> FitConfig:
-    """`lbfgs:25`, `lbfgs:25:1e-5` or `adam:20:0.003` -> the per-frame FitConfig."""
+    """`lbfgs:25`, `lbfgs:25:1e-5`, `lbfgs:25:1e-5:0.15` or `adam:20:0.003` -> the per-frame FitConfig."""
     parts = text.split(":")
     try:
-        if parts[0] == "lbfgs" and len(parts) in (2, 3):
-            converged = float(parts[2]) if len(parts) == 3 else FitConfig.converged
-            return FitConfig(steps=(int(parts[1]),), scales=(1.0,), optimizer="lbfgs", converged=converged)
+        if parts[0] == "lbfgs" and len(parts) in (2, 3, 4):
+            converged = float(parts[2]) if len(parts) >= 3 else FitConfig.converged
+            crop = float(parts[3]) if len(parts) == 4 else FitConfig.crop
+            return FitConfig(steps=(int(parts[1]),), scales=(1.0,), optimizer="lbfgs", converged=converged, crop=crop)
         if parts[0] == "adam" and len(parts) in (3, 4):
             final_lr = float(parts[3]) if len(parts) == 4 else 1.0
             return FitConfig(steps=(int(parts[1]),), scales=(1.0,), patience=4, tolerance=2e-3,
                              lr=LearningRates(joints=float(parts[2])), final_lr=final_lr)  # fmt: skip
     except ValueError:
         pass
-    raise SystemExit(f"--fit takes lbfgs:STEPS[:CONVERGED] or adam:STEPS:JOINT_LR[:FINAL_LR], got {text!r}")
+    raise SystemExit(f"--fit takes lbfgs:STEPS[:CONVERGED[:CROP]] or adam:STEPS:JOINT_LR[:FINAL_LR], got {text!r}")
 
 
 def track_known_start(model, directory: Path, frames: int, fit: FitConfig, stride: int = 1, velocity: float = 0.0,
@@ -79,7 +81,7 @@ def main() -> None:
     parser.add_argument("--cameras", nargs="+", default=["azure", "kinect360", "realsense"])
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--fit", action="append", default=None,
-                        help="lbfgs:STEPS[:CONVERGED] or adam:STEPS:JOINT_LR[:FINAL_LR] (repeatable; default lbfgs:25)")
+                        help="lbfgs:STEPS[:CONVERGED[:CROP]] or adam:STEPS:JOINT_LR[:FINAL_LR] (repeatable; default lbfgs:25)")
     parser.add_argument("--stride", type=int, default=1, help="track every stride-th frame")
     parser.add_argument("--velocity", type=float, default=0.0, help="TrackConfig.velocity")
     parser.add_argument("--velocity-and-still", action="store_true", help="TrackConfig.velocity_and_still")

@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from drrobot.fit.cameras import scale_intrinsics
+from drrobot.fit.crop import Box, can_crop, crop_observation, cropped_weights, robot_box, shift_intrinsics
 from drrobot.fit.objectives import FitState, Objective, Observation
 from drrobot.fit.params import LearningRates, PoseParameters
 from drrobot.model import RenderOutput, RobotModel
@@ -55,6 +56,11 @@ class FitConfig:
     """Each level's learning rates decay geometrically to this fraction of their start (1: constant)."""
     appearance: bool = False
     """Render with the appearance field (slower; see BENCHMARKS.md for what it adds)."""
+    crop: float = 0.0
+    """Each level fits on a box around the hypotheses' projected robot at the level's start, grown on each side by
+    this share of the box's size (`drrobot.fit.crop`: same gradients, a fraction of the pixels; the reported
+    losses are the whole image's: the box's plus the rest's, measured at the level's start). For fits that stay
+    near their start, e.g. video frames; 0: the whole image."""
 
     def __post_init__(self):
         if len(self.steps) != len(self.scales) or not self.steps:
@@ -63,6 +69,8 @@ class FitConfig:
             raise ValueError(f"steps must be >= 0 and scales in (0, 4], got {self.steps}, {self.scales}")
         if self.optimizer not in ("adam", "lbfgs"):
             raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
+        if self.crop < 0:
+            raise ValueError(f"crop must be >= 0 (0: no crop), got {self.crop}")
 
     def evaluations(self, steps: int) -> int:
         """Objective evaluations a level of `steps` may take (Adam: one per step; L-BFGS: `max_evals` per step)."""
@@ -109,9 +117,10 @@ def fit(
         for steps, scale in zip(config.steps, config.scales):
             level = observation.resized(max(1, round(scale * observation.width)), max(1, round(scale * observation.height)))
             keeper = _BestKeeper(params)
+            level_loss = _level_loss(model, params, level, objective, config, weights, gaussian_mask, crop=steps > 0)
 
             def evaluate() -> Tensor:  # [B] the objective at the current parameters (recorded)
-                loss = objective(_state(model, params, level, weights, config.appearance, gaussian_mask))
+                loss = level_loss()
                 keeper.offer(loss.detach())
                 history.append(loss.detach().tolist())
                 bar.update(1)
@@ -120,7 +129,7 @@ def fit(
 
             levels.run(evaluate, steps)
             with torch.no_grad():
-                keeper.offer(objective(_state(model, params, level, weights, config.appearance, gaussian_mask)))
+                keeper.offer(level_loss())
             keeper.restore()
         bar.close()
         with torch.no_grad():
@@ -258,15 +267,46 @@ def render_state(
 
 
 def _state(model: RobotModel, params: PoseParameters, obs: Observation, weights: Tensor, appearance: bool,
-           gaussian_mask: Tensor | None = None) -> FitState:  # fmt: skip
-    """Render the current hypotheses at the observation's resolution and bundle what the terms need."""
+           gaussian_mask: Tensor | None = None, box: Box | None = None, whole: Observation | None = None) -> FitState:  # fmt: skip
+    """Render the current hypotheses at the observation's resolution and bundle what the terms need (`obs` the
+    `box` cut out of the image `whole`, when given)."""
     joints, viewmats = params.joints(), params.viewmats()
     width, height = params.image_size  # the resolution params' Ks are for
-    Ks = scale_intrinsics(params.Ks().expand_as(params.reference_Ks), obs.width / width, obs.height / height)
+    frame = obs if box is None else whole
+    Ks = scale_intrinsics(params.Ks().expand_as(params.reference_Ks), frame.width / width, frame.height / height)
+    Ks = Ks if box is None else shift_intrinsics(Ks, box)
     render = render_state(model, joints, viewmats, Ks, obs.width, obs.height, params.base_pose(), weights, appearance,
                           gaussian_mask)  # fmt: skip
     return FitState(render, obs, joints, model.joint_spec.normalize(joints), viewmats, Ks,
                     params.color_gain, params.color_bias)  # fmt: skip
+
+
+def _level_loss(model: RobotModel, params: PoseParameters, level: Observation, objective: Objective,
+                config: FitConfig, weights: Tensor, gaussian_mask: Tensor | None, crop: bool) -> Callable[[], Tensor]:  # fmt: skip
+    """The objective [B] at the current parameters, on the level's whole image, or (`crop` and `config.crop`) on the
+    box around the hypotheses' robot as they are now, plus the constant the rest of the image adds, measured now."""
+
+    def whole() -> Tensor:
+        return objective(_state(model, params, level, weights, config.appearance, gaussian_mask))
+
+    if not (crop and config.crop and can_crop(level, objective)):
+        return whole
+    width, height = params.image_size
+    with torch.no_grad():
+        Ks = scale_intrinsics(params.Ks().expand_as(params.reference_Ks), level.width / width, level.height / height)
+        box = robot_box(model, params.joints(), params.viewmats(), Ks, level.width, level.height, config.crop, weights,
+                        params.base_pose())  # fmt: skip
+    if box is None:
+        return whole
+    seen = crop_observation(level, box)
+    judge = Objective(cropped_weights(objective.weights, level, box), objective.prior_joints, objective.previous_joints)
+
+    def on_box() -> Tensor:
+        return judge(_state(model, params, seen, weights, config.appearance, gaussian_mask, box, level))
+
+    with torch.no_grad():
+        outside = whole() - on_box()  # [B]
+    return lambda: on_box() + outside
 
 
 def cached_skinning_weights(model: RobotModel) -> Tensor:

@@ -91,7 +91,7 @@ class TrackConfig:
     """Settings of `track` for a video."""
 
     fit: FitConfig = dataclasses.field(
-        default_factory=lambda: FitConfig(steps=(25,), scales=(1.0,), optimizer="lbfgs", converged=1e-5)
+        default_factory=lambda: FitConfig(steps=(25,), scales=(1.0,), optimizer="lbfgs", converged=1e-5, crop=0.05)
     )
     """Per-frame optimisation (joints, warm-started from the previous frame): L-BFGS, whose steps follow the
     curvature, so joints the image barely constrains (the elbow swivel, the wrist roll) stay where the temporal
@@ -99,7 +99,9 @@ class TrackConfig:
     weak joints or cannot keep up with fast ones (look-alike kinect360, true camera and frame-0 joints, first
     40 frames, one pass: Adam at 0.003 for 20 steps lost the arm after ~15 frames (31 deg by frame 35);
     L-BFGS: 2.6 deg mean, 2.2 at frame 35). A frame ends once an iteration gains less than 1e-5 of its loss
-    (same look-alikes, three cameras: 3.08 -> 2.87 deg mean, 0.64 -> 0.84 frames/s; 5e-5 drifted, BENCHMARKS.md)."""
+    (same look-alikes, three cameras: 3.08 -> 2.87 deg mean, 0.64 -> 0.84 frames/s; 5e-5 drifted, BENCHMARKS.md).
+    Each frame fits on the box around the robot grown by 5% (`FitConfig.crop`; the same look-alikes: 2.77 deg mean,
+    1.05 frames/s)."""
     velocity: float = 0.0
     """Each frame starts from the previous one plus this fraction of the last frame-to-frame motion (constant
     velocity). It keeps large per-frame motions within reach but also extrapolates the estimates' noise, so it is
@@ -130,8 +132,10 @@ def fast_motion_tracking() -> TrackConfig:
     loss kept. Look-alikes with every 8th frame, true camera and frame-0 joints, 12 frames, azure / kinect360:
     5.0 / 23.9 deg; the velocity start alone 5.9 / 42.4, the previous frame alone 15.4 / 18.1; the Adam this
     replaced (0.02 decaying to 0.1 of it, 20 steps) 70.8 / 53.1 (BENCHMARKS.md). Every frame takes its full budget
-    (`FitConfig.converged` 0): the early stop of the default was measured on smooth motion only."""
-    return TrackConfig(fit=dataclasses.replace(TrackConfig().fit, converged=0.0), velocity=1.0, velocity_and_still=True)
+    on the whole image (`FitConfig.converged` and `crop` 0): the default's early stop and box were measured on
+    smooth motion only."""
+    fit = dataclasses.replace(TrackConfig().fit, converged=0.0, crop=0.0)
+    return TrackConfig(fit=fit, velocity=1.0, velocity_and_still=True)
 
 
 @dataclasses.dataclass
