@@ -55,7 +55,7 @@ def robot_box(
     base_pose: Tensor | None = None,  # [B, 7]
 ) -> Box | None:
     """The box [per camera] holding every hypothesis' posed Gaussians (centres), grown; None when it would cover
-    most of the image or the robot is behind a camera."""
+    most of the image, the robot is behind a camera or (nearly) out of view."""
     means = model.pose_gaussians(joints, base_pose, skinning_weights, appearance=False).means  # [B, N, 3]
     uv, _, in_front = project_points(means, viewmats, Ks)  # [B, C, N, 2], [B, C, N]
     if not bool(in_front.all()):
@@ -67,8 +67,8 @@ def robot_box(
     hi = torch.minimum((hi + pad).ceil(), torch.tensor([width, height], dtype=hi.dtype, device=hi.device))
     size = (hi - lo).clamp_min(1).amax(dim=0)  # [2] the largest camera's box, shared
     box_width, box_height = int(size[0]), int(size[1])
-    if box_width * box_height > _WORTH_IT * width * height:
-        return None
+    if box_width * box_height > _WORTH_IT * width * height or min(box_width, box_height) <= 2 * _SSIM_HALF_WINDOW:
+        return None  # nothing to gain, or the robot is (nearly) out of view
     left = [min(int(x), width - box_width) for x in lo[:, 0]]  # a box grown to the shared size stays inside
     top = [min(int(y), height - box_height) for y in lo[:, 1]]
     return Box(tuple(left), tuple(top), box_width, box_height)

@@ -3,9 +3,10 @@ steers the fit as the whole image does."""
 
 import pytest
 import torch
-from fit_helpers import checker, render_frames, toy_camera
+from fit_helpers import TOY_TARGET, checker, render_frames, toy_camera
 
 from drrobot.fit import FitConfig, Objective, ObjectiveWeights, Observation, PoseParameters, fit
+from drrobot.fit.cameras import look_at
 from drrobot.fit.crop import Box, crop_observation, cropped_weights, robot_box, shift_intrinsics
 from drrobot.fit.optimize import _state, cached_skinning_weights, render_state
 from drrobot.model import project_points
@@ -47,8 +48,14 @@ def test_the_box_holds_the_rendered_robot_inside_the_image(toy_model):
     whole = project_points(point, camera.viewmats[None, None], camera.Ks[None, None])[0]
     boxed = project_points(point, camera.viewmats[None, None], shift_intrinsics(camera.Ks[None, None], box))[0]
     assert torch.allclose(boxed, whole - torch.tensor([box.left[0], box.top[0]]).float())
-    # grown to most of the image: nothing to gain, no box
+    # grown to most of the image: nothing to gain, no box; nor for a robot out of view or behind the camera
     assert robot_box(toy_model, TRUE, camera.viewmats[None, None], camera.Ks[None, None], 160, 120, 3.0, skin) is None
+    aside = camera.Ks.clone()
+    aside[0, 2] += 400  # the principal point far right: the robot lands right of the image
+    assert robot_box(toy_model, TRUE, camera.viewmats[None, None], aside[None, None], 160, 120, 0.1, skin) is None
+    eye, target = torch.tensor(FAR_EYE), torch.tensor(TOY_TARGET)
+    away = look_at(eye, 2 * eye - target)
+    assert robot_box(toy_model, TRUE, away[None, None], camera.Ks[None, None], 160, 120, 0.1, skin) is None
 
 
 def test_the_objective_on_the_box_has_the_whole_images_gradients(toy_model):
