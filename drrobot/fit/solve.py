@@ -81,9 +81,10 @@ class ScratchConfig:
     a turn with every link in place) and keep whichever the image prefers (look-alike kinect360 frame 0, true
     camera: 22.5 -> 9.4 deg, the hand's twin)."""
     twin_margin: float = 0.02
-    """A twin replaces the winner only when its loss is lower by this fraction: where the image cannot tell them
-    apart (the Panda's shoulder twins: losses 0.4% apart on look-alike realsense frame 0), the search's answer
-    stands rather than a coin flip."""
+    """Twins whose losses lie within this fraction of the lowest are ones the image cannot tell apart (the Panda's
+    shoulder twins: losses 0.4% apart on look-alike realsense frame 0; the hand's, whose fingers swap under a half
+    turn, barely differ at all); of those, the one nearest the prior pose wins (`prior`: "middle" of the limits by
+    default), rather than whichever the search happened to reach first. A twin lower by more wins outright."""
 
 
 @dataclasses.dataclass
@@ -229,7 +230,8 @@ def refine_finalists(
     progress: bool = False,
 ) -> FitResult:
     """`config.final` refinement of the hypotheses, then of the winner's kinematic twins (`config.twins`) from the
-    winner's camera; the lowest loss (a twin's by `config.twin_margin`) of all (B = 1)."""
+    winner's camera; the lowest loss of all, or, of the winner and twins within `config.twin_margin` of the lowest,
+    the one nearest the prior pose (B = 1)."""
     refined = _refine(model, observation, joints, viewmats, K, objective, config, skin, pivot, progress)
     result = take_hypothesis(refined, refined.best)
     if not config.twins:
@@ -239,8 +241,18 @@ def refine_finalists(
         return result
     rivals = _refine(model, observation, twins, result.viewmats.expand(len(twins), -1, -1, -1), K, objective, config,
                      skin, pivot, progress)  # fmt: skip
-    better = float(rivals.losses[rivals.best]) < (1 - config.twin_margin) * float(result.losses[0])
-    return take_hypothesis(rivals, rivals.best) if better else result
+    pool = torch.cat([result.joints, rivals.joints])  # [1 + M, J] the winner first
+    pick = nearest_to_prior_among_ties(model, pool, torch.cat([result.losses, rivals.losses]), config)
+    return result if pick == 0 else take_hypothesis(rivals, pick - 1)
+
+
+def nearest_to_prior_among_ties(model: RobotModel, joints: Tensor, losses: Tensor, config: ScratchConfig) -> int:
+    """Index of the hypothesis (joints [M, J], losses [M]) nearest `config.prior` (normalised joints) among those
+    within `config.twin_margin` of the lowest loss."""
+    spec = model.joint_spec
+    tied = losses <= float(losses.min()) / (1 - config.twin_margin)  # [M]
+    distance = (spec.normalize(joints) - spec.normalize(prior_joints(model, config.prior))).square().sum(dim=-1)
+    return int(distance.masked_fill(~tied, float("inf")).argmin())
 
 
 def _refine(model, observation, joints, viewmats, K, objective, config, skin, pivot, progress) -> FitResult:

@@ -114,3 +114,33 @@ def test_a_track_started_on_the_wrong_twin_switches_where_that_twin_meets_a_limi
     assert torch.rad2deg((result.joints[:, 0] - truth[:, 0]).abs()).max() < 5.0  # the wrong twin: 180 deg off
     stuck = track(model, frames, T, start, dataclasses.replace(config, twins=False))
     assert torch.rad2deg((stuck.joints[:, 0] - truth[:, 0]).abs()).min() > 90
+
+
+def test_twins_the_image_cannot_tell_apart_go_to_the_one_nearest_the_prior(tmp_path):
+    """Without the red box the shoulder's twins look the same: the one nearest the middle of the limits wins,
+    wherever the search started."""
+    path = tmp_path / "zyz_symmetric.xml"
+    path.write_text(ZYZ_ARM.replace('<geom type="box" size="0.05 0.04 0.05" pos="0.09 0 0.12" rgba="0.9 0.1 0.1 1"/>', ""))
+    model = surface_model(str(path), points=1200)
+    photo_model = surface_model(str(path), points=3000, seed=1)  # another sampling: fits neither twin exactly
+    middle_most = torch.tensor([0.6, 0.5, -0.8, 0.7])
+    twin = kinematic_twins(model.kinematics, middle_most, [SHOULDER])[0]  # joints a and c past +-2.3
+    camera = zyz_camera()
+    obs = observation(render_frames(photo_model, middle_most[None], camera, DARK_BACKGROUND)[0])
+    config = ScratchConfig(final=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"))
+    for start in (middle_most, twin):
+        found = refine_finalists(model, obs, start[None], camera.viewmats[None, None], camera.Ks, Objective(), config,
+                                 cached_skinning_weights(model))  # fmt: skip
+        assert torch.rad2deg((found.joints[0] - middle_most).abs()).max() < 5.0, (start, found.joints)
+
+
+def test_the_image_beats_the_prior_where_it_tells_the_twins_apart(zyz_model):
+    model = zyz_model
+    truth = torch.tensor([2.4, 0.5, -2.2, 0.7])  # its twin (-0.74, -0.5, 0.94, 0.7) is nearer the middle
+    twin = kinematic_twins(model.kinematics, truth, [SHOULDER])[0]
+    camera = zyz_camera()
+    obs = observation(render_frames(model, truth[None], camera, DARK_BACKGROUND)[0])
+    config = ScratchConfig(final=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"))
+    found = refine_finalists(model, obs, twin[None], camera.viewmats[None, None], camera.Ks, Objective(), config,
+                             cached_skinning_weights(model))  # fmt: skip
+    assert torch.rad2deg((found.joints[0] - truth).abs()).max() < 2.0, found.joints
