@@ -49,7 +49,8 @@ class CameraArgs:
     fovy_deg: float = 55.0
     """Vertical field of view used when fx/fy are not given (a guess; DREAM input brings its own intrinsics)."""
     viewmat: Path | None = None
-    """JSON file with a known world->camera 4x4 matrix (OpenCV axes; the robot base is the world origin)."""
+    """JSON file with a known world->camera 4x4 matrix (OpenCV axes; the robot base is the world origin): the matrix
+    itself, or an object holding it under "viewmat" (as `drrobot lookalike` writes `_ground_truth_camera.json`)."""
 
 
 @dataclasses.dataclass
@@ -157,9 +158,11 @@ def intrinsics(camera: CameraArgs, width: int, height: int) -> torch.Tensor:
 
 
 def read_viewmat(path: Path) -> torch.Tensor:
+    """A 4x4 list, or an object with one under "viewmat" (as `drrobot lookalike` writes `_ground_truth_camera.json`)."""
     try:
-        value = np.asarray(json.loads(Path(path).read_text()), dtype=np.float64)
-    except (OSError, ValueError, TypeError) as err:
+        value = json.loads(Path(path).read_text())
+        value = np.asarray(value["viewmat"] if isinstance(value, dict) else value, dtype=np.float64)
+    except (OSError, ValueError, TypeError, KeyError) as err:
         raise UsageError(f"cannot read --camera.viewmat {path}: {err}") from err
     if value.shape != (4, 4) or not np.isfinite(value).all():
         raise UsageError(f"--camera.viewmat {path} must hold a finite 4x4 matrix, got shape {value.shape}")

@@ -182,3 +182,18 @@ def test_a_keypoint_detector_is_used_and_a_missing_one_named(toy_checkpoint, toy
     code, err = _bad(capsys, "--checkpoint", toy_checkpoint, "--dream", toy_dream, "--out", tmp_path / "o3",
                      "--detector", tmp_path / "panda-det", *TINY)  # fmt: skip
     assert code == 1 and "'panda'" in err and "hand" in err
+
+
+def test_a_known_camera_is_read_as_a_matrix_or_from_a_lookalike_camera_file(tmp_path):
+    from drrobot.apps.pose import read_viewmat
+    from drrobot.errors import UsageError
+
+    matrix = torch.eye(4)
+    matrix[2, 3] = 1.5
+    (tmp_path / "plain.json").write_text(json.dumps(matrix.tolist()))
+    (tmp_path / "lookalike.json").write_text(json.dumps({"viewmat": matrix.tolist(), "K": torch.eye(3).tolist()}))
+    (tmp_path / "other.json").write_text(json.dumps({"pose": matrix.tolist()}))
+    assert torch.equal(read_viewmat(tmp_path / "plain.json"), matrix)
+    assert torch.equal(read_viewmat(tmp_path / "lookalike.json"), matrix)
+    with pytest.raises(UsageError, match="other.json"):
+        read_viewmat(tmp_path / "other.json")
