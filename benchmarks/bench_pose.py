@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--scratch-trials", type=int, default=20)
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--known-camera-only", action="store_true", help="skip the rows that solve the camera")
+    parser.add_argument("--unknown-camera-only", action="store_true", help="skip the rows given the true camera")
     parser.add_argument("--only-known-start", action="store_true",
                         help="only the rows with the true camera and frame 0's true joints (tracking alone)")
     parser.add_argument("--only-known-joints", action="store_true",
@@ -128,7 +129,7 @@ def main() -> None:
     if args.only_known_start or args.only_known_joints:
         args.no_ablations, args.scratch_trials, sequences = True, 0, []
     for directory in sequences:
-        for known in (True,) if args.known_camera_only else (False, True):
+        for known in (True,) if args.known_camera_only else (False,) if args.unknown_camera_only else (False, True):
             name = f"{directory.name}, camera {'known' if known else 'unknown'}"
             results[name] = run_sequence(model, directory, base, known, args.max_frames, detector=detector)
             print(row(name, results[name]), flush=True)
