@@ -1,7 +1,7 @@
 """Fitting on the robot's neighbourhood: the observation cropped to a box around the projected robot.
 
-A tracked robot covers a tenth of the image or less (Panda-3CAM look-alikes: its keypoints span 2-19% of the
-frame), yet rendering and every image term cost per pixel. `robot_box` bounds the hypotheses' posed Gaussians
+A robot filmed from 1-2 m covers a small part of the image (Panda-3CAM look-alikes: its keypoints' bounding box
+spans 2-19% of the frame), yet rendering and every image term cost per pixel. `robot_box` bounds the hypotheses' posed Gaussians
 in each camera, grown by a share of the box's size (the robot moves during the fit) and by the SSIM window;
 `crop_observation` cuts that box out of the observation, and `shift_intrinsics` moves the principal point to
 match. Pixels outside the box show the background in every hypothesis, so their terms are constant there:
