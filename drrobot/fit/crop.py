@@ -99,13 +99,14 @@ def shift_intrinsics(Ks: Tensor, box: Box) -> Tensor:
     return shifted
 
 
-def cropped_weights(weights: ObjectiveWeights, observation: Observation, box: Box) -> ObjectiveWeights:
-    """Weights that make the objective on the box differ from the whole image's by a constant: per-pixel means
-    (photometric, edges) scale by the box's share of the pixels, coverage by its share of the foreground
-    (exclusion, a share of the rendered robot, keeps its weight: the robot is inside the box)."""
-    pixels = box.width * box.height / (observation.width * observation.height)
+def cropped_weights(weights: ObjectiveWeights, whole: Observation, cropped: Observation) -> ObjectiveWeights:
+    """Weights that make the objective on `cropped` (`crop_observation` of `whole`) differ from the whole image's
+    by a constant: per-pixel means (photometric, edges) scale by the box's share of the pixels, coverage by its
+    share of the foreground (exclusion, a share of the rendered robot, keeps its weight: the robot is inside the
+    box)."""
+    pixels = cropped.width * cropped.height / (whole.width * whole.height)
     changes = {"photometric": weights.photometric * pixels, "edges": weights.edges * pixels}
-    if observation.moving is not None:
-        inside = crop_observation(observation, box).moving.sum().clamp_min(1.0)  # coverage_loss's normalisers
-        changes["coverage"] = weights.coverage * float(inside / observation.moving.sum().clamp_min(1.0))
+    if whole.moving is not None:  # coverage_loss's normalisers
+        share = cropped.moving.sum().clamp_min(1.0) / whole.moving.sum().clamp_min(1.0)
+        changes["coverage"] = weights.coverage * float(share)
     return dataclasses.replace(weights, **changes)

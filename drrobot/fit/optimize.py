@@ -271,10 +271,7 @@ def _state(model: RobotModel, params: PoseParameters, obs: Observation, weights:
     """Render the current hypotheses at the observation's resolution and bundle what the terms need (`obs` the
     `box` cut out of the image `whole`, when given)."""
     joints, viewmats = params.joints(), params.viewmats()
-    width, height = params.image_size  # the resolution params' Ks are for
-    frame = obs if box is None else whole
-    Ks = scale_intrinsics(params.Ks().expand_as(params.reference_Ks), frame.width / width, frame.height / height)
-    Ks = Ks if box is None else shift_intrinsics(Ks, box)
+    Ks = _intrinsics_at(params, obs) if box is None else shift_intrinsics(_intrinsics_at(params, whole), box)
     render = render_state(model, joints, viewmats, Ks, obs.width, obs.height, params.base_pose(), weights, appearance,
                           gaussian_mask)  # fmt: skip
     return FitState(render, obs, joints, model.joint_spec.normalize(joints), viewmats, Ks,
@@ -291,15 +288,13 @@ def _level_loss(model: RobotModel, params: PoseParameters, level: Observation, o
 
     if not (crop and config.crop and can_crop(level, objective)):
         return whole
-    width, height = params.image_size
     with torch.no_grad():
-        Ks = scale_intrinsics(params.Ks().expand_as(params.reference_Ks), level.width / width, level.height / height)
-        box = robot_box(model, params.joints(), params.viewmats(), Ks, level.width, level.height, config.crop, weights,
-                        params.base_pose())  # fmt: skip
+        box = robot_box(model, params.joints(), params.viewmats(), _intrinsics_at(params, level), level.width,
+                        level.height, config.crop, weights, params.base_pose())  # fmt: skip
     if box is None:
         return whole
     seen = crop_observation(level, box)
-    judge = Objective(cropped_weights(objective.weights, level, box), objective.prior_joints, objective.previous_joints)
+    judge = Objective(cropped_weights(objective.weights, level, seen), objective.prior_joints, objective.previous_joints)
 
     def on_box() -> Tensor:
         return judge(_state(model, params, seen, weights, config.appearance, gaussian_mask, box, level))
@@ -307,6 +302,12 @@ def _level_loss(model: RobotModel, params: PoseParameters, level: Observation, o
     with torch.no_grad():
         outside = whole() - on_box()  # [B]
     return lambda: on_box() + outside
+
+
+def _intrinsics_at(params: PoseParameters, obs: Observation) -> Tensor:
+    """The hypotheses' Ks [B, C, 3, 3] scaled from `params.image_size` to the observation's resolution."""
+    width, height = params.image_size
+    return scale_intrinsics(params.Ks().expand_as(params.reference_Ks), obs.width / width, obs.height / height)
 
 
 def cached_skinning_weights(model: RobotModel) -> Tensor:

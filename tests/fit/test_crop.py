@@ -67,7 +67,7 @@ def test_the_objective_on_the_box_has_the_whole_images_gradients(toy_model):
     box = robot_box(toy_model, params.joints().detach(), camera.viewmats[None, None], camera.Ks[None, None], 160, 120,
                     0.15, skin)  # fmt: skip
     assert box is not None
-    judge = Objective(cropped_weights(objective.weights, obs, box))
+    judge = Objective(cropped_weights(objective.weights, obs, crop_observation(obs, box)))
     whole = objective(_state(toy_model, params, obs, skin, False))
     on_box = judge(_state(toy_model, params, crop_observation(obs, box), skin, False, None, box, obs))
     (grad_whole,) = torch.autograd.grad(whole.sum(), params.z)
