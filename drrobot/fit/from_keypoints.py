@@ -99,33 +99,49 @@ def poses_from_keypoints(
 
 
 class _Reprojection:
-    """Robust reprojection residuals of hypotheses (joints [S, J], viewmats [S, 4, 4])."""
+    """Robust reprojection residuals of hypotheses: joints [S, F J] (F frames, each its own pose, one after
+    another) seen by one camera each (viewmats [S, 4, 4]); detections uv [F, K, 2] with weights [F, K] (F = 1:
+    [K, 2], [K])."""
 
     def __init__(self, model, link_ids, local_points, uv, weight, K, scale):
         self.model, self.link_ids, self.local_points = model, link_ids, local_points
-        self.uv, self.weight, self.K, self.scale = uv, weight, K, scale
+        self.uv, self.weight = uv.reshape(-1, *uv.shape[-2:]), weight.reshape(-1, weight.shape[-1])  # [F, K, 2], [F, K]
+        self.K, self.scale = K, scale
+        self.frames = len(self.uv)
+
+    def points(self, joints: Tensor) -> Tensor:
+        """World keypoints [S, F K, 3] of joints [S, F J]."""
+        S = len(joints)
+        flat = _keypoints_world(self.model, joints.reshape(S * self.frames, -1), self.link_ids, self.local_points)
+        return flat.reshape(S, -1, 3)
 
     def errors(self, joints: Tensor, viewmats: Tensor) -> Tensor:
-        """Reprojection error vectors [S, K, 2] in units of `scale` (points behind the camera: large)."""
-        points = _keypoints_world(self.model, joints, self.link_ids, self.local_points)  # [S, K, 3]
+        """Reprojection error vectors [S, F K, 2] in units of `scale` (points behind the camera: large)."""
+        points = self.points(joints)  # [S, F K, 3]
         projected, _, in_front = project_points(points, viewmats[:, None], self.K.expand(len(joints), 1, 3, 3))
-        error = ((projected[:, 0] - self.uv) / self.scale).clamp(-1e3, 1e3)
+        error = ((projected[:, 0] - self.uv.reshape(-1, 2)) / self.scale).clamp(-1e3, 1e3)
         return torch.where(in_front[:, 0, :, None], error, torch.full_like(error, 1e3))
 
     def cost(self, errors: Tensor) -> Tensor:
-        """Weighted mean Cauchy loss [S] of error vectors [S, K, 2]."""
-        return (torch.log1p(errors.square().sum(-1)) * self.weight).sum(-1) / self.weight.sum()
+        """Weighted mean Cauchy loss [S] of error vectors [S, F K, 2] over every frame's detections."""
+        weight = self.weight.reshape(-1)
+        return (torch.log1p(errors.square().sum(-1)) * weight).sum(-1) / weight.sum()
+
+    def pivots(self, joints: Tensor, viewmats: Tensor) -> Tensor:
+        """The keypoints' centre (over all frames) in each camera's frame [S, 3]."""
+        centre = self.points(joints).mean(1)  # [S, 3]
+        return (viewmats[..., :3, :3] @ centre[..., None])[..., 0] + viewmats[..., :3, 3]
 
 
 def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor, steps: int, eps: float = 1e-3,
                         fixed_joints: bool = False, fixed_camera: bool = False) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """Batched, iteratively reweighted Levenberg-Marquardt on the joints (kept in their limits) and a camera
-    correction (rotation about the keypoints' centre and translation, camera frame): joints [S, J], viewmats
-    [S, 4, 4] -> refined joints, viewmats and costs [S]. Jacobians by forward differences of `eps`; `fixed_joints`:
-    the camera alone, `fixed_camera`: the joints alone."""
-    spec = problem.model.joint_spec
-    lower, upper = (torch.as_tensor(v, dtype=joints.dtype, device=joints.device) for v in (spec.lower, spec.upper))
-    continuous = torch.as_tensor(spec.continuous, device=joints.device)  # [J] unlimited: wrapped, not clamped
+    correction (rotation about the keypoints' centre and translation, camera frame): joints [S, F J] (the
+    problem's F frames' poses), viewmats [S, 4, 4] -> refined joints, viewmats and costs [S]. Jacobians by
+    forward differences of `eps`; `fixed_joints`: the camera alone, `fixed_camera`: the joints alone."""
+    spec, F = problem.model.joint_spec, problem.frames
+    lower, upper = (torch.as_tensor(v, dtype=joints.dtype, device=joints.device).repeat(F) for v in (spec.lower, spec.upper))
+    continuous = torch.as_tensor(spec.continuous, device=joints.device).repeat(F)  # [F J] unlimited: wrapped
     S, J = joints.shape
     P = J + 6
     free = torch.cat([torch.full((J,), float(not fixed_joints)), torch.full((6,), float(not fixed_camera))]).to(joints.device)
@@ -133,15 +149,15 @@ def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor
     errors = problem.errors(joints, viewmats)
     cost = problem.cost(errors)
     for _ in range(steps):
-        w = (problem.weight / (1 + errors.square().sum(-1))).sqrt()  # [S, K] IRLS weights of the Cauchy loss
-        residual = (errors * w[..., None]).reshape(S, -1)  # [S, 2K]
-        pivots = _pivots(problem, joints, viewmats)  # [S, 3]
+        w = (problem.weight.reshape(-1) / (1 + errors.square().sum(-1))).sqrt()  # [S, F K] IRLS weights (Cauchy)
+        residual = (errors * w[..., None]).reshape(S, -1)  # [S, 2 F K]
+        pivots = problem.pivots(joints, viewmats)  # [S, 3]
         probes = torch.eye(P, device=joints.device) * eps  # [P, P]
         tried_joints = (joints[:, None] + probes[None, :, :J]).reshape(-1, J)
         tried_views = _moved(viewmats[:, None].expand(S, P, 4, 4), probes[None, :, J:].expand(S, P, 6),
                              pivots[:, None].expand(S, P, 3))  # fmt: skip
         moved = problem.errors(tried_joints, tried_views.reshape(-1, 4, 4)).reshape(S, P, -1, 2)
-        jacobian = ((moved * w[:, None, :, None]).reshape(S, P, -1) - residual[:, None]) / eps  # [S, P, 2K]
+        jacobian = ((moved * w[:, None, :, None]).reshape(S, P, -1) - residual[:, None]) / eps  # [S, P, 2 F K]
         A = jacobian @ jacobian.transpose(1, 2)  # [S, P, P]
         g = jacobian @ residual[..., None]  # [S, P, 1]
         diagonal = torch.diagonal(A, dim1=1, dim2=2)
@@ -160,12 +176,6 @@ def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor
         cost = torch.where(better, new_cost, cost)
         damping = torch.where(better, damping * 0.3, damping * 10).clamp(1e-6, 1e6)
     return joints, viewmats, cost
-
-
-def _pivots(problem: _Reprojection, joints: Tensor, viewmats: Tensor) -> Tensor:
-    """The keypoints' centre in each camera's frame [S, 3]."""
-    centre = _keypoints_world(problem.model, joints, problem.link_ids, problem.local_points).mean(1)  # [S, 3]
-    return (viewmats[..., :3, :3] @ centre[..., None])[..., 0] + viewmats[..., :3, 3]
 
 
 def _moved(viewmats: Tensor, delta: Tensor, pivots: Tensor) -> Tensor:

@@ -5,7 +5,9 @@
 
 Steps: frames are shrunk to `working_width`; a background is chosen (`ReconstructConfig.background`, see
 `drrobot.fit.background`); frame 0 is solved from scratch (camera unknown) or, with a known camera, from several
-joint starts; the other frames are tracked (`drrobot.fit.solve.track`).
+joint starts; with a keypoint detector and a static camera, the camera comes from the detections of keyframes
+spread over the video instead (`drrobot.fit.static_camera`); the other frames are tracked
+(`drrobot.fit.solve.track`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from drrobot.fit.background import (LINGERING_SHADOWS, border_background, masked
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
 from drrobot.fit.chain import chain_search
+from drrobot.fit.from_keypoints import MIN_KEYPOINTS
 from drrobot.fit.keypoint_points import KeypointObserver
 from drrobot.fit.optimize import FitResult, cached_skinning_weights, render_state
+from drrobot.fit.static_camera import StaticCameraConfig, static_camera_from_keypoints
 from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, has_keypoints, keypoint_hypotheses, keypoint_weights,
-                               prior_joints, refine_finalists, solve_from_scratch, track)
+                               prior_joints, refine_finalists, robot_extent, solve_from_scratch, track)
 from drrobot.model import RobotModel
 from drrobot.vision.keypoint_net import KeypointDetector
 
@@ -51,6 +55,9 @@ class ReconstructConfig:
     keypoints: Literal["first", "all"] = "first"
     """With a keypoint detector: its detections are fitted on the first frame only, or on every frame (look-alike
     azure, camera known, 40 frames: 17.8 deg with every frame, 14.9 with the first only)."""
+    static_camera: StaticCameraConfig = dataclasses.field(default_factory=StaticCameraConfig)
+    """With a detector, a static camera and no known camera or joints: the camera is solved from the detections of
+    `static_camera.frames` keyframes together (1: from frame 0's alone)."""
     robot_free_background: bool = True
     """Median mode: after the first tracking pass, recompute the median without the fitted robot (a slow robot
     stays in the plain median where it lingers) and track again with it."""
@@ -194,10 +201,7 @@ def reconstruct(
     data = FrameTensors(frames, masks, width, height, mode, model.device, config.median_frames, observer,
                         1 if config.keypoints == "first" else None)  # fmt: skip
     start_time = time.perf_counter()
-    if viewmat is None:
-        start = solve_from_scratch(model, data[0], K_work, config.scratch, config.weights, progress, joints)
-    else:
-        start = _solve_joints(model, data[0], K_work, torch.as_tensor(viewmat, dtype=torch.float32), config, joints)
+    start = _solve_first_frame(model, data, observer, K_work, config, viewmat, joints, progress)
     first_done = time.perf_counter()
     track_config = config.track
     if viewmat is not None:
@@ -224,11 +228,46 @@ def reconstruct(
     )
 
 
+def _solve_first_frame(model: RobotModel, data: FrameTensors, observer: KeypointObserver | None, K: Tensor,
+                       config: ReconstructConfig, viewmat: Tensor | None, joints: Tensor | None,
+                       progress: bool) -> FitResult:  # fmt: skip
+    """Frame 0's fit (B = 1): the camera from keyframes' detections (static camera, a detector, nothing known),
+    else from frame 0 alone (`solve_from_scratch`); with a known camera, the joints alone."""
+    keyframes = min(config.static_camera.frames, len(data)) if config.track.static_camera else 1
+    if viewmat is None and joints is None and observer is not None and keyframes > 1:
+        start = _solve_static_camera(model, data, observer, K, config, keyframes)
+        if start is not None:
+            return start
+    if viewmat is None:
+        return solve_from_scratch(model, data[0], K, config.scratch, config.weights, progress, joints)
+    return _solve_joints(model, data[0], K, torch.as_tensor(viewmat, dtype=torch.float32), config, joints)
+
+
+def _solve_static_camera(model: RobotModel, data: FrameTensors, observer: KeypointObserver, K: Tensor,
+                         config: ReconstructConfig, keyframes: int) -> FitResult | None:  # fmt: skip
+    """Frame 0 of a static-camera video with a detector: the camera from `keyframes` frames' detections together
+    (`drrobot.fit.static_camera`, frame 0 among them), then frame 0's joints as with a known camera, the camera
+    refined with them (the tracking's keyframe camera refinement follows). None when no keyframe has enough
+    detections."""
+    index = np.unique(np.linspace(0, len(data) - 1, keyframes).round().astype(int))
+    detections = [observer(np.asarray(data.frames[int(t)]), *data.size) for t in index]
+    uv = torch.cat([d.uv[0] for d in detections])  # [F, K, 2]
+    confidence = torch.cat([d.visible[0].float() for d in detections])  # [F, K]
+    if int((confidence > 0).sum(dim=1).max()) < MIN_KEYPOINTS:
+        return None
+    prior = prior_joints(model, config.scratch.prior)
+    found = static_camera_from_keypoints(model, observer.link_ids, observer.local_points, uv, confidence, K,
+                                         data.size[0], prior, config.static_camera)  # fmt: skip
+    first = found.joints[found.frames.index(0)][None] if 0 in found.frames else None
+    return _solve_joints(model, data[0], K, found.viewmat, config, None, first, refine_camera=True)
+
+
 def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig,
-                  joints: Tensor | None) -> FitResult:  # fmt: skip
-    """Frame 0 with a known camera: the joints fitted to the keypoint detections when there are any, else the chain
-    search over the joints (`drrobot.fit.chain`), unless `joints` [J] are given; then the best refined (and its
-    kinematic twins, unless the joints were given)."""
+                  joints: Tensor | None, starts: Tensor | None = None, refine_camera: bool = False) -> FitResult:  # fmt: skip
+    """Frame 0 with a known camera: the joints fitted to the keypoint detections when there are any (and `starts`
+    [S, J], if given, tried first), else the chain search over the joints (`drrobot.fit.chain`), unless `joints`
+    [J] are given; then the best refined (and its kinematic twins, unless the joints were given), with the camera
+    when `refine_camera`."""
     skin = cached_skinning_weights(model)
     viewmats = viewmat.to(model.device).reshape(1, 1, 4, 4)
     objective = Objective(config.weights)
@@ -236,6 +275,7 @@ def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tenso
     if joints is None and has_keypoints(obs):
         joints, _ = keypoint_hypotheses(model, obs, K, prior_joints(model, scratch.prior), scratch.keypoints,
                                         viewmat=viewmats[0, 0])  # fmt: skip
+        joints = joints if starts is None else torch.cat([starts.to(joints), joints])
         objective = Objective(keypoint_weights(config.weights, scratch))
     elif joints is None:
         joints, _, _ = chain_search(model, obs, prior_joints(model, scratch.prior)[None], viewmats, K, objective, skin,
@@ -243,7 +283,8 @@ def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tenso
     else:  # the joints are known: no twins
         joints, scratch = joints.to(model.device).float().reshape(1, -1), dataclasses.replace(scratch, twins=False)
     B = min(scratch.finalists, len(joints))
-    return refine_finalists(model, obs, joints[:B], viewmats.expand(B, 1, 4, 4), K, objective, scratch, skin)
+    pivot = robot_extent(model, joints[0], skin)[0] if refine_camera else None
+    return refine_finalists(model, obs, joints[:B], viewmats.expand(B, 1, 4, 4), K, objective, scratch, skin, pivot)
 
 
 def _fitted_alphas(model: RobotModel, fitted: Track, width: int, height: int) -> Callable[[int], Tensor]:

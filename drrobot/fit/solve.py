@@ -176,7 +176,7 @@ def solve_from_scratch(
     skin = cached_skinning_weights(model)
     known = joints is not None
     prior = joints.to(model.device).float() if known else prior_joints(model, config.prior)  # [J]
-    centre, radius = _robot_extent(model, prior, skin)
+    centre, radius = robot_extent(model, prior, skin)
     objective = Objective(weights)
     if has_keypoints(observation):
         joints, viewmats = keypoint_hypotheses(model, observation, K, prior, config.keypoints, known)
@@ -319,7 +319,7 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
     previous = before = init if init.ndim == 1 else init[0]
     color = None
     w = dataclasses.replace(weights or ObjectiveWeights(), temporal=config.temporal)
-    pivot = _robot_extent(model, previous, skin)[0][None]  # [1, 3]
+    pivot = robot_extent(model, previous, skin)[0][None]  # [1, 3]
     interrupted = False
     try:
         for t in tqdm(range(num_frames), desc="track", disable=not progress, unit="frame"):
@@ -391,14 +391,14 @@ def _refine_camera(model, get, first: Track, config: TrackConfig, weights, skin,
     observations = [get(int(t)) for t in index]
     obs = stack_observations(observations)
     K = len(index)
-    centre, _ = _robot_extent(model, first.joints[0], skin)
+    centre, _ = robot_extent(model, first.joints[0], skin)
     params = PoseParameters(model.joint_spec, first.joints[index], first.viewmats[index], first.Ks[index],
                             (obs.width, obs.height), pivots=centre.expand(K, 3), shared_camera=True)  # fmt: skip
     result = fit(model, params, obs, Objective(weights), config.camera_fit, skin, progress)
     return result.viewmats[:1], result.Ks[:1]
 
 
-def _robot_extent(model: RobotModel, joints: Tensor, skin: Tensor) -> tuple[Tensor, float]:
+def robot_extent(model: RobotModel, joints: Tensor, skin: Tensor) -> tuple[Tensor, float]:
     """Centre [3] (middle of the bounding box) and radius (95th percentile distance) of the posed Gaussians."""
     with torch.no_grad():
         means = model.pose_gaussians(joints[None], skinning_weights=skin, appearance=False).means[0]  # [N, 3]

@@ -9,6 +9,7 @@ import torch
 from fit_helpers import toy_camera
 
 from drrobot.fit.from_keypoints import KeypointSolveConfig, poses_from_keypoints
+from drrobot.fit.static_camera import static_camera_from_keypoints
 from drrobot.fit.keypoint_points import keypoint_links, robot_keypoints
 from drrobot.fit.objectives import Keypoints, Observation
 from drrobot.fit.solve import ScratchConfig, solve_from_scratch
@@ -233,3 +234,70 @@ def test_observer_scales_detections_to_the_working_size(toy_model):
     observed = KeypointObserver(Fixed(), toy_model, min_confidence=0.1)(np.zeros((200, 400, 3), np.uint8), 80, 40)
     assert torch.allclose(observed.uv[0, 0, 0], torch.tensor([20.0, 10.0]))  # 400x200 -> 80x40
     assert observed.visible.shape == (1, 1, spec.count) and not observed.visible[0, 0, 0] and observed.visible[0, 0, 1:].all()
+
+
+TOY_MOTION = torch.tensor([[0.7, 0.5, -0.9], [1.2, 0.2, -0.4], [-0.3, 0.8, -1.3], [2.0, -0.2, 0.6], [-1.5, 0.4, 0.9],
+                           [0.2, -0.5, -0.2]])  # fmt: skip
+
+
+def camera_centre_error(viewmat, camera):
+    return float((torch.linalg.inv(viewmat)[:3, 3] - camera.centres().reshape(3)).norm())
+
+
+def test_one_static_camera_from_several_frames(toy_model):
+    camera = toy_camera(160, 120)
+    uv = torch.stack([projected(toy_model, joints, camera)[0] for joints in TOY_MOTION])  # [F, K, 2]
+    _, ids, local = projected(toy_model, TOY_MOTION[0], camera)
+    confidence = torch.ones(uv.shape[:2])
+    confidence[2] = 0.0  # a frame where the detector found nothing is left out
+    found = static_camera_from_keypoints(toy_model, ids, local, uv, confidence, camera.Ks, 160)
+    assert found.frames == [0, 1, 3, 4, 5]
+    assert camera_centre_error(found.viewmat, camera) < 0.005
+    for joints, truth in zip(found.joints, TOY_MOTION[found.frames]):
+        assert wrapped_error_deg(joints, truth) < 0.3
+    with pytest.raises(ValueError, match="no frame has 6 keypoints"):
+        static_camera_from_keypoints(toy_model, ids, local, uv, torch.zeros(uv.shape[:2]), camera.Ks, 160)
+
+
+def test_frames_together_place_the_camera_better_than_one_frame(toy_model):
+    camera = toy_camera(160, 120)
+    uv = torch.stack([projected(toy_model, joints, camera)[0] for joints in TOY_MOTION])  # [F, K, 2]
+    _, ids, local = projected(toy_model, TOY_MOTION[0], camera)
+    noisy = uv + torch.randn(uv.shape, generator=torch.Generator().manual_seed(0)) * 3.0  # ~2% of the width
+    confidence = torch.ones(uv.shape[:2])
+    together = camera_centre_error(static_camera_from_keypoints(toy_model, ids, local, noisy, confidence, camera.Ks,
+                                                                160).viewmat, camera)  # fmt: skip
+    alone = [camera_centre_error(poses_from_keypoints(toy_model, ids, local, frame, torch.ones(len(frame)), camera.Ks,
+                                                      160).viewmats[0, 0], camera) for frame in noisy]  # fmt: skip
+    print(f"camera centre error: frames together {together:.3f} m, each frame alone {[round(a, 3) for a in alone]}")
+    assert together < 0.5 * sum(alone) / len(alone)
+
+
+def test_a_static_camera_video_is_solved_from_its_keyframes_detections(toy_model):
+    from fit_helpers import checker, render_frames
+
+    from drrobot.fit.optimize import FitConfig
+    from drrobot.fit.reconstruct import ReconstructConfig, reconstruct
+    from drrobot.fit.solve import TrackConfig
+
+    camera = toy_camera(120, 90)
+    truth = TOY_JOINTS + torch.linspace(0, 1, 6)[:, None] * torch.tensor([[0.6, -0.5, 0.7]])  # [6, 3]
+    frames = render_frames(toy_model, truth, camera, checker(120, 90))
+    spec = robot_keypoints(toy_model, min_gaussians=20)
+    seen = []
+
+    class Oracle:  # a perfect detector: the true projections of the frame it is shown
+        def __init__(self):
+            self.spec = spec
+
+        def detect(self, image):
+            t = next(t for t, frame in enumerate(frames) if np.array_equal(frame, image))
+            seen.append(t)
+            return projected(toy_model, truth[t], camera)[0], torch.ones(spec.count)
+
+    track = TrackConfig(refine_camera=False, twins=False, fit=FitConfig(steps=(20,), scales=(1.0,), optimizer="lbfgs"))
+    config = ReconstructConfig(working_width=120, background="border", track=track)
+    rec = reconstruct(toy_model, list(frames), camera.Ks, config, detector=Oracle())
+    assert sorted(set(seen)) == list(range(6))  # every keyframe's detections (6 frames: all of them)
+    assert camera_centre_error(rec.viewmats[0], camera) < 0.02
+    assert torch.rad2deg((rec.joints - truth).abs()).mean() < 2.0

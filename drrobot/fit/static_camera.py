@@ -1,0 +1,104 @@
+"""One static camera, and each frame's joints, from keypoint detections in several frames of a video.
+
+    found = static_camera_from_keypoints(model, link_ids, local_points, uv, confidence, K, width)
+    found.viewmat, found.joints, found.frames        # [4, 4], [F', J] for the frames used (indices into uv)
+
+One frame's detections fix a 7-joint arm and its camera only loosely: with detections 1% of the image width off,
+single look-alike frames were solved 4-29 degrees and 0.3-2.5 m off. A static camera sees every frame from the
+same place while the arm moves, so the frames constrain one camera together. Each frame alone gives
+`per_frame` hypotheses (`drrobot.fit.from_keypoints.poses_from_keypoints`), whose cameras are pooled. Each pooled
+camera is scored on every frame by the best joints it allows there (Levenberg-Marquardt on the joints alone, from
+the prior and every frame's hypotheses), and the `finalists` best are refined together with all frames' joints
+(one camera, F poses); the lowest robust cost wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from drrobot.fit.from_keypoints import (MIN_KEYPOINTS, KeypointSolveConfig, _Reprojection, levenberg_marquardt,
+                                        poses_from_keypoints)  # fmt: skip
+from drrobot.model import RobotModel
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticCameraConfig:
+    """Settings of `static_camera_from_keypoints`."""
+
+    frames: int = 8
+    """Frames (evenly spread over the video) whose detections are solved together."""
+    per_frame: int = 3
+    """Best camera hypotheses of each frame pooled for scoring."""
+    score_steps: int = 15
+    """Levenberg-Marquardt iterations fitting a frame's joints under a pooled camera."""
+    finalists: int = 3
+    """Best-scoring cameras refined jointly with every frame's joints."""
+    steps: int = 30
+    """Levenberg-Marquardt iterations of that joint refinement."""
+    single: KeypointSolveConfig = dataclasses.field(default_factory=KeypointSolveConfig)
+    """Each frame's own solve (starts, robust scale, confidence threshold)."""
+
+
+@dataclasses.dataclass
+class StaticCameraSolution:
+    viewmat: Tensor  # [4, 4] world -> camera
+    joints: Tensor  # [F', J] the used frames' joints
+    frames: list[int]  # [F'] which of the given frames were used (enough confident detections)
+    cost: float  # robust cost over the used frames' detections (`from_keypoints`' units)
+
+
+@torch.no_grad()
+def static_camera_from_keypoints(
+    model: RobotModel,
+    link_ids: Tensor,  # [K]
+    local_points: Tensor,  # [K, 3] link frame
+    uv: Tensor,  # [F, K, 2] detections, pixels
+    confidence: Tensor,  # [F, K] in [0, 1]
+    K: Tensor,  # [3, 3]
+    width: int,
+    prior: Tensor | None = None,  # [J] the first start of each frame's solve
+    config: StaticCameraConfig | None = None,
+) -> StaticCameraSolution:
+    """See the module docstring. Frames with fewer than `MIN_KEYPOINTS` confident detections are left out; a
+    ValueError when none has enough."""
+    config = config or StaticCameraConfig()
+    device = model.device
+    uv, K = uv.to(device).float(), K.to(device).float()
+    single = config.single
+    weight = torch.where(confidence >= single.min_confidence, confidence, torch.zeros_like(confidence)).to(device)
+    used = [f for f in range(len(uv)) if int((weight[f] > 0).sum()) >= MIN_KEYPOINTS]
+    if not used:
+        raise ValueError(f"no frame has {MIN_KEYPOINTS} keypoints detected with confidence >= {single.min_confidence}")
+    scale = single.robust_scale * width
+    problems = [_Reprojection(model, link_ids, local_points, uv[f], weight[f], K, scale) for f in used]
+    cameras, starts = [], []
+    for f in used:
+        found = poses_from_keypoints(model, link_ids, local_points, uv[f], confidence[f], K, width, prior, single)
+        cameras.append(found.viewmats[: config.per_frame, 0])
+        starts.append(found.joints)
+    first = model.joint_spec.denormalize(torch.zeros(model.joint_spec.dof, device=device)) if prior is None else prior
+    cameras = torch.cat(cameras)  # [C, 4, 4]
+    starts = torch.cat([first.to(device)[None], *starts])  # [S, J]
+    best_joints, scores = _joints_under(problems, cameras, starts, config.score_steps)  # [C, F', J], [C]
+    top = scores.argsort()[: config.finalists]
+    joint = _Reprojection(model, link_ids, local_points, uv[used], weight[used], K, scale)
+    joints, viewmats, costs = levenberg_marquardt(joint, best_joints[top].flatten(1), cameras[top], config.steps)
+    win = int(costs.argmin())
+    return StaticCameraSolution(viewmats[win], joints[win].reshape(len(used), -1), used, float(costs[win]))
+
+
+def _joints_under(problems: list[_Reprojection], cameras: Tensor, starts: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+    """Each frame's best joints under each camera (cameras [C, 4, 4], from every start [S, J]): joints
+    [C, F, J] and the mean cost over the frames [C]."""
+    C, S = len(cameras), len(starts)
+    views = cameras.repeat_interleave(S, dim=0)  # [C S, 4, 4]
+    joints, costs = [], []
+    for problem in problems:
+        found, _, cost = levenberg_marquardt(problem, starts.repeat(C, 1), views, steps, fixed_camera=True)
+        best = cost.reshape(C, S).argmin(dim=1)  # [C]
+        joints.append(found.reshape(C, S, -1)[torch.arange(C), best])
+        costs.append(cost.reshape(C, S).min(dim=1).values)
+    return torch.stack(joints, dim=1), torch.stack(costs, dim=1).mean(dim=1)
