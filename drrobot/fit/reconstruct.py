@@ -210,9 +210,12 @@ def reconstruct(
     def refit_background(first: Track) -> None:
         data.exclude_robot(_fitted_alphas(model, first, width, height))
 
+    def reseed(t: int, tracked: Tensor) -> Tensor:  # frame t solved afresh, the track's joints [J] among the starts
+        return _solve_joints(model, data[t], K_work, start.viewmats[0, 0], config, None, tracked[None]).joints[0]
+
     use_refit = mode == "median" and config.robot_free_background
     result = track(model, data, len(frames), start, track_config, config.weights, progress, on_frame,
-                   refit_background if use_refit else None)  # fmt: skip
+                   refit_background if use_refit else None, reseed)  # fmt: skip
     T = len(result.joints)  # fewer than the frames when tracking was interrupted
     names = list(frames.names) if hasattr(frames, "names") else [f"{t:06d}" for t in range(len(frames))]
     return Reconstruction(
@@ -264,10 +267,10 @@ def _solve_static_camera(model: RobotModel, data: FrameTensors, observer: Keypoi
 
 def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig,
                   joints: Tensor | None, starts: Tensor | None = None, refine_camera: bool = False) -> FitResult:  # fmt: skip
-    """Frame 0 with a known camera: the joints fitted to the keypoint detections when there are any (and `starts`
-    [S, J], if given, tried first), else the chain search over the joints (`drrobot.fit.chain`), unless `joints`
-    [J] are given; then the best refined (and its kinematic twins, unless the joints were given), with the camera
-    when `refine_camera`."""
+    """A frame with a known camera: the joints fitted to the keypoint detections when there are any, else the chain
+    search over the joints (`drrobot.fit.chain`), `starts` [S, J] (if given) competing with their best, unless
+    `joints` [J] are given; then the best refined (and its kinematic twins, unless the joints were given), with
+    the camera when `refine_camera`."""
     skin = cached_skinning_weights(model)
     viewmats = viewmat.to(model.device).reshape(1, 1, 4, 4)
     objective = Objective(config.weights)
@@ -280,9 +283,10 @@ def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tenso
     elif joints is None:
         joints, _, _ = chain_search(model, obs, prior_joints(model, scratch.prior)[None], viewmats, K, objective, skin,
                                     scratch.chain, optimize_camera=False)  # fmt: skip
+        joints = joints if starts is None else torch.cat([starts.to(joints), joints])
     else:  # the joints are known: no twins
         joints, scratch = joints.to(model.device).float().reshape(1, -1), dataclasses.replace(scratch, twins=False)
-    B = min(scratch.finalists, len(joints))
+    B = min(scratch.finalists + (0 if starts is None else len(starts)), len(joints))
     pivot = robot_extent(model, joints[0], skin)[0] if refine_camera else None
     return refine_finalists(model, obs, joints[:B], viewmats.expand(B, 1, 4, 4), K, objective, scratch, skin, pivot)
 

@@ -37,6 +37,7 @@ from drrobot.model import RobotModel
 _LIMIT_EDGE = 0.05  # a joint within this fraction of its range from a limit presses on it (tanh-mapped joints
 #   stall short of their limits: a toy arm forced against one stopped 2.7% of its range away)
 _MIN_COMPARED = 3  # frames a twin must win at before it replaces a track
+_SAME_BASIN = 0.05  # rad: a fresh solution of a frame this close to the track's (every joint) is the track's
 
 
 @dataclasses.dataclass
@@ -119,6 +120,11 @@ class TrackConfig:
     keyframes: int = 8
     """Frames (evenly spread) the camera is refined on."""
     camera_fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(30, 30), scales=(0.5, 1.0)))
+    reseeds: int = 2
+    """After the first pass, this many frames (evenly spread inside the sequence) are solved afresh, the track's
+    own estimate among the hypotheses (`track`'s `reseed`); where another hypothesis wins, the frames are tracked
+    from it both ways and each frame keeps the lower loss of the two tracks. A wrong frame 0 then costs only the
+    frames before the track that started right takes over."""
     twins: bool = True
     """After the first pass, where the track presses on a joint limit, compare it with its kinematic twins that
     free that joint (`drrobot.fit.twins`), each refined at up to `keyframes` such frames, and track a twin that
@@ -282,11 +288,15 @@ def track(
     progress: bool = False,
     on_frame: Callable[[int, Tensor, float], None] | None = None,  # (frame, joints [J], loss) after each frame
     before_second_pass: Callable[[Track], None] | None = None,  # e.g. refit the background from the first pass
+    reseed: Callable[[int, Tensor], Tensor] | None = None,  # (frame, track's joints [J]) -> best joints [J] there
 ) -> Track:
     """Warm-started tracking of a static-camera sequence (see the module docstring). Ctrl-C stops it and returns
-    the frames tracked so far (`interrupted`; during the second pass, the whole first pass). A second pass runs
-    when the camera is refined, `before_second_pass` is given (it sees the first pass' Track) or a kinematic twin of
-    the first pass fits better (`TrackConfig.twins`; the second pass then starts from the twin)."""
+    the frames tracked so far (`interrupted`; during the second pass, the whole first pass). With `reseed` (a
+    solver of one frame from scratch, the track's estimate among its hypotheses), `TrackConfig.reseeds` frames are
+    solved afresh after the first pass and tracks from the winners merged in (see `TrackConfig.reseeds`). A second
+    pass runs when the camera is refined, `before_second_pass` is given (it sees the first pass' Track), a reseed
+    changed the track or a kinematic twin of the first pass fits better (`TrackConfig.twins`; the second pass then
+    starts from the twin)."""
     config = config or TrackConfig()
     get = frames if callable(frames) else frames.__getitem__
     skin = cached_skinning_weights(model)
@@ -296,10 +306,13 @@ def track(
     if first.interrupted or num_frames < 2:
         return first
     try:
-        twin = _better_twin(model, get, first, config, weights, skin) if config.twins else None
-        if not (refine or before_second_pass or twin is not None):
+        merged = first
+        if reseed is not None:
+            merged = _reseeded(model, get, first, reseed, config, weights, skin, progress)
+        twin = _better_twin(model, get, merged, config, weights, skin) if config.twins else None
+        if not (refine or before_second_pass or twin is not None or merged is not first):
             return first
-        earlier = first if twin is None else dataclasses.replace(first, joints=twin)
+        earlier = merged if twin is None else dataclasses.replace(merged, joints=twin)
         if before_second_pass is not None:
             before_second_pass(earlier)
         if refine:
@@ -351,6 +364,30 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
     T = len(joints)
     return Track(torch.stack(joints), torch.stack(cameras), Ks.expand(T, -1, -1, -1), torch.tensor(losses),
                  interrupted=interrupted)  # fmt: skip
+
+
+def _reseeded(model, get, first: Track, reseed, config: TrackConfig, weights, skin, progress) -> Track:
+    """`first` with the tracks from fresh solutions of `config.reseeds` frames merged in, frame by frame by the
+    lower loss; `first` itself when every fresh solution stayed in the track's basin."""
+    T = len(first.joints)
+    merged = first
+    viewmats, Ks = first.viewmats[:1], first.Ks[:1]
+    for t in torch.linspace(0, T - 1, config.reseeds + 2)[1:-1].round().long().unique().tolist():
+        found = reseed(t, merged.joints[t])  # [J]
+        if float((found - merged.joints[t]).abs().max()) < _SAME_BASIN:
+            continue
+        onward = _track_pass(model, lambda i: get(t + i), T - t, found, viewmats, Ks, config, weights, skin, progress,
+                             None)  # fmt: skip
+        back = _track_pass(model, lambda i: get(t - i), t + 1, found, viewmats, Ks, config, weights, skin, progress,
+                           None)  # fmt: skip
+        if onward.interrupted or back.interrupted:
+            raise KeyboardInterrupt
+        joints = torch.cat([back.joints.flip(0), onward.joints[1:]])  # [T, J]
+        losses = torch.cat([back.losses.flip(0), onward.losses[1:]])  # [T]
+        better = losses < merged.losses
+        merged = dataclasses.replace(merged, joints=torch.where(better[:, None], joints, merged.joints),
+                                     losses=torch.where(better, losses, merged.losses))  # fmt: skip
+    return merged
 
 
 def _better_twin(model, get, first: Track, config: TrackConfig, weights, skin) -> Tensor | None:

@@ -232,3 +232,22 @@ def test_keypoint_term_is_zero_at_the_truth_and_pulls_towards_it(toy_model):
                             optimize_camera=False)  # fmt: skip
     result = fit(toy_model, params, obs, Objective(weights), FitConfig(steps=(150,), scales=(1.0,)))
     assert torch.rad2deg((result.joints - TRUE).abs()).max() < 5.0  # from up to 52 degrees away
+
+
+def test_a_wrong_first_frame_is_outgrown_by_tracks_from_frames_solved_afresh(toy_model):
+    """`TrackConfig.reseeds`: frame 0 starts half a turn of the yaw off (a frame-0 search failure) and tracking
+    alone keeps it there; frames solved afresh later in the video win, are tracked both ways, and every frame
+    keeps the better track, frame 0 included."""
+    cam = toy_camera(80, 60)
+    truth = TRUE[0] + torch.linspace(0, 1, 9)[:, None] * torch.tensor([[0.4, -0.3, 0.4]])  # [9, 3]
+    frames = render_frames(toy_model, truth, cam, checker(cam.width, cam.height))
+    wrong = truth[0] + torch.tensor([2.0, 0.0, 0.0])
+    errors = {}
+    for reseeds in (0, 2):
+        track = TrackConfig(refine_camera=False, twins=False, reseeds=reseeds,
+                            fit=FitConfig(steps=(20,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
+        config = ReconstructConfig(working_width=80, background="border", track=track)
+        rec = reconstruct(toy_model, list(frames), cam.Ks, config, viewmat=cam.viewmats, joints=wrong)
+        errors[reseeds] = torch.rad2deg((torch.remainder(rec.joints - truth + torch.pi, 2 * torch.pi) - torch.pi).abs())
+    assert errors[0].mean() > 20.0  # the premise: tracking alone does not recover
+    assert errors[2].max() < 2.0, errors[2]
