@@ -210,8 +210,10 @@ def reconstruct(
     def refit_background(first: Track) -> None:
         data.exclude_robot(_fitted_alphas(model, first, width, height))
 
-    def reseed(t: int, tracked: Tensor) -> Tensor:  # frame t solved afresh, the track's joints [J] among the starts
-        return _solve_joints(model, data[t], K_work, start.viewmats[0, 0], config, None, tracked[None]).joints[0]
+    def reseed(t: int, tracked: Tensor) -> tuple[FitResult, FitResult]:  # frame t afresh; the track's [J] refined
+        camera = start.viewmats[0, 0]
+        return (_solve_joints(model, data[t], K_work, camera, config, None),
+                _solve_joints(model, data[t], K_work, camera, config, tracked))  # fmt: skip
 
     use_refit = mode == "median" and config.robot_free_background
     result = track(model, data, len(frames), start, track_config, config.weights, progress, on_frame,
@@ -267,8 +269,8 @@ def _solve_static_camera(model: RobotModel, data: FrameTensors, observer: Keypoi
 
 def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig,
                   joints: Tensor | None, starts: Tensor | None = None, refine_camera: bool = False) -> FitResult:  # fmt: skip
-    """A frame with a known camera: the joints fitted to the keypoint detections when there are any, else the chain
-    search over the joints (`drrobot.fit.chain`), `starts` [S, J] (if given) competing with their best, unless
+    """A frame with a known camera: the joints fitted to the keypoint detections when there are any (`starts` [S, J],
+    if given, competing with their best), else the chain search over the joints (`drrobot.fit.chain`), unless
     `joints` [J] are given; then the best refined (and its kinematic twins, unless the joints were given), with
     the camera when `refine_camera`."""
     skin = cached_skinning_weights(model)
@@ -283,7 +285,6 @@ def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tenso
     elif joints is None:
         joints, _, _ = chain_search(model, obs, prior_joints(model, scratch.prior)[None], viewmats, K, objective, skin,
                                     scratch.chain, optimize_camera=False)  # fmt: skip
-        joints = joints if starts is None else torch.cat([starts.to(joints), joints])
     else:  # the joints are known: no twins
         joints, scratch = joints.to(model.device).float().reshape(1, -1), dataclasses.replace(scratch, twins=False)
     B = min(scratch.finalists + (0 if starts is None else len(starts)), len(joints))

@@ -37,7 +37,6 @@ from drrobot.model import RobotModel
 _LIMIT_EDGE = 0.05  # a joint within this fraction of its range from a limit presses on it (tanh-mapped joints
 #   stall short of their limits: a toy arm forced against one stopped 2.7% of its range away)
 _MIN_COMPARED = 3  # frames a twin must win at before it replaces a track
-_SAME_BASIN = 0.05  # rad: a fresh solution of a frame this close to the track's (every joint) is the track's
 
 
 @dataclasses.dataclass
@@ -121,10 +120,15 @@ class TrackConfig:
     """Frames (evenly spread) the camera is refined on."""
     camera_fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(30, 30), scales=(0.5, 1.0)))
     reseeds: int = 2
-    """After the first pass, this many frames (evenly spread inside the sequence) are solved afresh, the track's
-    own estimate among the hypotheses (`track`'s `reseed`); where another hypothesis wins, the frames are tracked
-    from it both ways and each frame keeps the lower loss of the two tracks. A wrong frame 0 then costs only the
+    """After the first pass, this many frames (evenly spread inside the sequence) are solved afresh (`track`'s
+    `reseed`). Where the fresh solution puts the links elsewhere than the track does (not a kinematic twin: those
+    are `twins`' to settle) and its loss is lower by `reseed_margin`, the frames are tracked from it both ways and
+    each frame takes the new track where its loss is lower by that margin. A wrong frame 0 then costs only the
     frames before the track that started right takes over."""
+    reseed_margin: float = 0.05
+    """Share by which a fresh solution's loss (and then a frame's on the new track) must undercut the track's: the
+    image objective's own bias between placements is a few percent (look-alike azure: a wrist twin 6.5% lower than
+    the truth at one frame, the shoulder's 2% at several)."""
     twins: bool = True
     """After the first pass, where the track presses on a joint limit, compare it with its kinematic twins that
     free that joint (`drrobot.fit.twins`), each refined at up to `keyframes` such frames, and track a twin that
@@ -288,7 +292,8 @@ def track(
     progress: bool = False,
     on_frame: Callable[[int, Tensor, float], None] | None = None,  # (frame, joints [J], loss) after each frame
     before_second_pass: Callable[[Track], None] | None = None,  # e.g. refit the background from the first pass
-    reseed: Callable[[int, Tensor], Tensor] | None = None,  # (frame, track's joints [J]) -> best joints [J] there
+    reseed: Callable[[int, Tensor], tuple[FitResult, FitResult]] | None = None,  # (frame, track's joints [J]) ->
+    #   (the frame solved afresh, the track's joints refined the same way), each B = 1
 ) -> Track:
     """Warm-started tracking of a static-camera sequence (see the module docstring). Ctrl-C stops it and returns
     the frames tracked so far (`interrupted`; during the second pass, the whole first pass). With `reseed` (a
@@ -367,14 +372,16 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
 
 
 def _reseeded(model, get, first: Track, reseed, config: TrackConfig, weights, skin, progress) -> Track:
-    """`first` with the tracks from fresh solutions of `config.reseeds` frames merged in, frame by frame by the
-    lower loss; `first` itself when every fresh solution stayed in the track's basin."""
+    """`first` with the tracks from better fresh solutions of `config.reseeds` frames merged in (see
+    `TrackConfig.reseeds`); `first` itself when none was."""
     T = len(first.joints)
     merged = first
     viewmats, Ks = first.viewmats[:1], first.Ks[:1]
+    keep = 1 - config.reseed_margin
     for t in torch.linspace(0, T - 1, config.reseeds + 2)[1:-1].round().long().unique().tolist():
-        found = reseed(t, merged.joints[t])  # [J]
-        if float((found - merged.joints[t]).abs().max()) < _SAME_BASIN:
+        fresh, tracked = reseed(t, merged.joints[t])
+        found = fresh.joints[0]  # [J]
+        if float(fresh.losses[0]) > keep * float(tracked.losses[0]) or same_placement(model, found, merged.joints[t]):
             continue
         onward = _track_pass(model, lambda i: get(t + i), T - t, found, viewmats, Ks, config, weights, skin, progress,
                              None)  # fmt: skip
@@ -384,10 +391,18 @@ def _reseeded(model, get, first: Track, reseed, config: TrackConfig, weights, sk
             raise KeyboardInterrupt
         joints = torch.cat([back.joints.flip(0), onward.joints[1:]])  # [T, J]
         losses = torch.cat([back.losses.flip(0), onward.losses[1:]])  # [T]
-        better = losses < merged.losses
+        better = losses < keep * merged.losses
         merged = dataclasses.replace(merged, joints=torch.where(better[:, None], joints, merged.joints),
                                      losses=torch.where(better, losses, merged.losses))  # fmt: skip
     return merged
+
+
+def same_placement(model: RobotModel, a: Tensor, b: Tensor, tolerance: float = 0.1) -> bool:
+    """Whether joints a and b [J] put every link origin within `tolerance` of the origins' spread (their largest
+    distance from their mean) of each other: the same pose, or kinematic twins."""
+    origins = model.kinematics.link_poses(torch.stack([a, b]))[..., :3, 3]  # [2, L, 3]
+    spread = float((origins[0] - origins[0].mean(dim=0)).norm(dim=-1).max())
+    return float((origins[0] - origins[1]).norm(dim=-1).max()) <= tolerance * spread
 
 
 def _better_twin(model, get, first: Track, config: TrackConfig, weights, skin) -> Tensor | None:

@@ -12,7 +12,7 @@ from test_fit import observation
 from drrobot.fit import FitConfig, Objective, ScratchConfig, TrackConfig
 from drrobot.fit.cameras import Cameras, look_at
 from drrobot.fit.optimize import FitResult, cached_skinning_weights
-from drrobot.fit.solve import refine_finalists, track
+from drrobot.fit.solve import refine_finalists, same_placement, track
 from drrobot.fit.twins import TwinMove, kinematic_twins, twin_moves
 from drrobot.kinematics import RobotKinematics
 
@@ -144,3 +144,12 @@ def test_the_image_beats_the_prior_where_it_tells_the_twins_apart(zyz_model):
     found = refine_finalists(model, obs, twin[None], camera.viewmats[None, None], camera.Ks, Objective(), config,
                              cached_skinning_weights(model))  # fmt: skip
     assert torch.rad2deg((found.joints[0] - truth).abs()).max() < 2.0, found.joints
+
+
+def test_twins_share_a_placement_that_another_pose_does_not(zyz_model):
+    """`same_placement`, which keeps tracking's reseeding out of the twins' business."""
+    truth = torch.tensor([0.6, 0.5, -0.8, 0.7])
+    twin = kinematic_twins(zyz_model.kinematics, truth, [SHOULDER])[0]
+    assert same_placement(zyz_model, truth, twin)
+    assert same_placement(zyz_model, truth, truth + 0.01)
+    assert not same_placement(zyz_model, truth, truth + torch.tensor([0.0, 0.4, 0.0, 0.0]))
