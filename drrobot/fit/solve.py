@@ -120,7 +120,7 @@ class TrackConfig:
     """Frames (evenly spread) the camera is refined on."""
     camera_fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(30, 30), scales=(0.5, 1.0)))
     reseeds: int = 2
-    """After the first pass, this many frames (evenly spread inside the sequence) are solved afresh (`track`'s
+    """Static camera: after the first pass, this many frames (evenly spread inside the sequence) are solved afresh (`track`'s
     `reseed`). Where the fresh solution puts the links elsewhere than the track does (not a kinematic twin: those
     are `twins`' to settle) and its loss is lower by `reseed_margin`, the frames are tracked from it both ways and
     each frame takes the new track where its loss is lower by that margin. A wrong frame 0 then costs only the
@@ -312,7 +312,7 @@ def track(
         return first
     try:
         merged = first
-        if reseed is not None:
+        if reseed is not None and config.static_camera:  # fresh solutions are solved with frame 0's camera
             merged = _reseeded(model, get, first, reseed, config, weights, skin, progress)
         twin = _better_twin(model, get, merged, config, weights, skin) if config.twins else None
         if not (refine or before_second_pass or twin is not None or merged is not first):
