@@ -8,7 +8,8 @@ finalists are refined with the whole robot; the lowest loss wins, and so do its 
 placements reached with other joints, `drrobot.fit.twins`), refined and compared with it on the image.
 
 Video (`track`): each frame starts from the previous one and optimises the joints (the camera is held, static);
-optionally the camera is then refined jointly with the joints of keyframes spread over the sequence, and the
+a few frames are then solved afresh and tracks from clearly better solutions merged in (`TrackConfig.reseeds`);
+optionally the camera is refined jointly with the joints of keyframes spread over the sequence, and the
 frames are re-tracked with it (`TrackConfig.refine_camera`). Where the first pass presses on a joint limit, its
 kinematic twins are compared with it there, and a clearly better one is tracked instead (`TrackConfig.twins`).
 """
@@ -120,11 +121,11 @@ class TrackConfig:
     """Frames (evenly spread) the camera is refined on."""
     camera_fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(30, 30), scales=(0.5, 1.0)))
     reseeds: int = 2
-    """Static camera: after the first pass, this many frames (evenly spread inside the sequence) are solved afresh (`track`'s
-    `reseed`). Where the fresh solution puts the links elsewhere than the track does (not a kinematic twin: those
-    are `twins`' to settle) and its loss is lower by `reseed_margin`, the frames are tracked from it both ways and
-    each frame takes the new track where its loss is lower by that margin. A wrong frame 0 then costs only the
-    frames before the track that started right takes over."""
+    """Static camera: after the first pass, this many frames (evenly spread inside the sequence) are solved
+    afresh (`track`'s `reseed`). Where the fresh solution puts the links elsewhere than the track does (not a
+    kinematic twin: those are `twins`' to settle) and its loss is lower by `reseed_margin`, the frames are tracked
+    from it both ways and each frame takes the new track where its loss is lower by that margin. A wrong frame 0
+    then costs only the frames before the track that started right takes over."""
     reseed_margin: float = 0.05
     """Share by which a fresh solution's loss (and then a frame's on the new track) must undercut the track's: the
     image objective's own bias between placements is a few percent (look-alike azure: a wrist twin 6.5% lower than
@@ -296,9 +297,9 @@ def track(
     #   (the frame solved afresh, the track's joints refined the same way), each B = 1
 ) -> Track:
     """Warm-started tracking of a static-camera sequence (see the module docstring). Ctrl-C stops it and returns
-    the frames tracked so far (`interrupted`; during the second pass, the whole first pass). With `reseed` (a
-    solver of one frame from scratch, the track's estimate among its hypotheses), `TrackConfig.reseeds` frames are
-    solved afresh after the first pass and tracks from the winners merged in (see `TrackConfig.reseeds`). A second
+    the frames tracked so far (`interrupted`; during the second pass, the whole first pass). With `reseed` (one
+    frame solved from scratch, and the track's joints there refined the same way), `TrackConfig.reseeds` frames
+    are solved afresh after the first pass and tracks from clearly better ones merged in. A second
     pass runs when the camera is refined, `before_second_pass` is given (it sees the first pass' Track), a reseed
     changed the track or a kinematic twin of the first pass fits better (`TrackConfig.twins`; the second pass then
     starts from the twin)."""
