@@ -124,8 +124,9 @@ class TrackConfig:
     """Static camera: after the first pass, this many frames (evenly spread inside the sequence) are solved
     afresh (`track`'s `reseed`). Where the fresh solution puts the links elsewhere than the track does (not a
     kinematic twin: those are `twins`' to settle) and its loss is lower by `reseed_margin`, the frames are tracked
-    from it both ways and each frame takes the new track where its loss is lower by that margin. A wrong frame 0
-    then costs only the frames before the track that started right takes over."""
+    from it both ways, and the new track replaces the old over the one run of frames around the fresh frame where
+    its loss, less that margin, sums lowest. A wrong frame 0 then costs only the frames before the track that
+    started right takes over."""
     reseed_margin: float = 0.05
     """Share by which a fresh solution's loss (and then a frame's on the new track) must undercut the track's: the
     image objective's own bias between placements is a few percent (look-alike azure: a wrist twin 6.5% lower than
@@ -392,10 +393,22 @@ def _reseeded(model, get, first: Track, reseed, config: TrackConfig, weights, sk
             raise KeyboardInterrupt
         joints = torch.cat([back.joints.flip(0), onward.joints[1:]])  # [T, J]
         losses = torch.cat([back.losses.flip(0), onward.losses[1:]])  # [T]
-        better = losses < keep * merged.losses
-        merged = dataclasses.replace(merged, joints=torch.where(better[:, None], joints, merged.joints),
-                                     losses=torch.where(better, losses, merged.losses))  # fmt: skip
+        take = _switched_span(losses - keep * merged.losses, t)  # [T] bool
+        merged = dataclasses.replace(merged, joints=torch.where(take[:, None], joints, merged.joints),
+                                     losses=torch.where(take, losses, merged.losses))  # fmt: skip
     return merged
+
+
+def _switched_span(gain: Tensor, t: int) -> Tensor:
+    """The frames [T] bool, one run containing frame t, over which the new track's summed `gain` [T] (its loss
+    minus the old track's, margin included: negative where it is better) is lowest: a single switch each way
+    rather than a jump at every frame where the two tracks' losses cross."""
+    zero = gain.new_zeros(1)
+    back = int(torch.cat([zero, gain[:t].flip(0).cumsum(0)]).argmin())  # frames taken before t: 0..t
+    on = int(torch.cat([zero, gain[t + 1 :].cumsum(0)]).argmin())  # frames taken after t: 0..T-1-t
+    take = torch.zeros_like(gain, dtype=torch.bool)
+    take[t - back : t + on + 1] = True
+    return take
 
 
 def same_placement(model: RobotModel, a: Tensor, b: Tensor, tolerance: float = 0.1) -> bool:

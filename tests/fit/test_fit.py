@@ -252,3 +252,14 @@ def test_a_wrong_first_frame_is_outgrown_by_tracks_from_frames_solved_afresh(toy
         errors[reseeds] = torch.rad2deg((torch.remainder(rec.joints - truth + torch.pi, 2 * torch.pi) - torch.pi).abs())
     assert errors[0].mean() > 20.0  # the premise: tracking alone does not recover
     assert errors[2].max() < 2.0, errors[2]
+
+
+def test_a_reseeded_track_takes_over_one_run_of_frames():
+    """The new track replaces the old over the run around its fresh frame where it gains most in total, not at
+    every frame where the two tracks' losses happen to cross."""
+    from drrobot.fit.solve import _switched_span
+
+    gain = torch.tensor([1.0, 1.0, -1.0, -2.0, 0.5, -3.0, 2.0, -0.1, 5.0])  # new minus old loss; the fresh frame: 3
+    assert _switched_span(gain, 3).tolist() == [False, False, True, True, True, True, False, False, False]
+    assert _switched_span(-torch.ones(5), 2).all()  # better everywhere: everywhere
+    assert _switched_span(torch.ones(5), 0).tolist() == [True, False, False, False, False]  # the fresh frame at least
