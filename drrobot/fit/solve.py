@@ -32,7 +32,7 @@ from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, 
 from drrobot.fit.params import PoseParameters
 from drrobot.fit.placement import PlacementConfig, place_cameras, pose_library
 from drrobot.fit.proxy import coarse_proxy
-from drrobot.fit.twins import kinematic_twins, twin_moves, twin_trajectories
+from drrobot.fit.twins import kinematic_twins, same_placement, twin_moves, twin_trajectories
 from drrobot.model import RobotModel
 
 _LIMIT_EDGE = 0.05  # a joint within this fraction of its range from a limit presses on it (tanh-mapped joints
@@ -383,7 +383,8 @@ def _reseeded(model, get, first: Track, reseed, config: TrackConfig, weights, sk
     for t in torch.linspace(0, T - 1, config.reseeds + 2)[1:-1].round().long().unique().tolist():
         fresh, tracked = reseed(t, merged.joints[t])
         found = fresh.joints[0]  # [J]
-        if float(fresh.losses[0]) > keep * float(tracked.losses[0]) or same_placement(model, found, merged.joints[t]):
+        better = float(fresh.losses[0]) < keep * float(tracked.losses[0])
+        if not better or same_placement(model.kinematics, found, merged.joints[t]):
             continue
         onward = _track_pass(model, lambda i: get(t + i), T - t, found, viewmats, Ks, config, weights, skin, progress,
                              None)  # fmt: skip
@@ -409,14 +410,6 @@ def _switched_span(gain: Tensor, t: int) -> Tensor:
     take = torch.zeros_like(gain, dtype=torch.bool)
     take[t - back : t + on + 1] = True
     return take
-
-
-def same_placement(model: RobotModel, a: Tensor, b: Tensor, tolerance: float = 0.1) -> bool:
-    """Whether joints a and b [J] put every link origin within `tolerance` of the origins' spread (their largest
-    distance from their mean) of each other: the same pose, or kinematic twins."""
-    origins = model.kinematics.link_poses(torch.stack([a, b]))[..., :3, 3]  # [2, L, 3]
-    spread = float((origins[0] - origins[0].mean(dim=0)).norm(dim=-1).max())
-    return float((origins[0] - origins[1]).norm(dim=-1).max()) <= tolerance * spread
 
 
 def _better_twin(model, get, first: Track, config: TrackConfig, weights, skin) -> Tensor | None:

@@ -53,15 +53,24 @@ def twin_moves(kinematics: RobotKinematics, seed: int = 0) -> list[TwinMove]:
     J = spec.dof
     generator = torch.Generator().manual_seed(seed)
     probes = spec.denormalize(2 * torch.rand(_PROBES, J, generator=generator) - 1)  # [P, J]
-    origins = kinematics.link_poses(probes)[..., :3, 3].cpu()  # [P, L, 3]
     candidates = [TwinMove((a,)) for a in range(J)]
     candidates += [TwinMove((a, a + 2), (a + 1,)) for a in range(J - 2)]
-    moves = []
-    for move in candidates:
-        moved = kinematics.link_poses(move.apply(probes))[..., :3, 3].cpu()  # [P, L, 3]
-        if torch.cdist(moved, origins).amin(dim=-1).amax() < _TOLERANCE:  # links may swap places (two fingers)
-            moves.append(move)
-    return moves
+    return [move for move in candidates
+            if float(placement_gap(kinematics, probes, move.apply(probes)).amax()) < _TOLERANCE]
+
+
+def placement_gap(kinematics: RobotKinematics, a: Tensor, b: Tensor) -> Tensor:
+    """How far poses b [..., J] put their link origins from those of poses a [..., J]: the largest distance from one
+    of b's origins to the nearest of a's [...] (as a set: two alike fingers may swap places)."""
+    return torch.cdist(kinematics.link_poses(b)[..., :3, 3], kinematics.link_poses(a)[..., :3, 3]).amin(-1).amax(-1)
+
+
+def same_placement(kinematics: RobotKinematics, a: Tensor, b: Tensor, tolerance: float = 0.1) -> bool:
+    """Whether joints a and b [J] put the link origins within `tolerance` of their spread (the largest distance of
+    a's origins from their mean) of each other: the same pose, or kinematic twins."""
+    origins = kinematics.link_poses(a)[:, :3, 3]  # [L, 3]
+    spread = float((origins - origins.mean(dim=0)).norm(dim=-1).max())
+    return float(placement_gap(kinematics, a, b)) <= tolerance * spread
 
 
 def kinematic_twins(kinematics: RobotKinematics, joints: Tensor, moves: list[TwinMove]) -> Tensor:
