@@ -161,8 +161,10 @@ def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor
         A = jacobian @ jacobian.transpose(1, 2)  # [S, P, P]
         g = jacobian @ residual[..., None]  # [S, P, 1]
         diagonal = torch.diagonal(A, dim1=1, dim2=2)
-        step = -torch.linalg.solve(A + torch.diag_embed(damping[:, None] * diagonal + 1e-6), g)[..., 0]  # [S, P]
-        step = step * free  # held parameters do not move
+        ridge = damping[:, None] * diagonal + 1e-6 * (1 + diagonal.mean(-1, keepdim=True))  # [S, P]
+        step, info = torch.linalg.solve_ex(A + torch.diag_embed(ridge), -g)  # [S, P, 1]
+        solved = (info == 0) & step.isfinite().all(1)[:, 0]  # [S] a singular system: no step, more damping
+        step = torch.where(solved[:, None], step[..., 0], torch.zeros_like(step[..., 0])) * free  # held: no move
         new_joints = joints + step[:, :J]
         wrapped = torch.remainder(new_joints + torch.pi, 2 * torch.pi) - torch.pi
         new_joints = torch.where(continuous, wrapped, torch.minimum(torch.maximum(new_joints, lower), upper))

@@ -6,7 +6,10 @@
 The network is an encoder-decoder of plain convolutions (no pretrained weights, so nothing to download): the
 image is letterboxed to `input_size`, the heatmaps come out at a quarter of it, one spatial softmax per keypoint.
 A keypoint's position is the softmax-weighted mean over the 3x3 cells around its peak (sub-cell accuracy) and its
-confidence the probability mass there. The keypoints are link-local 3D points of the robot
+confidence the probability mass there. A robot seen whole covers a small part of most frames (a Panda 1-2 m away:
+a quarter to a half of a 640x480 frame's height, ~45 pixels of a 160x120 input), so a detector trained with crops
+(`NetConfig.crop_fill` > 0) looks twice: once at the whole image, then at a crop around the first detections
+in which their box fills `crop_fill` of the input, at up to several times the resolution. The keypoints are link-local 3D points of the robot
 (`drrobot.fit.keypoint_points`), so the detections feed the fitting core's keypoint objective directly.
 
 Saved as a folder: `detector.safetensors` (weights) and `detector.json` (architecture, input size, keypoints);
@@ -34,6 +37,7 @@ META_FILE = "detector.json"
 FORMAT = "drrobot-keypoint-detector/1"
 DETECTOR_DIR = "keypoint-detector"  # next to a model's checkpoint folder, where `drrobot pose` looks
 STRIDE = 4  # heatmap cells per input pixel: the heatmaps are input_size / STRIDE
+CROP_CONFIDENCE = 0.1  # first-look detections that place the second look's crop
 
 
 class DetectorError(DrRobotError):
@@ -60,6 +64,9 @@ class NetConfig:
     channels: tuple[int, ...] = (16, 32, 64, 96)
     input_width: int = 160
     input_height: int = 120
+    crop_fill: float = 0.7
+    """Share of the input the first detections' box fills in the second look (0: one look at the whole image).
+    Training shows crops of about this fill (`KeypointTrainConfig.crop_share`)."""
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -112,25 +119,47 @@ def decode_heatmaps(logits: Tensor) -> tuple[Tensor, Tensor]:
     return uv, total.clamp(0.0, 1.0)
 
 
-@dataclasses.dataclass(frozen=True)
-class Letterbox:
-    """Where an image sits in the network input: image pixel u -> input pixel u * scale + pad (per axis)."""
+MAX_CROP_ZOOM = 6.0  # the second look magnifies at most this much over the whole image's letterbox
 
-    scale: tuple[float, float]
-    pad: tuple[float, float]
+
+@dataclasses.dataclass(frozen=True)
+class InputMap:
+    """Where images sit in the network input: image pixel u -> input pixel u * scale + pad, per image and axis."""
+
+    scale: Tensor  # [B, 1, 2]
+    pad: Tensor  # [B, 1, 2]
 
     def to_input(self, uv: Tensor) -> Tensor:
-        """Image pixels [..., 2] -> input pixels."""
-        return uv * uv.new_tensor(self.scale) + uv.new_tensor(self.pad)
+        """Image pixels [B, K, 2] -> input pixels."""
+        return uv * self.scale + self.pad
 
     def to_image(self, uv: Tensor) -> Tensor:
-        """Input pixels [..., 2] -> image pixels."""
-        return (uv - uv.new_tensor(self.pad)) / uv.new_tensor(self.scale)
+        """Input pixels [B, K, 2] -> image pixels."""
+        return (uv - self.pad) / self.scale
 
 
-def letterbox_images(images: Tensor, input_width: int, input_height: int) -> tuple[Tensor, Letterbox]:
+def sample_view(images: Tensor, centre: Tensor, zoom: Tensor, width: int, height: int,
+                rotation: Tensor | None = None) -> Tensor:  # fmt: skip
+    """Bilinear view of images [B, H, W, 3] in [0, 1]: input pixel p shows image pixel centre + R (p - c) / zoom,
+    c the input's centre (centre [B, 2] image pixels, zoom [B] or [B, 2] input pixels per image pixel, rotation
+    [B, 2, 2] or None). Grey (0.5) outside the image. -> [B, height, width, 3]."""
+    B, H, W, _ = images.shape
+    zoom = zoom[:, None] if zoom.ndim == 1 else zoom  # [B, 1 or 2]
+    ys, xs = torch.meshgrid(torch.arange(height, device=images.device) + 0.5,
+                            torch.arange(width, device=images.device) + 0.5, indexing="ij")  # fmt: skip
+    grid = torch.stack([xs, ys], -1).reshape(1, -1, 2) - xs.new_tensor([width / 2, height / 2])  # [1, h w, 2]
+    if rotation is not None:
+        grid = grid @ rotation.transpose(1, 2)  # [B, h w, 2]
+    source = centre[:, None] + grid / zoom[:, None]  # [B, h w, 2]
+    normalized = (source / source.new_tensor([W, H]) * 2 - 1).reshape(B, height, width, 2)
+    x = images.permute(0, 3, 1, 2) - 0.5
+    x = F.grid_sample(x, normalized, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+    return x.permute(0, 2, 3, 1)
+
+
+def letterbox_images(images: Tensor, input_width: int, input_height: int) -> tuple[Tensor, InputMap]:
     """[B, H, W, 3] float -> [B, input_height, input_width, 3] (resized keeping the aspect ratio, centred, grey
-    padding) and where the image went."""
+    padding) and where the images went."""
     B, H, W, _ = images.shape
     scale = min(input_width / W, input_height / H)
     w, h = max(1, round(W * scale)), max(1, round(H * scale))
@@ -140,7 +169,45 @@ def letterbox_images(images: Tensor, input_width: int, input_height: int) -> tup
     out = torch.full((B, 3, input_height, input_width), 0.5, device=images.device)
     x0, y0 = (input_width - w) // 2, (input_height - h) // 2
     out[:, :, y0 : y0 + h, x0 : x0 + w] = resized
-    return out.permute(0, 2, 3, 1), Letterbox((w / W, h / H), (float(x0), float(y0)))
+    placed = InputMap(images.new_tensor([w / W, h / H]).expand(B, 1, 2), images.new_tensor([x0, y0]).expand(B, 1, 2))
+    return out.permute(0, 2, 3, 1), placed
+
+
+def box_zoom(low: Tensor, high: Tensor, fill: Tensor | float, width: int, height: int) -> Tensor:
+    """Input pixels per image pixel at which boxes [B, 2] (corners, image pixels) fill `fill` of a width x height
+    input along their tighter axis -> [B]."""
+    size = (high - low).clamp_min(1.0)
+    return fill * torch.minimum(width / size[:, 0], height / size[:, 1])
+
+
+def crop_images(images: Tensor, uv: Tensor, confident: Tensor, fill: float, width: int,
+                height: int) -> tuple[Tensor, InputMap]:  # fmt: skip
+    """Views of images [B, H, W, 3] in [0, 1] centred on the box of the confident [B, K] detections uv [B, K, 2],
+    which fills `fill` of the input (at most `MAX_CROP_ZOOM` times the letterbox's zoom, at least that zoom; a
+    letterbox-like whole view where fewer than two are confident) -> [B, height, width, 3] and the map. Shrunk
+    views are first area-averaged (no aliasing)."""
+    B, H, W, _ = images.shape
+    whole = min(width / W, height / H)
+    crops, scales, pads = [], [], []
+    for b in range(B):
+        points = uv[b][confident[b]]
+        if len(points) >= 2:
+            low, high = points.min(0).values, points.max(0).values
+            zoom = float(box_zoom(low[None], high[None], fill, width, height).clamp(whole, MAX_CROP_ZOOM * whole))
+            centre = (low + high) / 2
+        else:
+            zoom, centre = whole, images.new_tensor([W / 2, H / 2])
+        image = images[b : b + 1]
+        if zoom < 1.0:  # average the pixels one input pixel covers
+            small = F.interpolate(image.permute(0, 3, 1, 2), size=(max(1, round(H * zoom)), max(1, round(W * zoom))),
+                                  mode="area").permute(0, 2, 3, 1)  # fmt: skip
+            shrink = images.new_tensor([small.shape[2] / W, small.shape[1] / H])  # [2] small pixels per image pixel
+            crops.append(sample_view(small, (centre * shrink)[None], (zoom / shrink)[None], width, height))
+        else:
+            crops.append(sample_view(image, centre[None], images.new_tensor([zoom]), width, height))
+        scales.append(images.new_tensor([zoom, zoom]))
+        pads.append(images.new_tensor([width / 2, height / 2]) - centre * zoom)
+    return torch.cat(crops), InputMap(torch.stack(scales)[:, None], torch.stack(pads)[:, None])
 
 
 class KeypointDetector:
@@ -150,18 +217,24 @@ class KeypointDetector:
         self.net, self.spec, self.config = net.eval(), spec, config
 
     @torch.no_grad()
-    def detect(self, images: np.ndarray | Tensor) -> tuple[Tensor, Tensor]:
+    def detect(self, images: np.ndarray | Tensor, crop: bool = True) -> tuple[Tensor, Tensor]:
         """images [H, W, 3] or [B, H, W, 3] (uint8, or float in [0, 1]) -> uv [(B,) K, 2] image pixels (centres at
-        +0.5) and confidence [(B,) K] in [0, 1]."""
+        +0.5) and confidence [(B,) K] in [0, 1]; `crop`: the second look where the detector was trained for it."""
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, Tensor) else images)
         single = x.ndim == 3
         x = x[None] if single else x
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         device = next(self.net.parameters()).device
-        boxed, box = letterbox_images(x.to(device), self.config.input_width, self.config.input_height)
-        uv, confidence = decode_heatmaps(self.net(normalize_images(boxed)))
-        uv = box.to_image(uv * STRIDE)
+        x, w, h = x.to(device), self.config.input_width, self.config.input_height
+        uv, confidence = self._look(*letterbox_images(x, w, h))
+        if crop and self.config.crop_fill > 0:
+            uv, confidence = self._look(*crop_images(x, uv, confidence >= CROP_CONFIDENCE, self.config.crop_fill, w, h))
         return (uv[0], confidence[0]) if single else (uv, confidence)
+
+    def _look(self, views: Tensor, placed: InputMap) -> tuple[Tensor, Tensor]:
+        """Network views [B, h, w, 3] -> detections [B, K, 2] in image pixels and confidences [B, K]."""
+        uv, confidence = decode_heatmaps(self.net(normalize_images(views)))
+        return placed.to_image(uv * STRIDE), confidence
 
     def save(self, directory: str | Path) -> Path:
         """Write the folder (weights and JSON, each atomically)."""
@@ -185,7 +258,8 @@ class KeypointDetector:
             meta = json.loads(meta_path.read_text())
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
-            config = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["net"].items()})
+            net_meta = {"crop_fill": 0.0, **meta["net"]}  # detectors from before crops look once
+            config = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in net_meta.items()})
             kp = meta["keypoints"]
             spec = KeypointSpec(kp["robot"], tuple(kp["link_names"]), tuple(tuple(map(float, p)) for p in kp["local_points"]))
             net = KeypointNet(spec.count, config)

@@ -7,7 +7,8 @@ softmax against a Gaussian of `sigma` cells at its true position, over the keypo
 Every `save_every` steps the weights and the optimiser state are written (atomically) to the output folder's
 `train_state.safetensors`; a run started again on the same folder continues from there. The last `validation`
 fraction of the views (whole scenes, the last ones) is held out and scored at the end: median and 90th-percentile
-pixel error of the detections in the full frames, and the share within 2% of the image width.
+pixel error of the detections in the full frames, and the share within 2% of the image width (both looks, and
+the first alone). A `crop_share` of the views are crops around the robot, as the detector's second look sees it.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from drrobot.io import atomic_path, write_json_atomic
-from drrobot.vision.keypoint_net import STRIDE, KeypointDetector, KeypointNet, KeypointSpec, NetConfig, normalize_images
+from drrobot.vision.keypoint_net import (MAX_CROP_ZOOM, STRIDE, KeypointDetector, KeypointNet, KeypointSpec, NetConfig,
+                                         box_zoom, normalize_images, sample_view)  # fmt: skip
 
 STATE_FILE = "train_state.safetensors"
+CROP_FILL_SPREAD = 1.3  # the second-look views' fill varies by up to this factor either way of `net.crop_fill`
 REPORT_FILE = "training.json"
 
 
@@ -49,6 +52,8 @@ class KeypointTrainConfig:
     shift: float = 0.15
     """Largest shift of the view, as a fraction of the image size."""
     rotation_deg: float = 10.0
+    crop_share: float = 0.5
+    """Share of the views that are second looks (crops around the robot; with `net.crop_fill` > 0)."""
     validation: float = 0.05
     save_every: int = 200
     seed: int = 0
@@ -102,7 +107,9 @@ def train_detector(images: np.ndarray, uv: np.ndarray, in_view: np.ndarray, spec
 def warp(images: Tensor, uv: Tensor, in_view: Tensor, config: KeypointTrainConfig,
          generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """Random views of images [B, H, W, 3] uint8 at the network input size -> images [B, h, w, 3] in [0, 1],
-    keypoints [B, K, 2] (input pixels) and visible [B, K] (in view before and after)."""
+    keypoints [B, K, 2] (input pixels) and visible [B, K] (in view before and after). A `crop_share` of them
+    (with `net.crop_fill` > 0) are the detector's second look: the visible keypoints' box filling about
+    `crop_fill` of the input."""
     B, H, W, _ = images.shape
     w, h = config.net.input_width, config.net.input_height
 
@@ -110,21 +117,24 @@ def warp(images: Tensor, uv: Tensor, in_view: Tensor, config: KeypointTrainConfi
         return low + (high - low) * torch.rand(B, *shape, generator=generator)
 
     zoom = torch.exp(uniform(math.log(config.zoom[0]), math.log(config.zoom[1]))) * min(w / W, h / H)  # input px per image px
+    centre = torch.tensor([W / 2, H / 2]) + uniform(-config.shift, config.shift, 2) * torch.tensor([W, H])  # [B, 2]
+    crop = (uniform(0, 1) < config.crop_share) & (in_view.sum(1) >= 2) & (config.net.crop_fill > 0)  # [B]
+    if crop.any():
+        low = torch.where(in_view[..., None], uv, torch.inf).amin(1)  # [B, 2] the visible keypoints' box
+        high = torch.where(in_view[..., None], uv, -torch.inf).amax(1)
+        low, high = torch.where(crop[:, None], low, 0.0), torch.where(crop[:, None], high, 1.0)
+        fill = config.net.crop_fill * torch.exp(uniform(-1, 1) * math.log(CROP_FILL_SPREAD))
+        whole = min(w / W, h / H)
+        crop_zoom = box_zoom(low, high, fill, w, h).clamp(whole, MAX_CROP_ZOOM * whole)
+        crop_centre = (low + high) / 2 + uniform(-0.05, 0.05, 2) * (high - low)
+        zoom, centre = torch.where(crop, crop_zoom, zoom), torch.where(crop[:, None], crop_centre, centre)
     angle = uniform(-1, 1) * math.radians(config.rotation_deg)
-    shift = uniform(-config.shift, config.shift, 2) * torch.tensor([W, H])  # [B, 2] image pixels
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # [B, 2, 2]
-    centre_in, centre_img = torch.tensor([w / 2, h / 2]), torch.tensor([W / 2, H / 2]) + shift  # [2], [B, 2]
-    # input pixel p -> image pixel: centre_img + R (p - centre_in) / zoom
-    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-    grid = torch.stack([xs, ys], -1).reshape(1, -1, 2) - centre_in  # [1, h*w, 2]
-    source = centre_img[:, None] + (grid @ rotation.transpose(1, 2)) / zoom[:, None, None]  # [B, h*w, 2]
-    normalized = (source / torch.tensor([W, H]) * 2 - 1).reshape(B, h, w, 2)
-    x = images.permute(0, 3, 1, 2).float() / 255.0 - 0.5
-    x = F.grid_sample(x, normalized, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5  # grey outside
-    keypoints = centre_in + ((uv - centre_img[:, None]) @ rotation) * zoom[:, None, None]  # R^T (u - c) * zoom
+    x = sample_view(images.float() / 255.0, centre, zoom, w, h, rotation)  # input p shows centre + R (p - c) / zoom
+    keypoints = torch.tensor([w / 2, h / 2]) + ((uv - centre[:, None]) @ rotation) * zoom[:, None, None]  # R^T (u - centre) zoom + c
     inside = (keypoints >= 0).all(-1) & (keypoints[..., 0] < w) & (keypoints[..., 1] < h)
-    return x.permute(0, 2, 3, 1), keypoints, in_view & inside
+    return x, keypoints, in_view & inside
 
 
 def jitter_colours(images: Tensor, generator: torch.Generator) -> Tensor:
@@ -162,15 +172,19 @@ def heatmap_loss(logits: Tensor, cells: Tensor, visible: Tensor, sigma: float) -
 @torch.no_grad()
 def validate(detector: KeypointDetector, images: np.ndarray, uv: np.ndarray, in_view: np.ndarray,
              batch: int = 64) -> dict:  # fmt: skip
-    """Detection errors on held-out views, in pixels of the views and in % of their width."""
-    errors = []
-    for i in range(0, len(images), batch):
-        found, _ = detector.detect(torch.from_numpy(images[i : i + batch]))
-        errors.append((found - torch.from_numpy(uv[i : i + batch]).float()).norm(dim=-1)[torch.from_numpy(in_view[i : i + batch])])
-    error = torch.cat(errors).numpy()
-    width = images.shape[2]
-    return {"median_px": float(np.median(error)), "p90_px": float(np.percentile(error, 90)), "width_px": width,
-            "within_2pct_width": float((error < 0.02 * width).mean()), "keypoints": int(error.size)}  # fmt: skip
+    """Detection errors on held-out views, in pixels of the views and in % of their width (and the first look's
+    alone where the detector looks twice)."""
+    looks = {"": True, "first_look_": False} if detector.config.crop_fill > 0 else {"": False}
+    report = {"width_px": images.shape[2]}
+    for prefix, crop in looks.items():
+        errors = []
+        for i in range(0, len(images), batch):
+            found, _ = detector.detect(torch.from_numpy(images[i : i + batch]), crop=crop)
+            errors.append((found - torch.from_numpy(uv[i : i + batch]).float()).norm(dim=-1)[torch.from_numpy(in_view[i : i + batch])])
+        error = torch.cat(errors).numpy()
+        report |= {f"{prefix}median_px": float(np.median(error)), f"{prefix}p90_px": float(np.percentile(error, 90)),
+                   f"{prefix}within_2pct_width": float((error < 0.02 * images.shape[2]).mean())}  # fmt: skip
+    return report | {"keypoints": int(error.size)}
 
 
 def _learning_rate(step: int, config: KeypointTrainConfig) -> float:

@@ -14,8 +14,8 @@ from drrobot.fit.keypoint_points import keypoint_links, robot_keypoints
 from drrobot.fit.objectives import Keypoints, Observation
 from drrobot.fit.solve import ScratchConfig, solve_from_scratch
 from drrobot.model import project_points
-from drrobot.vision.keypoint_net import (DetectorError, KeypointDetector, KeypointNet, NetConfig, decode_heatmaps,
-                                         letterbox_images)  # fmt: skip
+from drrobot.vision.keypoint_net import (MAX_CROP_ZOOM, DetectorError, KeypointDetector, KeypointNet, NetConfig,
+                                         crop_images, decode_heatmaps, letterbox_images)  # fmt: skip
 from drrobot.vision.keypoint_train import KeypointTrainConfig, heatmap_loss, jitter_colours, warp, train_detector
 
 TOY_JOINTS = torch.tensor([0.7, 0.5, -0.9])
@@ -141,6 +141,52 @@ def test_letterbox_maps_detections_back_to_the_image():
     assert torch.allclose(box.to_input(point), torch.tensor([80.0, 60.0]), atol=0.5)  # the centre stays the centre
 
 
+def bright_centre(view):
+    """Centre [2] (input pixels) of the bright pixels of a view [h, w, 3] on a dark or grey ground."""
+    h, w, _ = view.shape
+    weight = (view.mean(-1) > 0.75).float()
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    return torch.stack([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum()
+
+
+def test_the_second_look_crops_around_the_first_detections():
+    image = torch.zeros(1, 480, 640, 3)
+    image[0, 300:308, 400:408] = 1.0  # a dot centred at (404, 304)
+    dot = torch.tensor([[[404.0, 304.0]]])
+    detections = torch.tensor([[[380.0, 250.0], [450.0, 350.0], [10.0, 10.0]]])  # [1, 3, 2]; the last not confident
+    confident = torch.tensor([[True, True, False]])
+    view, placed = crop_images(image, detections, confident, 0.7, 160, 120)
+    assert view.shape == (1, 120, 160, 3)
+    assert torch.allclose(placed.scale, torch.tensor(0.7 * 120 / 100))  # the box's 100 px height fills 70% of 120
+    assert (bright_centre(view[0]) - placed.to_input(dot)[0, 0]).norm() < 0.5
+    assert torch.allclose(placed.to_image(placed.to_input(dot)), dot)
+    _, tiny = crop_images(image, dot.expand(1, 2, 2), torch.ones(1, 2, dtype=torch.bool), 0.7, 160, 120)
+    assert torch.allclose(tiny.scale, torch.tensor(MAX_CROP_ZOOM * 0.25))  # a point-sized box: bounded zoom
+    whole_view, whole = crop_images(image, detections, torch.zeros(1, 3, dtype=torch.bool), 0.7, 160, 120)
+    boxed, letterbox = letterbox_images(image, 160, 120)
+    assert torch.allclose(whole.scale, letterbox.scale) and torch.allclose(whole.pad, letterbox.pad)
+    assert (bright_centre(whole_view[0]) - bright_centre(boxed[0])).norm() < 0.5  # nothing confident: the whole image
+
+
+def test_warped_crops_fill_the_input_with_the_keypoints_box():
+    images = torch.zeros(8, 240, 320, 3, dtype=torch.uint8)
+    images[:, 100:104, 150:154] = 255
+    images[:, 150:154, 200:204] = 255
+    uv = torch.tensor([[152.0, 102.0], [202.0, 152.0]]).expand(8, 2, 2)
+    config = KeypointTrainConfig(crop_share=1.0, rotation_deg=0.0)
+    x, kp, visible = warp(images, uv, torch.ones(8, 2, dtype=torch.bool), config, torch.Generator().manual_seed(0))
+    assert visible.float().mean() > 0.9  # the box may touch the border
+    spread = (kp[:, 1] - kp[:, 0]).abs().max(-1).values  # [8] the box's larger side, input pixels
+    fill = config.net.crop_fill * 120  # the box is square, so the input's height binds
+    assert ((spread > fill / 1.31) & (spread < fill * 1.31)).all() and spread.std() > 1.0
+    ys, xs = torch.meshgrid(torch.arange(120) + 0.5, torch.arange(160) + 0.5, indexing="ij")
+    for b, k in visible.nonzero().tolist():  # each dot, resampled, where its keypoint went
+        near = ((xs - kp[b, k, 0]).abs() < 10) & ((ys - kp[b, k, 1]).abs() < 10)
+        weight = ((x[b].mean(-1) > 0.75) & near).float()
+        centre = torch.stack([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum()
+        assert (centre - kp[b, k]).norm() < 1.0
+
+
 def tiny_views(count=48, H=48, W=64, K=2, seed=0):
     """Views with K coloured squares at random places (keypoint k: the square of colour k)."""
     rng = np.random.default_rng(seed)
@@ -194,6 +240,12 @@ def test_detector_round_trip_and_bad_folders(tmp_path):
     uv, confidence = KeypointDetector.load(tmp_path / "det").detect(image)
     uv0, _ = detector.detect(image)
     assert uv.shape == (3, 2) and confidence.shape == (3,) and torch.allclose(uv, uv0)
+    assert not torch.allclose(uv, detector.detect(image, crop=False)[0])  # the second look moved them
+    meta = json.loads((tmp_path / "det" / "detector.json").read_text())
+    del meta["net"]["crop_fill"]  # a detector saved before the second look
+    (tmp_path / "det" / "detector.json").write_text(json.dumps(meta))
+    old = KeypointDetector.load(tmp_path / "det")
+    assert old.config.crop_fill == 0 and torch.allclose(old.detect(image)[0], detector.detect(image, crop=False)[0])
     with pytest.raises(DetectorError, match="drrobot keypoints"):
         KeypointDetector.load(tmp_path / "missing")
     (tmp_path / "det" / "detector.json").write_text("{not json")
