@@ -9,8 +9,9 @@ A keypoint's position is the softmax-weighted mean over the 3x3 cells around its
 confidence the probability mass there. A robot seen whole covers a small part of most frames (a Panda 1-2 m away:
 a quarter to a half of a 640x480 frame's height, ~45 pixels of a 160x120 input), so a detector trained with crops
 (`NetConfig.crop_fill` > 0) looks twice: once at the whole image, then at a crop around the first detections
-in which their box fills `crop_fill` of the input, at up to several times the resolution. The keypoints are link-local 3D points of the robot
-(`drrobot.fit.keypoint_points`), so the detections feed the fitting core's keypoint objective directly.
+in which their box fills `crop_fill` of the input, at up to several times the resolution. The keypoints are
+link-local 3D points of the robot (`drrobot.fit.keypoint_points`), so the detections feed the fitting core's
+keypoint objective directly.
 
 Saved as a folder: `detector.safetensors` (weights) and `detector.json` (architecture, input size, keypoints);
 nothing is pickled. Train one with `drrobot keypoints` (`drrobot.vision.keypoint_train`).
@@ -38,6 +39,7 @@ FORMAT = "drrobot-keypoint-detector/1"
 DETECTOR_DIR = "keypoint-detector"  # next to a model's checkpoint folder, where `drrobot pose` looks
 STRIDE = 4  # heatmap cells per input pixel: the heatmaps are input_size / STRIDE
 CROP_CONFIDENCE = 0.1  # first-look detections that place the second look's crop
+MAX_CROP_ZOOM = 6.0  # the second look magnifies at most this much over the whole image's letterbox
 
 
 class DetectorError(DrRobotError):
@@ -119,9 +121,6 @@ def decode_heatmaps(logits: Tensor) -> tuple[Tensor, Tensor]:
     return uv, total.clamp(0.0, 1.0)
 
 
-MAX_CROP_ZOOM = 6.0  # the second look magnifies at most this much over the whole image's letterbox
-
-
 @dataclasses.dataclass(frozen=True)
 class InputMap:
     """Where images sit in the network input: image pixel u -> input pixel u * scale + pad, per image and axis."""
@@ -173,41 +172,44 @@ def letterbox_images(images: Tensor, input_width: int, input_height: int) -> tup
     return out.permute(0, 2, 3, 1), placed
 
 
-def box_zoom(low: Tensor, high: Tensor, fill: Tensor | float, width: int, height: int) -> Tensor:
-    """Input pixels per image pixel at which boxes [B, 2] (corners, image pixels) fill `fill` of a width x height
-    input along their tighter axis -> [B]."""
+def keypoint_box(uv: Tensor, visible: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Corners low, high [B, 2] of the box of the visible [B, K] points uv [B, K, 2] (image pixels), and whether
+    [B] two or more are visible; elsewhere the whole W x H image's box."""
+    boxed = visible.sum(1) >= 2  # [B]
+    low = torch.where(visible[..., None], uv, torch.inf).amin(1)
+    high = torch.where(visible[..., None], uv, -torch.inf).amax(1)
+    low = torch.where(boxed[:, None], low, 0.0)
+    return low, torch.where(boxed[:, None], high, uv.new_tensor(image_size)), boxed
+
+
+def box_zoom(low: Tensor, high: Tensor, fill: Tensor | float, width: int, height: int,
+             image_size: tuple[int, int]) -> Tensor:  # fmt: skip
+    """Input pixels per image pixel [B] at which boxes [B, 2] (corners, image pixels) fill `fill` of a width x
+    height input along their tighter axis, between the whole W x H image's letterbox zoom and `MAX_CROP_ZOOM`
+    times it."""
+    whole = min(width / image_size[0], height / image_size[1])
     size = (high - low).clamp_min(1.0)
-    return fill * torch.minimum(width / size[:, 0], height / size[:, 1])
+    return (fill * torch.minimum(width / size[:, 0], height / size[:, 1])).clamp(whole, MAX_CROP_ZOOM * whole)
 
 
 def crop_images(images: Tensor, uv: Tensor, confident: Tensor, fill: float, width: int,
                 height: int) -> tuple[Tensor, InputMap]:  # fmt: skip
     """Views of images [B, H, W, 3] in [0, 1] centred on the box of the confident [B, K] detections uv [B, K, 2],
-    which fills `fill` of the input (at most `MAX_CROP_ZOOM` times the letterbox's zoom, at least that zoom; a
-    letterbox-like whole view where fewer than two are confident) -> [B, height, width, 3] and the map. Shrunk
-    views are first area-averaged (no aliasing)."""
+    which fills `fill` of the input (`box_zoom`; the whole image where fewer than two are confident) ->
+    [B, height, width, 3] and the map. Shrunk views are first area-averaged (no aliasing)."""
     B, H, W, _ = images.shape
-    whole = min(width / W, height / H)
-    crops, scales, pads = [], [], []
-    for b in range(B):
-        points = uv[b][confident[b]]
-        if len(points) >= 2:
-            low, high = points.min(0).values, points.max(0).values
-            zoom = float(box_zoom(low[None], high[None], fill, width, height).clamp(whole, MAX_CROP_ZOOM * whole))
-            centre = (low + high) / 2
-        else:
-            zoom, centre = whole, images.new_tensor([W / 2, H / 2])
-        image = images[b : b + 1]
+    low, high, _ = keypoint_box(uv, confident, (W, H))
+    zooms, centres = box_zoom(low, high, fill, width, height, (W, H)), (low + high) / 2  # [B], [B, 2]
+    crops = []
+    for image, zoom, centre in zip(images[:, None], zooms.tolist(), centres):
+        small = image
         if zoom < 1.0:  # average the pixels one input pixel covers
-            small = F.interpolate(image.permute(0, 3, 1, 2), size=(max(1, round(H * zoom)), max(1, round(W * zoom))),
-                                  mode="area").permute(0, 2, 3, 1)  # fmt: skip
-            shrink = images.new_tensor([small.shape[2] / W, small.shape[1] / H])  # [2] small pixels per image pixel
-            crops.append(sample_view(small, (centre * shrink)[None], (zoom / shrink)[None], width, height))
-        else:
-            crops.append(sample_view(image, centre[None], images.new_tensor([zoom]), width, height))
-        scales.append(images.new_tensor([zoom, zoom]))
-        pads.append(images.new_tensor([width / 2, height / 2]) - centre * zoom)
-    return torch.cat(crops), InputMap(torch.stack(scales)[:, None], torch.stack(pads)[:, None])
+            size = (max(1, round(H * zoom)), max(1, round(W * zoom)))
+            small = F.interpolate(image.permute(0, 3, 1, 2), size=size, mode="area").permute(0, 2, 3, 1)
+        shrink = images.new_tensor([small.shape[2] / W, small.shape[1] / H])  # [2] small pixels per image pixel
+        crops.append(sample_view(small, (centre * shrink)[None], (zoom / shrink)[None], width, height))
+    scale = zooms[:, None, None].expand(B, 1, 2)  # [B, 1, 2]
+    return torch.cat(crops), InputMap(scale, images.new_tensor([width / 2, height / 2]) - centres[:, None] * scale)
 
 
 class KeypointDetector:

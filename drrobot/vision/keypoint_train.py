@@ -28,8 +28,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from drrobot.io import atomic_path, write_json_atomic
-from drrobot.vision.keypoint_net import (MAX_CROP_ZOOM, STRIDE, KeypointDetector, KeypointNet, KeypointSpec, NetConfig,
-                                         box_zoom, normalize_images, sample_view)  # fmt: skip
+from drrobot.vision.keypoint_net import (STRIDE, KeypointDetector, KeypointNet, KeypointSpec, NetConfig, box_zoom,
+                                         keypoint_box, normalize_images, sample_view)  # fmt: skip
 
 STATE_FILE = "train_state.safetensors"
 CROP_FILL_SPREAD = 1.3  # the second-look views' fill varies by up to this factor either way of `net.crop_fill`
@@ -118,14 +118,11 @@ def warp(images: Tensor, uv: Tensor, in_view: Tensor, config: KeypointTrainConfi
 
     zoom = torch.exp(uniform(math.log(config.zoom[0]), math.log(config.zoom[1]))) * min(w / W, h / H)  # input px per image px
     centre = torch.tensor([W / 2, H / 2]) + uniform(-config.shift, config.shift, 2) * torch.tensor([W, H])  # [B, 2]
-    crop = (uniform(0, 1) < config.crop_share) & (in_view.sum(1) >= 2) & (config.net.crop_fill > 0)  # [B]
+    low, high, boxed = keypoint_box(uv, in_view, (W, H))  # [B, 2] the visible keypoints' box
+    crop = (uniform(0, 1) < config.crop_share) & boxed & (config.net.crop_fill > 0)  # [B]
     if crop.any():
-        low = torch.where(in_view[..., None], uv, torch.inf).amin(1)  # [B, 2] the visible keypoints' box
-        high = torch.where(in_view[..., None], uv, -torch.inf).amax(1)
-        low, high = torch.where(crop[:, None], low, 0.0), torch.where(crop[:, None], high, 1.0)
         fill = config.net.crop_fill * torch.exp(uniform(-1, 1) * math.log(CROP_FILL_SPREAD))
-        whole = min(w / W, h / H)
-        crop_zoom = box_zoom(low, high, fill, w, h).clamp(whole, MAX_CROP_ZOOM * whole)
+        crop_zoom = box_zoom(low, high, fill, w, h, (W, H))
         crop_centre = (low + high) / 2 + uniform(-0.05, 0.05, 2) * (high - low)
         zoom, centre = torch.where(crop, crop_zoom, zoom), torch.where(crop[:, None], crop_centre, centre)
     angle = uniform(-1, 1) * math.radians(config.rotation_deg)
