@@ -217,29 +217,32 @@ class _LbfgsLevels:
 
 
 class _BestKeeper:
-    """Remembers each hypothesis' parameters at its lowest loss so far; `restore` puts them back. Parameters
-    shared by all hypotheses (a shared camera) follow the lowest total loss."""
+    """Remembers each hypothesis' parameters at its lowest loss so far; `restore` puts them back. When the
+    hypotheses share a parameter (a shared camera), they are one problem: everything is kept at the lowest total
+    loss, so the joints restored are the ones that went with the camera restored."""
 
     def __init__(self, params: PoseParameters):
         self.params = [p for p in params.parameters() if p.requires_grad]
-        self.batch = params.batch
+        self.shared = params.batch == 1 or any(p.shape[:1] != (params.batch,) for p in self.params)
         self.saved = [p.detach().clone() for p in self.params]
-        self.losses: Tensor | None = None  # [B]
+        self.losses: Tensor | None = None  # [B] at each hypothesis' saved parameters
 
     def offer(self, losses: Tensor) -> None:
-        """Record the current parameters of the hypotheses whose loss [B] is their best so far."""
+        """Record the current parameters of the hypotheses whose loss [B] is their best so far (of all of them
+        when the total is, if they share parameters)."""
         if self.losses is None:
             better = torch.ones_like(losses, dtype=torch.bool)
-            shared_better = True
+        elif self.shared:
+            better = torch.full_like(losses, bool(losses.sum() < self.losses.sum()), dtype=torch.bool)
         else:
             better = losses < self.losses
-            shared_better = bool(losses.sum() < self.losses.sum())
-        self.losses = losses.clone() if self.losses is None else torch.where(better, losses, self.losses)
+        self.losses = torch.where(better, losses, self.losses) if self.losses is not None else losses.clone()
         for p, saved in zip(self.params, self.saved):
-            if p.shape[:1] == (self.batch,) and self.batch > 1:
+            if self.shared:
+                if bool(better.all()):
+                    saved.copy_(p.detach())
+            else:
                 saved[better] = p.detach()[better]
-            elif shared_better:
-                saved.copy_(p.detach())
 
     def restore(self) -> None:
         with torch.no_grad():

@@ -54,7 +54,8 @@ class ReconstructConfig:
     """auto picks the median only with at least this many frames (fewer cannot remove the robot)."""
     keypoints: Literal["first", "all"] = "first"
     """With a keypoint detector: its detections are fitted on the first frame only, or on every frame (look-alike
-    azure, camera known, 40 frames: 17.8 deg with every frame, 14.9 with the first only)."""
+    azure, camera known, 40 frames: 17.8 deg with every frame, 14.9 with the first only). Frames solved afresh
+    (`TrackConfig.reseeds`) start from their detections either way."""
     static_camera: StaticCameraConfig = dataclasses.field(default_factory=StaticCameraConfig)
     """With a detector, a static camera and no known camera or joints: the camera is solved from the detections of
     `static_camera.frames` keyframes together (1: from frame 0's alone)."""
@@ -112,6 +113,13 @@ class FrameTensors:
                 self._cache.clear()
             self._cache[index] = self._observation(index)
         return self._cache[index]
+
+    def with_keypoints(self, index: int) -> Observation:
+        """Frame `index`'s observation with the detector's keypoints even past `keypoint_frames` (not cached)."""
+        obs = self[index]
+        if self.keypoints is None or obs.keypoints is not None:
+            return obs
+        return dataclasses.replace(obs, keypoints=self.keypoints(np.asarray(self.frames[index]), *self.size))
 
     def exclude_robot(self, robot: Callable[[int], Tensor]) -> None:
         """Median mode: recompute the background without the robot, `robot(t)` [H, W] being frame t's fitted
@@ -212,8 +220,9 @@ def reconstruct(
 
     def reseed(t: int, tracked: Tensor) -> tuple[FitResult, FitResult]:  # frame t afresh; the track's [J] refined
         camera = start.viewmats[0, 0]
-        return (_solve_joints(model, data[t], K_work, camera, config, None),
-                _solve_joints(model, data[t], K_work, camera, config, tracked))  # fmt: skip
+        obs = data.with_keypoints(t)
+        return (_solve_joints(model, obs, K_work, camera, config, None),
+                _solve_joints(model, obs, K_work, camera, config, tracked))  # fmt: skip
 
     use_refit = mode == "median" and config.robot_free_background
     result = track(model, data, len(frames), start, track_config, config.weights, progress, on_frame,

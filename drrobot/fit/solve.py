@@ -38,6 +38,8 @@ from drrobot.model import RobotModel
 _LIMIT_EDGE = 0.05  # a joint within this fraction of its range from a limit presses on it (tanh-mapped joints
 #   stall short of their limits: a toy arm forced against one stopped 2.7% of its range away)
 _MIN_COMPARED = 3  # frames a twin must win at before it replaces a track
+REJOIN_TOLERANCE = 0.1  # radians (metres for prismatic joints): two tracks whose every joint is this close at a
+#   frame meet there, so a reseeded track may take over from the next frame without a visible jump
 
 
 @dataclasses.dataclass
@@ -119,7 +121,16 @@ class TrackConfig:
     """Static camera: refine it on keyframes after a first pass, then re-track (about twice the time)."""
     keyframes: int = 8
     """Frames (evenly spread) the camera is refined on."""
-    camera_fit: FitConfig = dataclasses.field(default_factory=lambda: FitConfig(steps=(30, 30), scales=(0.5, 1.0)))
+    camera_fit: FitConfig = dataclasses.field(
+        default_factory=lambda: FitConfig(steps=(60, 120), scales=(0.5, 1.0), optimizer="lbfgs")
+    )
+    """The keyframes' shared camera and joints, fitted together after the first pass. L-BFGS: Adam's first steps
+    threw the keyframes' joints far off and 30 steps never brought the loss back below its start, so the camera
+    stayed where it began (untuned look-alike: 3.3 deg of roll left, 0.8 with this fit)."""
+    carry_over: bool = True
+    """The second pass fits each frame from its own first-pass estimate and from the frame before's new one, and
+    keeps the lower loss (up to twice its evaluations): where the refined camera makes another solution the better
+    one, the track can move into it instead of each frame staying where the first pass left it."""
     reseeds: int = 2
     """Static camera: after the first pass, this many frames (evenly spread inside the sequence) are solved
     afresh (`track`'s `reseed`). Where the fresh solution puts the links elsewhere than the track does (not a
@@ -348,6 +359,8 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
             starts = [init[t]] if init.ndim == 2 else [predicted]
             if config.velocity_and_still and init.ndim == 1 and not torch.equal(predicted, previous):
                 starts.append(previous)
+            if config.carry_over and init.ndim == 2 and t and not torch.equal(init[t], previous):
+                starts.append(previous)
             objective = Objective(w, previous_joints=spec.normalize(predicted)[None] if t else None)
             fits = []
             for start in starts:
@@ -394,21 +407,31 @@ def _reseeded(model, get, first: Track, reseed, config: TrackConfig, weights, sk
             raise KeyboardInterrupt
         joints = torch.cat([back.joints.flip(0), onward.joints[1:]])  # [T, J]
         losses = torch.cat([back.losses.flip(0), onward.losses[1:]])  # [T]
-        take = _switched_span(losses - keep * merged.losses, t)  # [T] bool
+        rejoins = (joints - merged.joints).abs().amax(dim=-1) <= REJOIN_TOLERANCE  # [T]
+        take = _switched_span(losses - keep * merged.losses, rejoins, t)  # [T] bool
         merged = dataclasses.replace(merged, joints=torch.where(take[:, None], joints, merged.joints),
                                      losses=torch.where(take, losses, merged.losses))  # fmt: skip
     return merged
 
 
-def _switched_span(gain: Tensor, t: int) -> Tensor:
+def _switched_span(gain: Tensor, rejoins: Tensor, t: int) -> Tensor:
     """The frames [T] bool, one run containing frame t, over which the new track's summed `gain` [T] (its loss
-    minus the old track's, margin included: negative where it is better) is lowest: a single switch each way
-    rather than a jump at every frame where the two tracks' losses cross."""
-    zero = gain.new_zeros(1)
-    back = int(torch.cat([zero, gain[:t].flip(0).cumsum(0)]).argmin())  # frames taken before t: 0..t
-    on = int(torch.cat([zero, gain[t + 1 :].cumsum(0)]).argmin())  # frames taken after t: 0..T-1-t
+    minus the old track's, margin included: negative where it is better) is lowest, among the runs that end at the
+    sequence's ends or next to a frame where the two tracks meet (`rejoins` [T] bool): a single switch each way,
+    and never a jump from one track to the other. Nothing when even the best such run does not gain."""
+    T = len(gain)
+    inf = gain.new_tensor(float("inf"))
+    before = torch.cat([gain.new_zeros(1), gain[:t].flip(0).cumsum(0)])  # [t + 1]: taking 0..t frames before t
+    after = torch.cat([gain.new_zeros(1), gain[t + 1 :].cumsum(0)])  # [T - t]: taking 0..T-1-t frames after t
+    starts = t - torch.arange(t + 1)  # the run's first frame for each entry of `before`
+    ends = t + torch.arange(T - t)  # its last frame for each entry of `after`
+    open_start = (starts == 0) | rejoins[(starts - 1).clamp(min=0)]
+    open_end = (ends == T - 1) | rejoins[(ends + 1).clamp(max=T - 1)]
+    back = int(torch.where(open_start, before, inf).argmin())
+    on = int(torch.where(open_end, after, inf).argmin())
     take = torch.zeros_like(gain, dtype=torch.bool)
-    take[t - back : t + on + 1] = True
+    if float(gain[t] + before[back] + after[on]) < 0:
+        take[t - back : t + on + 1] = True
     return take
 
 
