@@ -238,11 +238,10 @@ class _BestKeeper:
             better = losses < self.losses
         self.losses = torch.where(better, losses, self.losses) if self.losses is not None else losses.clone()
         for p, saved in zip(self.params, self.saved):
-            if self.shared:
-                if bool(better.all()):
-                    saved.copy_(p.detach())
-            else:
+            if not self.shared:
                 saved[better] = p.detach()[better]
+            elif bool(better[0]):  # all or none
+                saved.copy_(p.detach())
 
     def restore(self) -> None:
         with torch.no_grad():

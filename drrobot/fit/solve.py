@@ -38,7 +38,7 @@ from drrobot.model import RobotModel
 _LIMIT_EDGE = 0.05  # a joint within this fraction of its range from a limit presses on it (tanh-mapped joints
 #   stall short of their limits: a toy arm forced against one stopped 2.7% of its range away)
 _MIN_COMPARED = 3  # frames a twin must win at before it replaces a track
-REJOIN_TOLERANCE = 0.1  # radians (metres for prismatic joints): two tracks whose every joint is this close at a
+_REJOIN_TOLERANCE = 0.1  # radians (metres for prismatic joints): two tracks whose every joint is this close at a
 #   frame meet there, so a reseeded track may take over from the next frame without a visible jump
 
 
@@ -407,7 +407,7 @@ def _reseeded(model, get, first: Track, reseed, config: TrackConfig, weights, sk
             raise KeyboardInterrupt
         joints = torch.cat([back.joints.flip(0), onward.joints[1:]])  # [T, J]
         losses = torch.cat([back.losses.flip(0), onward.losses[1:]])  # [T]
-        rejoins = (joints - merged.joints).abs().amax(dim=-1) <= REJOIN_TOLERANCE  # [T]
+        rejoins = (joints - merged.joints).abs().amax(dim=-1) <= _REJOIN_TOLERANCE  # [T]
         take = _switched_span(losses - keep * merged.losses, rejoins, t)  # [T] bool
         merged = dataclasses.replace(merged, joints=torch.where(take[:, None], joints, merged.joints),
                                      losses=torch.where(take, losses, merged.losses))  # fmt: skip
