@@ -29,7 +29,7 @@ from drrobot.fit.chain import chain_search
 from drrobot.fit.from_keypoints import MIN_KEYPOINTS
 from drrobot.fit.keypoint_points import KeypointObserver
 from drrobot.fit.optimize import FitResult, cached_skinning_weights, render_state
-from drrobot.fit.static_camera import StaticCameraConfig, static_camera_from_keypoints
+from drrobot.fit.static_camera import StaticCameraConfig, static_camera_candidates
 from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, has_keypoints, keypoint_hypotheses, keypoint_weights,
                                prior_joints, refine_finalists, robot_extent, solve_from_scratch, track)
 from drrobot.model import RobotModel
@@ -259,10 +259,11 @@ def _solve_first_frame(model: RobotModel, data: FrameTensors, observer: Keypoint
 
 def _solve_static_camera(model: RobotModel, data: FrameTensors, observer: KeypointObserver, K: Tensor,
                          config: ReconstructConfig, keyframes: int) -> FitResult | None:  # fmt: skip
-    """Frame 0 of a static-camera video with a detector: the camera from `keyframes` frames' detections together
-    (`drrobot.fit.static_camera`, frame 0 among them), then frame 0's joints as with a known camera, the camera
-    refined with them (the tracking's keyframe camera refinement follows). None when no keyframe has enough
-    detections."""
+    """Frame 0 of a static-camera video with a detector: candidate cameras from `keyframes` frames' detections
+    together (`drrobot.fit.static_camera`, frame 0 among them), each scored by the image objective on
+    `static_camera.image_frames` keyframes: frame 0's joints fitted as with a known camera, the camera refined with
+    them, the other keyframes' joints with the camera held (the tracking's keyframe camera refinement follows).
+    Frame 0's fit under the lowest total wins. None when no keyframe has enough detections."""
     index = np.unique(np.linspace(0, len(data) - 1, keyframes).round().astype(int))
     detections = [observer(np.asarray(data.frames[int(t)]), *data.size) for t in index]
     uv = torch.cat([d.uv[0] for d in detections])  # [F, K, 2]
@@ -270,10 +271,24 @@ def _solve_static_camera(model: RobotModel, data: FrameTensors, observer: Keypoi
     if int((confidence > 0).sum(dim=1).max()) < MIN_KEYPOINTS:
         return None
     prior = prior_joints(model, config.scratch.prior)
-    found = static_camera_from_keypoints(model, observer.link_ids, observer.local_points, uv, confidence, K,
-                                         data.size[0], prior, config.static_camera)  # fmt: skip
-    first = found.joints[found.frames.index(0)][None] if 0 in found.frames else None
-    return _solve_joints(model, data[0], K, found.viewmat, config, None, first, refine_camera=True)
+    candidates = static_camera_candidates(model, observer.link_ids, observer.local_points, uv, confidence, K,
+                                          data.size[0], prior, config.static_camera)  # fmt: skip
+    used = candidates[0].frames  # every candidate has the same frames
+    others = [f for f in used if f != 0]  # besides frame 0, this many spread over the video score the candidates:
+    extra = min(config.static_camera.image_frames - 1, len(others)) if len(candidates) > 1 else 0
+    scored = [others[round(i)] for i in np.linspace(0, len(others) - 1, extra + 2)[1:-1]]
+    best, best_total = None, float("inf")
+    for found in candidates:
+        first = found.joints[used.index(0)][None] if 0 in used else None
+        start = _solve_joints(model, data[0], K, found.viewmat, config, None, first, refine_camera=True)
+        total = float(start.losses.sum())
+        for f in scored:
+            t = int(index[f])
+            total += float(_solve_joints(model, data.with_keypoints(t), K, found.viewmat, config, None,
+                                         found.joints[used.index(f)][None]).losses.sum())  # fmt: skip
+        if total < best_total:
+            best, best_total = start, total
+    return best
 
 
 def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tensor, config: ReconstructConfig,

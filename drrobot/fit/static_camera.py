@@ -2,6 +2,7 @@
 
     found = static_camera_from_keypoints(model, link_ids, local_points, uv, confidence, K, width)
     found.viewmat, found.joints, found.frames        # [4, 4], [F', J] for the frames used (indices into uv)
+    rivals = static_camera_candidates(...)            # distinct solutions, best first, for the images to choose
 
 One frame's detections fix a 7-joint arm and its camera only loosely: with detections 1% of the image width off,
 single look-alike frames were solved 4-29 degrees and 0.3-2.5 m off. A static camera sees every frame from the
@@ -10,6 +11,12 @@ same place while the arm moves, so the frames constrain one camera together. Eac
 camera is scored on every frame by the best joints it allows there (Levenberg-Marquardt on the joints alone, from
 the prior and every frame's hypotheses), and the `finalists` best are refined together with all frames' joints
 (one camera, F poses); the lowest robust cost wins.
+
+The keypoints alone cannot always tell a camera from its mirror image: on look-alike azure (8 keyframes, the
+two-look detector) a camera 1.9 m from the truth on the far side, with the arm turned to match, fitted the
+detections slightly better (robust cost 0.1737) than the family around the truth (0.1746). Rendering tells them
+apart (frame 0's image loss 0.0540 against 0.0512), so `static_camera_candidates` returns distinct solutions for
+the image objective to choose from.
 """
 
 from __future__ import annotations
@@ -34,10 +41,17 @@ class StaticCameraConfig:
     """Best camera hypotheses of each frame pooled for scoring."""
     score_steps: int = 15
     """Levenberg-Marquardt iterations fitting a frame's joints under a pooled camera."""
-    finalists: int = 3
+    finalists: int = 6
     """Best-scoring cameras refined jointly with every frame's joints."""
     steps: int = 30
     """Levenberg-Marquardt iterations of that joint refinement."""
+    candidates: int = 3
+    """Distinct refined solutions `static_camera_candidates` returns (best first): camera centres more than
+    `distinct` metres apart."""
+    distinct: float = 0.25
+    image_frames: int = 2
+    """`drrobot.fit.reconstruct`: keyframes (frame 0, then others spread over the video) on which the image
+    objective chooses among the candidates."""
     single: KeypointSolveConfig = dataclasses.field(default_factory=KeypointSolveConfig)
     """Each frame's own solve (starts, robust scale, confidence threshold)."""
 
@@ -64,6 +78,23 @@ def static_camera_from_keypoints(
 ) -> StaticCameraSolution:
     """See the module docstring. Frames with fewer than `MIN_KEYPOINTS` confident detections are left out; a
     ValueError when none has enough."""
+    return static_camera_candidates(model, link_ids, local_points, uv, confidence, K, width, prior, config)[0]
+
+
+@torch.no_grad()
+def static_camera_candidates(
+    model: RobotModel,
+    link_ids: Tensor,  # [K]
+    local_points: Tensor,  # [K, 3] link frame
+    uv: Tensor,  # [F, K, 2] detections, pixels
+    confidence: Tensor,  # [F, K] in [0, 1]
+    K: Tensor,  # [3, 3]
+    width: int,
+    prior: Tensor | None = None,  # [J] the first start of each frame's solve
+    config: StaticCameraConfig | None = None,
+) -> list[StaticCameraSolution]:
+    """Up to `config.candidates` solutions with distinct cameras, lowest robust cost first (the first is
+    `static_camera_from_keypoints`')."""
     config = config or StaticCameraConfig()
     device = model.device
     uv, K = uv.to(device).float(), K.to(device).float()
@@ -86,8 +117,13 @@ def static_camera_from_keypoints(
     top = scores.argsort()[: config.finalists]
     joint = _Reprojection(model, link_ids, local_points, uv[used], weight[used], K, scale)
     joints, viewmats, costs = levenberg_marquardt(joint, best_joints[top].flatten(1), cameras[top], config.steps)
-    win = int(costs.argmin())
-    return StaticCameraSolution(viewmats[win], joints[win].reshape(len(used), -1), used, float(costs[win]))
+    centres = torch.linalg.inv(viewmats)[:, :3, 3]  # [C', 3]
+    chosen: list[int] = []
+    for i in costs.argsort().tolist():
+        if len(chosen) < config.candidates and all(float((centres[i] - centres[c]).norm()) > config.distinct
+                                                   for c in chosen):  # fmt: skip
+            chosen.append(i)
+    return [StaticCameraSolution(viewmats[i], joints[i].reshape(len(used), -1), used, float(costs[i])) for i in chosen]
 
 
 def _joints_under(problems: list[_Reprojection], cameras: Tensor, starts: Tensor, steps: int) -> tuple[Tensor, Tensor]:

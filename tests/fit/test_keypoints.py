@@ -353,3 +353,62 @@ def test_a_static_camera_video_is_solved_from_its_keyframes_detections(toy_model
     assert sorted(set(seen)) == list(range(6))  # every keyframe's detections (6 frames: all of them)
     assert camera_centre_error(rec.viewmats[0], camera) < 0.02
     assert torch.rad2deg((rec.joints - truth).abs()).mean() < 2.0
+
+
+def test_static_camera_candidates_are_distinct_and_best_first(toy_model):
+    from drrobot.fit.static_camera import StaticCameraConfig, static_camera_candidates
+
+    camera = toy_camera(160, 120)
+    uv = torch.stack([projected(toy_model, joints, camera)[0] for joints in TOY_MOTION])  # [F, K, 2]
+    _, ids, local = projected(toy_model, TOY_MOTION[0], camera)
+    noisy = uv + torch.randn(uv.shape, generator=torch.Generator().manual_seed(0)) * 3.0
+    config = StaticCameraConfig(candidates=3, distinct=0.05)
+    found = static_camera_candidates(toy_model, ids, local, noisy, torch.ones(uv.shape[:2]), camera.Ks, 160,
+                                     config=config)  # fmt: skip
+    assert 1 <= len(found) <= 3 and [f.cost for f in found] == sorted(f.cost for f in found)
+    centres = torch.stack([torch.linalg.inv(f.viewmat)[:3, 3] for f in found])
+    assert (torch.cdist(centres, centres) + torch.eye(len(found))).min() > 0.05
+    best = static_camera_from_keypoints(toy_model, ids, local, noisy, torch.ones(uv.shape[:2]), camera.Ks, 160,
+                                        config=config)  # fmt: skip
+    assert torch.equal(best.viewmat, found[0].viewmat)
+
+
+def test_the_images_choose_among_the_keypoints_camera_candidates(toy_model, monkeypatch):
+    """Keypoints can prefer a wrong camera (a mirror image of the scene); the image objective decides."""
+    from fit_helpers import checker, render_frames
+
+    import drrobot.fit.reconstruct as reconstruct_module
+    from drrobot.fit.optimize import FitConfig
+    from drrobot.fit.reconstruct import ReconstructConfig, reconstruct
+    from drrobot.fit.solve import TrackConfig
+    from drrobot.fit.static_camera import StaticCameraSolution
+
+    camera = toy_camera(120, 90)
+    truth = TOY_JOINTS + torch.linspace(0, 1, 6)[:, None] * torch.tensor([[0.6, -0.5, 0.7]])  # [6, 3]
+    frames = render_frames(toy_model, truth, camera, checker(120, 90))
+    spec = robot_keypoints(toy_model, min_gaussians=20)
+    elsewhere = toy_camera(120, 90, eye=(-1.2, -0.6, 0.7))  # across the robot from the true one
+    chosen = []
+
+    class Oracle:
+        def __init__(self):
+            self.spec = spec
+
+        def detect(self, image):
+            t = next(t for t, frame in enumerate(frames) if np.array_equal(frame, image))
+            return projected(toy_model, truth[t], camera)[0], torch.ones(spec.count)
+
+    def candidates(model, link_ids, local_points, uv, confidence, K, width, prior, config):
+        frames_used = list(range(len(uv)))
+        wrong = StaticCameraSolution(elsewhere.viewmats.reshape(4, 4), truth[frames_used], frames_used, 0.01)
+        right = StaticCameraSolution(camera.viewmats.reshape(4, 4), truth[frames_used], frames_used, 0.02)
+        chosen.append(config.image_frames)
+        return [wrong, right]  # the keypoints' favourite first
+
+    monkeypatch.setattr(reconstruct_module, "static_camera_candidates", candidates)
+    track = TrackConfig(refine_camera=False, twins=False, reseeds=0,
+                        fit=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
+    config = ReconstructConfig(working_width=120, background="border", track=track)
+    rec = reconstruct(toy_model, list(frames), camera.Ks, config, detector=Oracle())
+    assert chosen == [2]
+    assert camera_centre_error(rec.viewmats[0], camera) < 0.02
