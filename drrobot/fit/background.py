@@ -2,10 +2,15 @@
 
 Which one applies:
 - `median_background`: a static camera filming a moving robot (Panda-3CAM, most lab videos). The temporal median
-  of the frames removes whatever moves; parts that never move (the base) stay in it, which costs nothing: a
-  render of them over the background shows the same pixels.
+  of the frames removes whatever moves; parts that never move (the base) stay in it.
   A slow robot covers some pixels in most frames, so the plain median still shows it there:
-  `robot_free_background` redoes the median over only the frames a first fit says the robot leaves free.
+  `robot_free_background` redoes the median over only the frames a first fit says the robot leaves free, and
+  fills the pixels it never leaves (the base) from their surroundings. A base left in the background hides its
+  own orientation: where the render leaves it uncovered the background shows it anyway, so turning the camera
+  about the base's axis against joint 1 (which changes only the base in the image) cost nearly nothing, and on
+  look-alike kinect360 (truth, 320x240, the box around the base) the loss was lowest 0.8 rad from the truth, at
+  the end of the range tried. Filled from the floor around it, the loss is lowest 0.1 rad from the truth, also
+  when the region is taken from a fit 0.3 rad off.
 - `masked_background`: the user has robot masks (or a segmentation model, see `Segmenter`): the image outside
   the mask, the mask filled with the median colour of the rest.
 - `border_background`: one image, no mask, a roughly uniform backdrop (renders, studio shots): the median colour
@@ -41,7 +46,8 @@ def median_background(frames: Tensor, max_frames: int = 64) -> Tensor:
 def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margin: int = 3) -> tuple[Tensor, Tensor]:
     """Per pixel, the temporal median of frames [T, H, W, 3] over the frames whose fitted robot `robot` [T, H, W]
     (rendered alpha) leaves it free, grown by `margin` pixels for fit errors; pixels the robot covers in every
-    frame keep `fallback` [H, W, 3]. Returns the background [H, W, 3] and where it was seen [H, W] bool."""
+    frame are filled from the nearest ones seen (`fill_from_surroundings`), or keep `fallback` [H, W, 3] when
+    none is. Returns the background [H, W, 3] and where it was seen [H, W] bool."""
     if frames.ndim != 4 or robot.shape != frames.shape[:3] or fallback.shape != frames.shape[1:]:
         raise ValueError(f"frames [T, H, W, 3] {tuple(frames.shape)}, robot [T, H, W] {tuple(robot.shape)} and "
                          f"fallback [H, W, 3] {tuple(fallback.shape)} do not match")  # fmt: skip
@@ -50,7 +56,23 @@ def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margi
     free = frames.float().masked_fill(covered[..., None], float("nan"))
     median = free.nanmedian(dim=0).values  # [H, W, 3], NaN where never free
     seen = ~covered.all(dim=0)
-    return torch.where(seen[..., None], median, fallback), seen
+    if not seen.any():
+        return fallback.clone(), seen
+    return fill_from_surroundings(torch.where(seen[..., None], median, fallback), seen), seen
+
+
+def fill_from_surroundings(image: Tensor, known: Tensor) -> Tensor:
+    """image [H, W, C] with the pixels outside `known` [H, W] bool (some must be known) filled ring by ring, each
+    with the mean of its known 3x3 neighbours."""
+    x = (image * known[..., None]).permute(2, 0, 1)[None]  # [1, C, H, W]
+    have = known[None, None].to(image.dtype)  # [1, 1, H, W]
+    while not bool(have.all()):
+        total = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+        count = torch.nn.functional.avg_pool2d(have, 3, stride=1, padding=1)
+        ring = (count > 0) & (have == 0)
+        x = torch.where(ring, total / count.clamp_min(1e-9), x)
+        have = have + ring.to(have)
+    return x[0].permute(1, 2, 0)
 
 
 def masked_background(image: Tensor, mask: Tensor) -> Tensor:

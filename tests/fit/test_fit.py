@@ -11,7 +11,7 @@ from drrobot.fit import (
     FitConfig, Objective, ObjectiveWeights, Observation, PoseParameters, ScratchConfig, TrackConfig,
     border_background, fit, masked_background, median_background, robot_free_background, solve_from_scratch,
 )  # fmt: skip
-from drrobot.fit.background import unchanged
+from drrobot.fit.background import fill_from_surroundings, unchanged
 from drrobot.fit.chain import ChainConfig
 from drrobot.fit.objectives import exclusion_loss
 from drrobot.fit.optimize import render_state
@@ -165,9 +165,24 @@ def test_robot_free_background_where_the_robot_lingers():
     fallback = torch.zeros(20, 16, 3)
     clean, seen = robot_free_background(frames, robot, fallback, margin=1)
     assert torch.allclose(clean[:7], static[:7]) and torch.allclose(clean[13:], static[13:])
-    assert (clean[8:12] == 0).all() and not seen[7:13].any() and seen[:7].all()  # never free: the fallback
+    assert not seen[7:13].any() and seen[:7].all()
+    low, high = torch.minimum(static[6], static[13]).min(), torch.maximum(static[6], static[13]).max()
+    assert (clean[7:13] >= low - 1e-6).all() and (clean[7:13] <= high + 1e-6).all()  # never free: from around it,
+    assert (clean[7] - static[6]).abs().mean() < (clean[7] - static[13]).abs().mean()  # the nearest rows the most
+    assert torch.equal(robot_free_background(frames, torch.ones(9, 20, 16), fallback)[0], fallback)  # nothing seen
     with pytest.raises(ValueError, match="do not match"):
         robot_free_background(frames, robot[:, :10], fallback)
+
+
+def test_fill_from_surroundings_spreads_the_known_colours_inwards():
+    image = torch.zeros(9, 9, 3)
+    image[:, :3] = torch.tensor([1.0, 0.0, 0.0])  # known: red on the left, blue on the right
+    image[:, 6:] = torch.tensor([0.0, 0.0, 1.0])
+    known = torch.zeros(9, 9, dtype=torch.bool)
+    known[:, :3] = known[:, 6:] = True
+    filled = fill_from_surroundings(image, known)
+    assert torch.equal(filled[known], image[known])
+    assert filled[4, 3, 0] > 0.9 and filled[4, 5, 2] > 0.9 and torch.allclose(filled[:, 4, 0], filled[:, 4, 2])
 
 
 def test_unchanged_pixels_and_the_exclusion_term():
