@@ -1,5 +1,5 @@
 """Camera and joints from keypoints: each keyframe alone (`poses_from_keypoints`) against all keyframes sharing one
-static camera (`static_camera_from_keypoints`), on DREAM-format look-alikes (`_ground_truth_camera.json`).
+static camera (`static_camera_candidates`, the best), on DREAM-format look-alikes (`_ground_truth_camera.json`).
 
 The detections are the true keypoint projections plus noise (a share of the image width per axis, and 10% of
 them outliers at 8% of the width), or a trained detector's (`--detector`). Prints, per sequence and source, the
@@ -27,7 +27,7 @@ from drrobot.fit.frames import DreamFrames
 from drrobot.fit.from_keypoints import poses_from_keypoints
 from drrobot.fit.keypoint_points import KeypointObserver, keypoint_links, robot_keypoints
 from drrobot.fit.objectives import link_points
-from drrobot.fit.static_camera import StaticCameraConfig, static_camera_from_keypoints
+from drrobot.fit.static_camera import StaticCameraConfig, static_camera_candidates
 from drrobot.model import project_points
 from drrobot.vision.keypoint_net import KeypointDetector
 
@@ -94,7 +94,7 @@ def main() -> None:
             alone_camera = np.mean([centre_error(a.viewmats[0, 0], viewmat) for a in alone])
             alone_joints = np.mean([joint_error(a.joints[0], f) for f, a in enumerate(alone)])
             start = time.perf_counter()
-            shared = static_camera_from_keypoints(model, link_ids, local, uv, confidence, K, WIDTH)
+            shared = static_camera_candidates(model, link_ids, local, uv, confidence, K, WIDTH)[0]
             seconds = time.perf_counter() - start
             shared_joints = np.mean([joint_error(j, f) for j, f in zip(shared.joints, shared.frames)])
             print(f"| {name} | {label} | {alone_camera:.2f} / {alone_joints:.1f} | "

@@ -1,8 +1,8 @@
 """One static camera, and each frame's joints, from keypoint detections in several frames of a video.
 
-    found = static_camera_from_keypoints(model, link_ids, local_points, uv, confidence, K, width)
-    found.viewmat, found.joints, found.frames        # [4, 4], [F', J] for the frames used (indices into uv)
-    rivals = static_camera_candidates(...)            # distinct solutions, best first, for the images to choose
+    candidates = static_camera_candidates(model, link_ids, local_points, uv, confidence, K, width)
+    best = candidates[0]                     # the lowest robust cost; the others have distinct cameras
+    best.viewmat, best.joints, best.frames   # [4, 4], [F', J] for the frames used (indices into uv)
 
 One frame's detections fix a 7-joint arm and its camera only loosely: with detections 1% of the image width off,
 single look-alike frames were solved 4-29 degrees and 0.3-2.5 m off. A static camera sees every frame from the
@@ -33,7 +33,7 @@ from drrobot.model import RobotModel
 
 @dataclasses.dataclass(frozen=True)
 class StaticCameraConfig:
-    """Settings of `static_camera_from_keypoints`."""
+    """Settings of `static_camera_candidates`."""
 
     frames: int = 8
     """Frames (evenly spread over the video) whose detections are solved together."""
@@ -65,23 +65,6 @@ class StaticCameraSolution:
 
 
 @torch.no_grad()
-def static_camera_from_keypoints(
-    model: RobotModel,
-    link_ids: Tensor,  # [K]
-    local_points: Tensor,  # [K, 3] link frame
-    uv: Tensor,  # [F, K, 2] detections, pixels
-    confidence: Tensor,  # [F, K] in [0, 1]
-    K: Tensor,  # [3, 3]
-    width: int,
-    prior: Tensor | None = None,  # [J] the first start of each frame's solve
-    config: StaticCameraConfig | None = None,
-) -> StaticCameraSolution:
-    """See the module docstring. Frames with fewer than `MIN_KEYPOINTS` confident detections are left out; a
-    ValueError when none has enough."""
-    return static_camera_candidates(model, link_ids, local_points, uv, confidence, K, width, prior, config)[0]
-
-
-@torch.no_grad()
 def static_camera_candidates(
     model: RobotModel,
     link_ids: Tensor,  # [K]
@@ -93,8 +76,9 @@ def static_camera_candidates(
     prior: Tensor | None = None,  # [J] the first start of each frame's solve
     config: StaticCameraConfig | None = None,
 ) -> list[StaticCameraSolution]:
-    """Up to `config.candidates` solutions with distinct cameras, lowest robust cost first (the first is
-    `static_camera_from_keypoints`')."""
+    """See the module docstring: up to `config.candidates` solutions with distinct cameras, lowest robust cost
+    first. Frames with fewer than `MIN_KEYPOINTS` confident detections are left out; a ValueError when none has
+    enough."""
     config = config or StaticCameraConfig()
     device = model.device
     uv, K = uv.to(device).float(), K.to(device).float()

@@ -9,7 +9,7 @@ import torch
 from fit_helpers import toy_camera
 
 from drrobot.fit.from_keypoints import KeypointSolveConfig, poses_from_keypoints
-from drrobot.fit.static_camera import static_camera_from_keypoints
+from drrobot.fit.static_camera import static_camera_candidates
 from drrobot.fit.keypoint_points import keypoint_links, robot_keypoints
 from drrobot.fit.objectives import Keypoints, Observation
 from drrobot.fit.solve import ScratchConfig, solve_from_scratch
@@ -302,13 +302,13 @@ def test_one_static_camera_from_several_frames(toy_model):
     _, ids, local = projected(toy_model, TOY_MOTION[0], camera)
     confidence = torch.ones(uv.shape[:2])
     confidence[2] = 0.0  # a frame where the detector found nothing is left out
-    found = static_camera_from_keypoints(toy_model, ids, local, uv, confidence, camera.Ks, 160)
+    found = static_camera_candidates(toy_model, ids, local, uv, confidence, camera.Ks, 160)[0]
     assert found.frames == [0, 1, 3, 4, 5]
     assert camera_centre_error(found.viewmat, camera) < 0.005
     for joints, truth in zip(found.joints, TOY_MOTION[found.frames]):
         assert wrapped_error_deg(joints, truth) < 0.3
     with pytest.raises(ValueError, match="no frame has 6 keypoints"):
-        static_camera_from_keypoints(toy_model, ids, local, uv, torch.zeros(uv.shape[:2]), camera.Ks, 160)
+        static_camera_candidates(toy_model, ids, local, uv, torch.zeros(uv.shape[:2]), camera.Ks, 160)
 
 
 def test_frames_together_place_the_camera_better_than_one_frame(toy_model):
@@ -317,8 +317,8 @@ def test_frames_together_place_the_camera_better_than_one_frame(toy_model):
     _, ids, local = projected(toy_model, TOY_MOTION[0], camera)
     noisy = uv + torch.randn(uv.shape, generator=torch.Generator().manual_seed(0)) * 3.0  # ~2% of the width
     confidence = torch.ones(uv.shape[:2])
-    together = camera_centre_error(static_camera_from_keypoints(toy_model, ids, local, noisy, confidence, camera.Ks,
-                                                                160).viewmat, camera)  # fmt: skip
+    together = camera_centre_error(static_camera_candidates(toy_model, ids, local, noisy, confidence, camera.Ks,
+                                                            160)[0].viewmat, camera)  # fmt: skip
     alone = [camera_centre_error(poses_from_keypoints(toy_model, ids, local, frame, torch.ones(len(frame)), camera.Ks,
                                                       160).viewmats[0, 0], camera) for frame in noisy]  # fmt: skip
     print(f"camera centre error: frames together {together:.3f} m, each frame alone {[round(a, 3) for a in alone]}")
@@ -356,7 +356,7 @@ def test_a_static_camera_video_is_solved_from_its_keyframes_detections(toy_model
 
 
 def test_static_camera_candidates_are_distinct_and_best_first(toy_model):
-    from drrobot.fit.static_camera import StaticCameraConfig, static_camera_candidates
+    from drrobot.fit.static_camera import StaticCameraConfig
 
     camera = toy_camera(160, 120)
     uv = torch.stack([projected(toy_model, joints, camera)[0] for joints in TOY_MOTION])  # [F, K, 2]
@@ -365,12 +365,9 @@ def test_static_camera_candidates_are_distinct_and_best_first(toy_model):
     config = StaticCameraConfig(candidates=3, distinct=0.05)
     found = static_camera_candidates(toy_model, ids, local, noisy, torch.ones(uv.shape[:2]), camera.Ks, 160,
                                      config=config)  # fmt: skip
-    assert 1 <= len(found) <= 3 and [f.cost for f in found] == sorted(f.cost for f in found)
+    assert 2 <= len(found) <= 3 and [f.cost for f in found] == sorted(f.cost for f in found)
     centres = torch.stack([torch.linalg.inv(f.viewmat)[:3, 3] for f in found])
     assert (torch.cdist(centres, centres) + torch.eye(len(found))).min() > 0.05
-    best = static_camera_from_keypoints(toy_model, ids, local, noisy, torch.ones(uv.shape[:2]), camera.Ks, 160,
-                                        config=config)  # fmt: skip
-    assert torch.equal(best.viewmat, found[0].viewmat)
 
 
 def test_the_images_choose_among_the_keypoints_camera_candidates(toy_model, monkeypatch):
