@@ -43,13 +43,11 @@ def median_background(frames: Tensor, max_frames: int = 64) -> Tensor:
     return frames[index].float().median(dim=0).values
 
 
-def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margin: int = 3,
-                          fill_margin: int = 0) -> tuple[Tensor, Tensor]:  # fmt: skip
+def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margin: int = 3) -> tuple[Tensor, Tensor]:
     """Per pixel, the temporal median of frames [T, H, W, 3] over the frames whose fitted robot `robot` [T, H, W]
     (rendered alpha) leaves it free, grown by `margin` pixels for fit errors; pixels the robot covers in every
-    frame, and those within `fill_margin` pixels of them, are filled from the nearest ones seen
-    (`fill_from_surroundings`), or keep `fallback` [H, W, 3] when none is. Returns the background [H, W, 3] and
-    where it was seen (and not filled) [H, W] bool."""
+    frame are filled from the nearest ones seen (`fill_from_surroundings`), or keep `fallback` [H, W, 3] when
+    none is. Returns the background [H, W, 3] and where it was seen [H, W] bool."""
     if frames.ndim != 4 or robot.shape != frames.shape[:3] or fallback.shape != frames.shape[1:]:
         raise ValueError(f"frames [T, H, W, 3] {tuple(frames.shape)}, robot [T, H, W] {tuple(robot.shape)} and "
                          f"fallback [H, W, 3] {tuple(fallback.shape)} do not match")  # fmt: skip
@@ -60,10 +58,6 @@ def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margi
     seen = ~covered.all(dim=0)
     if not seen.any():
         return fallback.clone(), seen
-    if fill_margin > 0:  # the never-free region grown: a base the fit turned too far still falls inside it
-        grown = torch.nn.functional.max_pool2d((~seen)[None, None].float(), 2 * fill_margin + 1, stride=1,
-                                               padding=fill_margin)[0, 0] > 0  # fmt: skip
-        seen = seen & ~grown
     return fill_from_surroundings(torch.where(seen[..., None], median, fallback), seen), seen
 
 

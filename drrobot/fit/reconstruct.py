@@ -61,13 +61,7 @@ class ReconstructConfig:
     `static_camera.frames` keyframes together (1: from frame 0's alone)."""
     robot_free_background: bool = True
     """Median mode: after the first tracking pass, recompute the median without the fitted robot (a slow robot
-    stays in the plain median where it lingers; the base it never leaves is filled from around it) and track
-    again with it."""
-    base_fill_margin: int = 0
-    """That median: pixels within this many (working size) of those the robot never leaves are filled too, so a
-    base the first pass turned too far is still foreground (untuned look-alike azure, seed 33, at a run's estimate
-    0.89 rad off round the base: the keyframes' loss along that turn was lowest 0.1 rad from the estimate with 0
-    or 6, 0.5 with 12; not yet measured end to end, BENCHMARKS.md)."""
+    stays in the plain median where it lingers) and track again with it."""
     scratch: ScratchConfig = dataclasses.field(default_factory=ScratchConfig)
     track: TrackConfig = dataclasses.field(default_factory=TrackConfig)
     weights: ObjectiveWeights = dataclasses.field(default_factory=ObjectiveWeights)
@@ -98,11 +92,9 @@ class FrameTensors:
 
     def __init__(self, frames, masks: Callable[[int], np.ndarray] | None, width: int, height: int, mode: str,
                  device: torch.device, median_frames: int, keypoints: KeypointObserver | None = None,
-                 keypoint_frames: int | None = None, fill_margin: int = 0):  # fmt: skip
-        """keypoints: detections for the first `keypoint_frames` frames (None: all); fill_margin: see
-        `ReconstructConfig.base_fill_margin`."""
+                 keypoint_frames: int | None = None):  # fmt: skip
+        """keypoints: detections for the first `keypoint_frames` frames (None: all)."""
         self.frames, self.masks, self.size, self.mode, self.device = frames, masks, (width, height), mode, device
-        self.fill_margin = fill_margin
         self.keypoints, self.keypoint_frames = keypoints, keypoint_frames
         self._cache: dict[int, Observation] = {}
         self.median = None
@@ -135,8 +127,7 @@ class FrameTensors:
         if self.mode != "median":
             raise ValueError(f"exclude_robot refits a median background; this one is {self.mode!r}")
         alphas = torch.stack([robot(int(t)) for t in self.median_index])  # [M, H, W]
-        self.median, self.seen = robot_free_background(self._median_frames(), alphas, self.median,
-                                                       fill_margin=self.fill_margin)  # fmt: skip
+        self.median, self.seen = robot_free_background(self._median_frames(), alphas, self.median)
         self._cache.clear()
 
     def _median_frames(self) -> Tensor:
@@ -216,7 +207,7 @@ def reconstruct(
                              config.median_min_frames)  # fmt: skip
     observer = None if detector is None else KeypointObserver(detector, model)
     data = FrameTensors(frames, masks, width, height, mode, model.device, config.median_frames, observer,
-                        1 if config.keypoints == "first" else None, config.base_fill_margin)  # fmt: skip
+                        1 if config.keypoints == "first" else None)  # fmt: skip
     start_time = time.perf_counter()
     start = _solve_first_frame(model, data, observer, K_work, config, viewmat, joints, progress)
     first_done = time.perf_counter()
