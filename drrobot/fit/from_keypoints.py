@@ -94,7 +94,8 @@ def poses_from_keypoints(
     with torch.no_grad():
         joints, viewmats, costs = levenberg_marquardt(problem, joints[usable], viewmats[usable], config.steps,
                                                       fixed_joints=known_joints, fixed_camera=viewmat is not None)  # fmt: skip
-    order = _distinct_best(joints, costs, config.keep, config.distinct)
+    apart = torch.cdist(joints, joints, p=float("inf")) > config.distinct  # [M, M] some joint differs
+    order = torch.tensor(distinct_best(costs, apart, config.keep), device=joints.device)
     return KeypointHypotheses(joints[order], viewmats[order][:, None], costs[order])
 
 
@@ -224,12 +225,13 @@ def _keypoints_world(model: RobotModel, joints: Tensor, link_ids: Tensor, local_
     return link_points(model.kinematics.link_poses(joints), link_ids, local_points)
 
 
-def _distinct_best(joints: Tensor, errors: Tensor, keep: int, distinct: float) -> Tensor:
+def distinct_best(costs: Tensor, apart: Tensor, keep: int) -> list[int]:
+    """Indices of up to `keep` entries, lowest cost [M] first, each `apart` [M, M] bool from every one chosen
+    before it."""
     chosen: list[int] = []
-    for index in errors.argsort().tolist():
-        if all(float((joints[index] - joints[c]).abs().max()) > distinct for c in chosen):
+    for index in costs.argsort().tolist():
+        if all(bool(apart[index, c]) for c in chosen):
             chosen.append(index)
         if len(chosen) == keep:
             break
-    return torch.tensor(chosen, device=joints.device)
-
+    return chosen

@@ -274,7 +274,9 @@ def _solve_static_camera(model: RobotModel, data: FrameTensors, observer: Keypoi
     candidates = static_camera_candidates(model, observer.link_ids, observer.local_points, uv, confidence, K,
                                           data.size[0], prior, config.static_camera)  # fmt: skip
     used = candidates[0].frames  # every candidate has the same frames
-    others = [f for f in used if f != 0]  # besides frame 0, this many spread over the video score the candidates:
+    # keyframes besides frame 0 that also score the candidates: image_frames - 1, spread inside the video (none
+    # when there is only one candidate)
+    others = [f for f in used if f != 0]
     extra = min(config.static_camera.image_frames - 1, len(others)) if len(candidates) > 1 else 0
     scored = [others[round(i)] for i in np.linspace(0, len(others) - 1, extra + 2)[1:-1]]
     best, best_total = None, float("inf")

@@ -26,8 +26,8 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from drrobot.fit.from_keypoints import (MIN_KEYPOINTS, KeypointSolveConfig, _Reprojection, levenberg_marquardt,
-                                        poses_from_keypoints)  # fmt: skip
+from drrobot.fit.from_keypoints import (MIN_KEYPOINTS, KeypointSolveConfig, _Reprojection, distinct_best,
+                                        levenberg_marquardt, poses_from_keypoints)  # fmt: skip
 from drrobot.model import RobotModel
 
 
@@ -102,11 +102,7 @@ def static_camera_candidates(
     joint = _Reprojection(model, link_ids, local_points, uv[used], weight[used], K, scale)
     joints, viewmats, costs = levenberg_marquardt(joint, best_joints[top].flatten(1), cameras[top], config.steps)
     centres = torch.linalg.inv(viewmats)[:, :3, 3]  # [C', 3]
-    chosen: list[int] = []
-    for i in costs.argsort().tolist():
-        if len(chosen) < config.candidates and all(float((centres[i] - centres[c]).norm()) > config.distinct
-                                                   for c in chosen):  # fmt: skip
-            chosen.append(i)
+    chosen = distinct_best(costs, torch.cdist(centres, centres) > config.distinct, config.candidates)
     return [StaticCameraSolution(viewmats[i], joints[i].reshape(len(used), -1), used, float(costs[i])) for i in chosen]
 
 
