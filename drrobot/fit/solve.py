@@ -11,7 +11,8 @@ Video (`track`): each frame starts from the previous one and optimises the joint
 a few frames are then solved afresh and tracks from clearly better solutions merged in (`TrackConfig.reseeds`);
 optionally the camera is refined jointly with the joints of keyframes spread over the sequence, and the
 frames are re-tracked with it (`TrackConfig.refine_camera`). Where the first pass presses on a joint limit, its
-kinematic twins are compared with it there, and a clearly better one is tracked instead (`TrackConfig.twins`).
+kinematic twins are compared with it there, and a clearly better one is tracked instead (`TrackConfig.twins`);
+else a twin the image prefers at most keyframes is (`TrackConfig.twin_vote`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, 
 from drrobot.fit.params import PoseParameters
 from drrobot.fit.placement import PlacementConfig, place_cameras, pose_library
 from drrobot.fit.proxy import coarse_proxy
-from drrobot.fit.twins import kinematic_twins, same_placement, twin_moves, twin_trajectories
+from drrobot.fit.twins import kinematic_twins, placement_gap, same_placement, twin_moves, twin_trajectories
 from drrobot.model import RobotModel
 
 _LIMIT_EDGE = 0.05  # a joint within this fraction of its range from a limit presses on it (tanh-mapped joints
 #   stall short of their limits: a toy arm forced against one stopped 2.7% of its range away)
 _MIN_COMPARED = 3  # frames a twin must win at before it replaces a track
+_TWIN_GAP = 1e-3  # metres: a clamped twin trajectory that moves a link origin more than this is not one there
 _REJOIN_TOLERANCE = 0.1  # radians (metres for prismatic joints): two tracks whose every joint is this close at a
 #   frame meet there, so a reseeded track may take over from the next frame without a visible jump
 
@@ -147,7 +149,18 @@ class TrackConfig:
     free that joint (`drrobot.fit.twins`), each refined at up to `keyframes` such frames, and track a twin that
     fits better at every one of them instead. Twins the image barely tells apart part ways only where one of them
     has to leave its limits: the wrong one is forced off the image there. Twins that free no pressed joint are
-    not compared (look-alike azure: the shoulder's twin scored 2% lower at each frame, a bias, not evidence)."""
+    not compared by this rule (look-alike azure: the shoulder's twin scored 2% lower at each frame, a bias, not
+    evidence); `twin_vote` compares every twin."""
+    twin_vote: float = 0.75
+    """With `twins`, also compare the track with each kinematic twin at up to `keyframes` frames spread over those
+    where the twin stays inside the limits, each refined on the appearance terms alone (photometric, edges,
+    keypoints); a twin lower at this share of them or more, and lower in sum, is tracked instead (0: off). One
+    frame rarely tells the twins apart (single images keep the one nearest the prior, `ScratchConfig.twin_margin`),
+    a sequence does. The silhouette terms (coverage, exclusion, masks) are left out: twins share their link
+    placements, so where those terms differ it is the skinning's blend across a half-turned joint and the shadows
+    in the background model's foreground, not evidence (look-alike azure, true camera and joints, every 20th
+    frame, the whole objective: the shoulder's twin lower than the truth at 11 of 13 frames, 12% in sum, all of it
+    coverage; the appearance terms: at none)."""
 
 
 def fast_motion_tracking() -> TrackConfig:
@@ -327,12 +340,16 @@ def track(
         merged = first
         if reseed is not None and config.static_camera:  # fresh solutions are solved with frame 0's camera
             merged = _reseeded(model, get, first, reseed, config, weights, skin, progress)
-        twin = _better_twin(model, get, merged, config, weights, skin) if config.twins else None
+        if before_second_pass is not None:  # first: a refitted background also judges the twins better
+            before_second_pass(merged)
+        twin = None
+        if config.twins:
+            twin = _better_twin(model, get, merged, config, weights, skin)
+            if twin is None and config.twin_vote:
+                twin = _voted_twin(model, get, merged, config, weights, skin)
         if not (refine or before_second_pass or twin is not None or merged is not first):
             return first
         earlier = merged if twin is None else dataclasses.replace(merged, joints=twin)
-        if before_second_pass is not None:
-            before_second_pass(earlier)
         if refine:
             viewmats, Ks = _refine_camera(model, get, earlier, config, weights, skin, progress)
     except KeyboardInterrupt:
@@ -452,18 +469,50 @@ def _better_twin(model, get, first: Track, config: TrackConfig, weights, skin) -
     if len(frames) < _MIN_COMPARED or not moves:
         return None
     twins = twin_trajectories(model.kinematics, first.joints, moves)  # each [T, J]
-    losses = []
-    for t in frames.tolist():
-        obs = get(t)
-        joints = torch.stack([first.joints[t]] + [twin[t] for twin in twins])  # [1 + M, J]
-        B = len(joints)
-        params = PoseParameters(spec, joints, first.viewmats[t : t + 1].expand(B, -1, -1, -1),
-                                first.Ks[t : t + 1].expand(B, -1, -1, -1), (obs.width, obs.height),
-                                optimize_camera=False)  # fmt: skip
-        losses.append(fit(model, params, obs, Objective(weights), config.fit, skin).losses.cpu())
-    losses = torch.stack(losses)  # [F, 1 + M]
+    losses = torch.stack([_refined_losses(model, get(t), first, t, twins, Objective(weights), config, skin)
+                          for t in frames.tolist()])  # [F, 1 + M]
     best = int(losses[:, 1:].sum(dim=0).argmin())
     return twins[best] if bool((losses[:, 1 + best] < losses[:, 0]).all()) else None
+
+
+def _refined_losses(model, obs: Observation, first: Track, t: int, twins: list[Tensor], objective: Objective,
+                    config: TrackConfig, skin) -> Tensor:  # fmt: skip
+    """Frame t's losses [1 + M] of the track's joints and of each twin's (twins: M trajectories [T, J]), each
+    refined with `config.fit` under the track's camera."""
+    joints = torch.stack([first.joints[t]] + [twin[t] for twin in twins])  # [1 + M, J]
+    B = len(joints)
+    params = PoseParameters(model.joint_spec, joints, first.viewmats[t : t + 1].expand(B, -1, -1, -1),
+                            first.Ks[t : t + 1].expand(B, -1, -1, -1), (obs.width, obs.height),
+                            optimize_camera=False)  # fmt: skip
+    return fit(model, params, obs, objective, config.fit, skin).losses.cpu()
+
+
+def _voted_twin(model, get, first: Track, config: TrackConfig, weights, skin) -> Tensor | None:
+    """The kinematic twin [T, J] of the track that fits better on the appearance terms (both refined with
+    `config.fit`) at `twin_vote` or more of up to `keyframes` frames spread over those where it stays inside the
+    limits (at least `_MIN_COMPARED`), and in sum by the largest share; else None."""
+    twins = twin_trajectories(model.kinematics, first.joints, twin_moves(model.kinematics))  # each [T, J]
+    if not twins:
+        return None
+    inside = torch.stack([placement_gap(model.kinematics, first.joints, twin) < _TWIN_GAP for twin in twins])  # [M, T]
+    usable = inside.any(dim=0).nonzero()[:, 0]  # frames where some twin is one
+    if len(usable) < _MIN_COMPARED:
+        return None
+    frames = usable[torch.linspace(0, len(usable) - 1, min(config.keyframes, len(usable))).round().long().unique()]
+    appearance = Objective(dataclasses.replace(weights or ObjectiveWeights(), coverage=0.0, exclusion=0.0,
+                                               silhouette=0.0))  # fmt: skip
+    losses = torch.stack([_refined_losses(model, get(t), first, t, twins, appearance, config, skin)
+                          for t in frames.tolist()])  # [F, 1 + M]
+    best, best_gain = None, 0.0
+    for m, twin in enumerate(twins):
+        compared = inside[m, frames].cpu()  # [F]
+        if int(compared.sum()) < _MIN_COMPARED:
+            continue
+        own, rival = losses[compared, 0], losses[compared, 1 + m]
+        gain = 1 - float(rival.sum() / own.sum())  # share by which the twin is lower in sum
+        if float((rival < own).float().mean()) >= config.twin_vote and gain > best_gain:
+            best, best_gain = twin, gain
+    return best
 
 
 def _refine_camera(model, get, first: Track, config: TrackConfig, weights, skin, progress) -> tuple[Tensor, Tensor]:

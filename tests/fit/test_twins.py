@@ -117,6 +117,22 @@ def test_a_track_started_on_the_wrong_twin_switches_where_that_twin_meets_a_limi
     assert torch.rad2deg((stuck.joints[:, 0] - truth[:, 0]).abs()).min() > 90
 
 
+def test_a_track_started_on_the_wrong_twin_switches_where_most_frames_prefer_the_other(zyz_model):
+    model = zyz_model
+    T = 6
+    truth = torch.tensor([0.6, 0.5, -0.8, 0.7]).repeat(T, 1)
+    truth[:, 2] = torch.linspace(-0.8, -0.5, T)  # the twin (a - pi, -b, c + pi) stays inside the limits throughout
+    camera = zyz_camera()
+    frames = [observation(f) for f in render_frames(model, truth, camera, DARK_BACKGROUND)]
+    wrong = kinematic_twins(model.kinematics, truth[0], [SHOULDER])[0]
+    start = FitResult(wrong[None], camera.viewmats[None, None], camera.Ks[None, None], None, torch.zeros(1), {}, [], 0)
+    config = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), refine_camera=False, keyframes=4)
+    result = track(model, frames, T, start, config)
+    assert torch.rad2deg((result.joints[:, 0] - truth[:, 0]).abs()).max() < 5.0  # the wrong twin: 180 deg off
+    stuck = track(model, frames, T, start, dataclasses.replace(config, twin_vote=0.0))
+    assert torch.rad2deg((stuck.joints[:, 0] - truth[:, 0]).abs()).min() > 90  # no limit pressed: no other rule
+
+
 def test_twins_the_image_cannot_tell_apart_go_to_the_one_nearest_the_prior(tmp_path):
     """Without the red box the shoulder's twins look the same: the one nearest the middle of the limits wins,
     wherever the search started."""
