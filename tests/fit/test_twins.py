@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 from fit_helpers import DARK_BACKGROUND, render_frames, surface_model
 from test_fit import observation
 
@@ -101,36 +102,33 @@ def test_the_image_tells_the_twin_from_the_truth(zyz_model):
     assert torch.rad2deg((stuck.joints[0] - truth).abs()).max() > 90  # without the twins the fit keeps the twin
 
 
-def test_a_track_started_on_the_wrong_twin_switches_where_that_twin_meets_a_limit(zyz_model):
-    model = zyz_model
-    T = 6
-    truth = torch.tensor([0.6, 0.5, -0.8, 0.7]).repeat(T, 1)
-    truth[:, 2] = torch.linspace(-0.8, 0.6, T)  # the twin's joint c (c + pi) would pass its limit 3.0 at c = -0.14
+def joint_a_error_tracked_from_the_wrong_twin(model, c_path: Tensor, config: TrackConfig) -> Tensor:
+    """Degrees [T] by which joint a is off when a video of the truth (joint c along c_path [T]) is tracked from the
+    shoulder twin of its frame 0."""
+    truth = torch.tensor([0.6, 0.5, -0.8, 0.7]).repeat(len(c_path), 1)
+    truth[:, 2] = c_path
     camera = zyz_camera()
     frames = [observation(f) for f in render_frames(model, truth, camera, DARK_BACKGROUND)]
     wrong = kinematic_twins(model.kinematics, truth[0], [SHOULDER])[0]
     start = FitResult(wrong[None], camera.viewmats[None, None], camera.Ks[None, None], None, torch.zeros(1), {}, [], 0)
+    result = track(model, frames, len(c_path), start, config)
+    return torch.rad2deg((result.joints[:, 0] - truth[:, 0]).abs())
+
+
+def test_a_track_started_on_the_wrong_twin_switches_where_that_twin_meets_a_limit(zyz_model):
+    c_path = torch.linspace(-0.8, 0.6, 6)  # the twin's joint c (c + pi) would pass its limit 3.0 at c = -0.14
     config = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), refine_camera=False, keyframes=3)
-    result = track(model, frames, T, start, config)
-    assert torch.rad2deg((result.joints[:, 0] - truth[:, 0]).abs()).max() < 5.0  # the wrong twin: 180 deg off
-    stuck = track(model, frames, T, start, dataclasses.replace(config, twins=False))
-    assert torch.rad2deg((stuck.joints[:, 0] - truth[:, 0]).abs()).min() > 90
+    assert joint_a_error_tracked_from_the_wrong_twin(zyz_model, c_path, config).max() < 5.0  # the twin: 180 deg off
+    stuck = joint_a_error_tracked_from_the_wrong_twin(zyz_model, c_path, dataclasses.replace(config, twins=False))
+    assert stuck.min() > 90
 
 
 def test_a_track_started_on_the_wrong_twin_switches_where_most_frames_prefer_the_other(zyz_model):
-    model = zyz_model
-    T = 6
-    truth = torch.tensor([0.6, 0.5, -0.8, 0.7]).repeat(T, 1)
-    truth[:, 2] = torch.linspace(-0.8, -0.5, T)  # the twin (a - pi, -b, c + pi) stays inside the limits throughout
-    camera = zyz_camera()
-    frames = [observation(f) for f in render_frames(model, truth, camera, DARK_BACKGROUND)]
-    wrong = kinematic_twins(model.kinematics, truth[0], [SHOULDER])[0]
-    start = FitResult(wrong[None], camera.viewmats[None, None], camera.Ks[None, None], None, torch.zeros(1), {}, [], 0)
+    c_path = torch.linspace(-0.8, -0.5, 6)  # the twin (a - pi, -b, c + pi) stays inside the limits throughout
     config = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), refine_camera=False, keyframes=4)
-    result = track(model, frames, T, start, config)
-    assert torch.rad2deg((result.joints[:, 0] - truth[:, 0]).abs()).max() < 5.0  # the wrong twin: 180 deg off
-    stuck = track(model, frames, T, start, dataclasses.replace(config, twin_vote=0.0))
-    assert torch.rad2deg((stuck.joints[:, 0] - truth[:, 0]).abs()).min() > 90  # no limit pressed: no other rule
+    assert joint_a_error_tracked_from_the_wrong_twin(zyz_model, c_path, config).max() < 5.0
+    stuck = joint_a_error_tracked_from_the_wrong_twin(zyz_model, c_path, dataclasses.replace(config, twin_vote=0.0))
+    assert stuck.min() > 90  # no limit pressed: no other rule switches
 
 
 def test_twins_the_image_cannot_tell_apart_go_to_the_one_nearest_the_prior(tmp_path):
