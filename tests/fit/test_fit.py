@@ -2,9 +2,11 @@
 the background models, and the objective's pieces."""
 
 import dataclasses
+from typing import Callable
 
 import pytest
 import torch
+from torch import Tensor
 from fit_helpers import DARK_BACKGROUND, checker, render_frames, toy_camera
 
 from drrobot.fit import (
@@ -17,6 +19,7 @@ from drrobot.fit.objectives import exclusion_loss
 from drrobot.fit.optimize import render_state
 from drrobot.fit.placement import PlacementConfig
 from drrobot.fit.reconstruct import ReconstructConfig, reconstruct, shrink
+from drrobot.fit.solve import Track
 from drrobot.metrics import silhouette_iou
 
 TRUE = torch.tensor([[0.4, 0.6, -0.9]])
@@ -335,21 +338,49 @@ def test_hypotheses_sharing_a_camera_are_kept_at_their_lowest_total(toy_model):
     assert float(params.camera.shift[0, 0].detach()) == 2.0 and (params.z == 2.0).all()  # step 2: the lowest total
 
 
-def test_a_second_pass_carries_the_better_solution_over_to_the_next_frames(toy_model):
-    """`TrackConfig.carry_over`: a pass that starts each frame from an earlier estimate also starts it from the
-    frame before's new one, so frames the earlier pass left in a wrong solution follow a right one."""
+def second_pass(model, wrong: Tensor, config: TrackConfig) -> tuple[Tensor, Callable, Track]:
+    """A toy video's truth [T, 3], its frames, and a pass that started each frame from an earlier estimate: the
+    truth, or far off where `wrong` [T] bool."""
     from drrobot.fit.optimize import cached_skinning_weights
     from drrobot.fit.solve import _track_pass
 
     cam = toy_camera(80, 60)
-    truth = TRUE[0] + torch.linspace(0, 1, 6)[:, None] * torch.tensor([[0.3, -0.2, 0.3]])  # [6, 3]
-    observations = [observation(frame) for frame in render_frames(toy_model, truth, cam, checker(80, 60))]
-    earlier = torch.cat([truth[:1], truth[1:] + torch.tensor([1.5, 0.0, 0.8])])  # frame 0 right, the rest far off
+    truth = TRUE[0] + torch.linspace(0, 1, len(wrong))[:, None] * torch.tensor([[0.3, -0.2, 0.3]])  # [T, 3]
+    observations = [observation(frame) for frame in render_frames(model, truth, cam, checker(80, 60))]
+    earlier = torch.where(wrong[:, None], truth + torch.tensor([1.5, 0.0, 0.8]), truth)
+    result = _track_pass(model, observations.__getitem__, len(truth), earlier, cam.viewmats[None, None],
+                         cam.Ks[None, None], config, None, cached_skinning_weights(model), False, None)  # fmt: skip
+    return truth, observations.__getitem__, result
+
+
+def test_a_second_pass_carries_the_better_solution_over_to_the_next_frames(toy_model):
+    """`TrackConfig.carry_over`: a pass that starts each frame from an earlier estimate also starts it from the
+    frame before's new one, so frames the earlier pass left in a wrong solution follow a right one."""
+    wrong = torch.tensor([False, True, True, True, True, True])  # frame 0 right, the rest far off
     errors = {}
     for carry_over in (False, True):
         config = TrackConfig(carry_over=carry_over, fit=FitConfig(steps=(20,), scales=(1.0,), optimizer="lbfgs"))
-        result = _track_pass(toy_model, observations.__getitem__, len(truth), earlier, cam.viewmats[None, None],
-                             cam.Ks[None, None], config, None, cached_skinning_weights(toy_model), False, None)  # fmt: skip
+        truth, _, result = second_pass(toy_model, wrong, config)
         errors[carry_over] = torch.rad2deg((result.joints - truth).abs())
     assert errors[False][1:].mean() > 20.0  # the premise: each frame stays where it was started
     assert errors[True].max() < 2.0, errors[True]
+
+
+def test_a_track_that_started_wrong_is_repaired_backwards_from_where_it_turned_right(toy_model):
+    """`TrackConfig.backward`: a forward pass that starts wrong stays wrong until the image pulls it back; going
+    back from there, each frame is also fitted from the frame after's estimate, which carries the right solution
+    back to frame 0."""
+    from drrobot.fit.optimize import cached_skinning_weights
+    from drrobot.fit.solve import _repaired_backward
+
+    wrong = torch.tensor([True, True, True, True, False, False])  # the earlier pass joined the truth at frame 4
+    config = TrackConfig(fit=FitConfig(steps=(20,), scales=(1.0,), optimizer="lbfgs"))
+    truth, get, forward = second_pass(toy_model, wrong, config)
+    assert torch.rad2deg((forward.joints - truth).abs())[:4].mean() > 20.0  # the premise: carry_over cannot help
+    repaired = _repaired_backward(toy_model, get, forward, config, None, cached_skinning_weights(toy_model), False)
+    errors = torch.rad2deg((repaired.joints - truth).abs())
+    assert errors.max() < 2.0, errors
+    assert repaired.losses[:4].sum() < forward.losses[:4].sum()
+    kept = _repaired_backward(toy_model, get, forward, dataclasses.replace(config, backward=False), None,
+                              cached_skinning_weights(toy_model), False)  # fmt: skip
+    assert torch.equal(kept.joints, forward.joints)
