@@ -136,8 +136,8 @@ class TrackConfig:
     one, the track can move into it instead of each frame staying where the first pass left it."""
     backward: bool = True
     """Static camera: after the last pass, go back from the last frame to the first and refit each frame that
-    differs from the frame after's estimate by more than 0.1 rad in some joint also from that estimate, keeping
-    the one that looks better (the appearance terms, as `twin_vote`). A forward pass that starts wrong (frame 0) or
+    differs from the frame after's estimate by more than 0.1 rad in some joint from both; where they end in
+    different solutions, the one that looks better (the appearance terms, as `twin_vote`) is kept. A forward pass that starts wrong (frame 0) or
     loses the robot stays wrong until the image pulls it back, and jumps there; carrying the right solution back
     from that jump repairs the run before it, while frames that agree with their successor cost nothing. Judged by
     the whole objective, the wrong run would defend itself: the robot-free background is computed from the track,
@@ -419,8 +419,8 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
 def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights, skin, progress) -> Track:
     """`tracked` (static camera) repaired from its last frame back to its first: a frame whose joints differ from
     the frame after's (as repaired) by more than `_REJOIN_TOLERANCE` is refitted from both, pulled towards the
-    frame after, and the one lower on the appearance terms kept (`TrackConfig.backward`; `tracked` itself when that
-    is off or the camera moves). Ctrl-C: `tracked`, marked interrupted."""
+    frame after; where the two end apart, the one lower on the appearance terms is kept (`TrackConfig.backward`;
+    `tracked` itself when that is off or the camera moves). Ctrl-C: `tracked`, marked interrupted."""
     if not (config.backward and config.static_camera):
         return tracked
     spec = model.joint_spec
@@ -438,6 +438,8 @@ def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights,
                                     pivots=pivot, optimize_camera=False)  # fmt: skip
             objective = Objective(w, previous_joints=spec.normalize(after)[None])
             result = fit(model, params, obs, objective, config.fit, skin)
+            if float((result.joints[0] - result.joints[1]).abs().amax()) <= _REJOIN_TOLERANCE:
+                continue  # one solution: the track's estimate stays as it is
             best = int(_appearance(result, w).argmin())
             joints[t], losses[t] = result.joints[best], result.losses[best]
     except KeyboardInterrupt:
