@@ -137,7 +137,8 @@ class TrackConfig:
     backward: bool = True
     """Static camera: after the last pass, go back from the last frame to the first and refit each frame that
     differs from the frame after's estimate by more than 0.1 rad in some joint from both; where they end in
-    different solutions, the one that looks better (the appearance terms, as `twin_vote`) is kept. A forward pass that starts wrong (frame 0) or
+    different solutions and the one from the frame after looks better (the appearance terms, as `twin_vote`) by
+    `reseed_margin`, it replaces the track's. A forward pass that starts wrong (frame 0) or
     loses the robot stays wrong until the image pulls it back, and jumps there; carrying the right solution back
     from that jump repairs the run before it, while frames that agree with their successor cost nothing. Judged by
     the whole objective, the wrong run would defend itself: the robot-free background is computed from the track,
@@ -419,8 +420,9 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
 def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights, skin, progress) -> Track:
     """`tracked` (static camera) repaired from its last frame back to its first: a frame whose joints differ from
     the frame after's (as repaired) by more than `_REJOIN_TOLERANCE` is refitted from both, pulled towards the
-    frame after; where the two end apart, the one lower on the appearance terms is kept (`TrackConfig.backward`;
-    `tracked` itself when that is off or the camera moves). Ctrl-C: `tracked`, marked interrupted."""
+    frame after; where the two end apart and the one from the frame after is lower on the appearance terms by
+    `reseed_margin`, it replaces the track's estimate (`TrackConfig.backward`; `tracked` itself when that is off or
+    the camera moves). Ctrl-C: `tracked`, marked interrupted."""
     if not (config.backward and config.static_camera):
         return tracked
     spec = model.joint_spec
@@ -438,10 +440,10 @@ def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights,
                                     pivots=pivot, optimize_camera=False)  # fmt: skip
             objective = Objective(w, previous_joints=spec.normalize(after)[None])
             result = fit(model, params, obs, objective, config.fit, skin)
-            if float((result.joints[0] - result.joints[1]).abs().amax()) <= _REJOIN_TOLERANCE:
-                continue  # one solution: the track's estimate stays as it is
-            best = int(_appearance(result, w).argmin())
-            joints[t], losses[t] = result.joints[best], result.losses[best]
+            own, carried = _appearance(result, w).tolist()
+            apart = float((result.joints[0] - result.joints[1]).abs().amax()) > _REJOIN_TOLERANCE
+            if apart and carried < (1 - config.reseed_margin) * own:  # else the track's estimate stays as it is
+                joints[t], losses[t] = result.joints[1], result.losses[1]
     except KeyboardInterrupt:
         return dataclasses.replace(tracked, interrupted=True)
     return dataclasses.replace(tracked, joints=joints, losses=losses)
