@@ -338,15 +338,16 @@ def test_hypotheses_sharing_a_camera_are_kept_at_their_lowest_total(toy_model):
     assert float(params.camera.shift[0, 0].detach()) == 2.0 and (params.z == 2.0).all()  # step 2: the lowest total
 
 
-def second_pass(model, wrong: Tensor, config: TrackConfig) -> tuple[Tensor, Callable, Track]:
-    """A toy video's truth [T, 3], its frames, and a pass that started each frame from an earlier estimate: the
-    truth, or far off where `wrong` [T] bool."""
+def second_pass(model, wrong: Tensor, config: TrackConfig, backdrop=None) -> tuple[Tensor, Callable, Track]:
+    """A toy video's truth [T, 3], its frames (over a checkerboard unless a `backdrop` colour [3] is given), and a
+    pass that started each frame from an earlier estimate: the truth, or far off where `wrong` [T] bool."""
     from drrobot.fit.optimize import cached_skinning_weights
     from drrobot.fit.solve import _track_pass
 
     cam = toy_camera(80, 60)
     truth = TRUE[0] + torch.linspace(0, 1, len(wrong))[:, None] * torch.tensor([[0.3, -0.2, 0.3]])  # [T, 3]
-    observations = [observation(frame) for frame in render_frames(model, truth, cam, checker(80, 60))]
+    background = checker(80, 60) if backdrop is None else backdrop
+    observations = [observation(frame) for frame in render_frames(model, truth, cam, background)]
     earlier = torch.where(wrong[:, None], truth + torch.tensor([1.5, 0.0, 0.8]), truth)
     result = _track_pass(model, observations.__getitem__, len(truth), earlier, cam.viewmats[None, None],
                          cam.Ks[None, None], config, None, cached_skinning_weights(model), False, None)  # fmt: skip
@@ -375,7 +376,7 @@ def test_a_track_that_started_wrong_is_repaired_backwards_from_where_it_turned_r
 
     wrong = torch.tensor([True, True, True, True, False, False])  # the earlier pass joined the truth at frame 4
     config = TrackConfig(fit=FitConfig(steps=(20,), scales=(1.0,), optimizer="lbfgs"))
-    truth, get, forward = second_pass(toy_model, wrong, config)
+    truth, get, forward = second_pass(toy_model, wrong, config, DARK)  # a backdrop the border colour explains
     assert torch.rad2deg((forward.joints - truth).abs())[:4].mean() > 20.0  # the premise: carry_over cannot help
     repaired = _repaired_backward(toy_model, get, forward, config, None, cached_skinning_weights(toy_model), False)
     errors = torch.rad2deg((repaired.joints - truth).abs())
