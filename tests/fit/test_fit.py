@@ -130,7 +130,7 @@ def test_fast_motion_that_stops_is_fitted_from_both_starts_and_keeps_the_better(
 
     monkeypatch.setattr(solve, "fit", spy)
     track = TrackConfig(refine_camera=False, twins=False, reseeds=0, velocity=1.0, velocity_and_still=True,
-                        fit=FitConfig(steps=(30,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
+                        backward=False, fit=FitConfig(steps=(30,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
     config = ReconstructConfig(working_width=80, background="border", track=track)
     losses = []
     rec = reconstruct(toy_model, list(frames), cam.Ks, config, viewmat=cam.viewmats, joints=truth[0],
