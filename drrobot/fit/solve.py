@@ -135,10 +135,11 @@ class TrackConfig:
     keeps the lower loss (up to twice its evaluations): where the refined camera makes another solution the better
     one, the track can move into it instead of each frame staying where the first pass left it."""
     backward: bool = True
-    """Static camera: after the last pass, go back from the last frame to the first and refit each frame that
-    differs from the frame after's estimate by more than 0.1 rad in some joint from both; where they end in
-    different solutions and the one from the frame after looks better (the appearance terms, as `twin_vote`) by
-    `reseed_margin`, it replaces the track's. A forward pass that starts wrong (frame 0) or loses the robot stays
+    """Static camera: after the last pass, go back from the last frame to the first; where a frame differs from
+    the frame after's estimate by more than 0.1 rad in some joint, carry the frame after's solution back, each
+    frame refitted from it and from the track's own estimate, until the two end together (or the carried one
+    looks worse there by `reseed_margin`); where the carried run looks better over those frames together (the
+    appearance terms summed, as `twin_vote`) by `reseed_margin`, it replaces the track's. A forward pass that starts wrong (frame 0) or loses the robot stays
     wrong until the image pulls it back, and jumps there; carrying the right solution back from that jump repairs
     the run before it, while frames that agree with their successor cost nothing (look-alike azure seed 33,
     nothing known: 26.1 -> 12.0 deg). Judged by the whole objective, the wrong run would defend itself: the
@@ -418,34 +419,64 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
 
 
 def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights, skin, progress) -> Track:
-    """`tracked` (static camera) repaired from its last frame back to its first: a frame whose joints differ from
-    the frame after's (as repaired) by more than `_REJOIN_TOLERANCE` is refitted from both, pulled towards the
-    frame after; where the two end apart and the one from the frame after is lower on the appearance terms by
-    `reseed_margin`, it replaces the track's estimate (`TrackConfig.backward`; `tracked` itself when that is off or
-    the camera moves). Ctrl-C: `tracked`, marked interrupted."""
+    """`tracked` (static camera) repaired from its last frame back to its first: where a frame's joints differ
+    from the frame after's (as repaired) by more than `_REJOIN_TOLERANCE`, the frame after's solution is carried
+    back (`_carried_back`) and replaces the track's over the frames it was carried through when it looks better
+    there as a whole (the appearance terms, summed) by `reseed_margin` (`TrackConfig.backward`; `tracked` itself
+    when that is off or the camera moves). Ctrl-C: `tracked`, marked interrupted."""
     if not (config.backward and config.static_camera):
         return tracked
-    spec = model.joint_spec
     joints, losses = tracked.joints.clone(), tracked.losses.clone()  # [T, J], [T]
     w = dataclasses.replace(weights or ObjectiveWeights(), temporal=config.temporal)
+    keep = 1 - config.reseed_margin
+    bar = tqdm(total=len(joints) - 1, desc="repair", disable=not progress, unit="frame")
+    t = len(joints) - 2
     try:
-        for t in tqdm(range(len(joints) - 2, -1, -1), desc="repair", disable=not progress, unit="frame"):
-            after = joints[t + 1]
-            if float((joints[t] - after).abs().amax()) <= _REJOIN_TOLERANCE:
-                continue
-            obs = get(t)
-            viewmats, Ks = (x[t : t + 1].expand(2, -1, -1, -1) for x in (tracked.viewmats, tracked.Ks))
-            params = PoseParameters(spec, torch.stack([joints[t], after]), viewmats, Ks, (obs.width, obs.height),
-                                    optimize_camera=False)  # fmt: skip
-            objective = Objective(w, previous_joints=spec.normalize(after)[None])
-            result = fit(model, params, obs, objective, config.fit, skin)
-            own, carried = _appearance(result, w).tolist()
-            apart = float((result.joints[0] - result.joints[1]).abs().amax()) > _REJOIN_TOLERANCE
-            if apart and carried < (1 - config.reseed_margin) * own:  # else the track's estimate stays as it is
-                joints[t], losses[t] = result.joints[1], result.losses[1]
+        while t >= 0:
+            span = 1
+            if float((joints[t] - joints[t + 1]).abs().amax()) > _REJOIN_TOLERANCE:
+                carried, carried_losses, as_tracked, as_carried = _carried_back(model, get, tracked, joints, t, keep,
+                                                                                w, config, skin)  # fmt: skip
+                span = max(len(carried), 1)  # frames t-span+1..t were carried through (at least frame t was tried)
+                if len(carried) and as_carried < keep * as_tracked:
+                    joints[t + 1 - span : t + 1], losses[t + 1 - span : t + 1] = carried, carried_losses
+            bar.update(span)
+            t -= span
     except KeyboardInterrupt:
         return dataclasses.replace(tracked, interrupted=True)
+    finally:
+        bar.close()
     return dataclasses.replace(tracked, joints=joints, losses=losses)
+
+
+def _carried_back(model, get, tracked: Track, joints: Tensor, t: int, keep: float, weights, config: TrackConfig,
+                  skin) -> tuple[Tensor, Tensor, float, float]:  # fmt: skip
+    """Frame t+1's joints carried back from frame t: each frame refitted from the track's joints [T, J] there and
+    from the carried solution of the frame after, pulled towards the latter, until the two end together, the
+    carried one looks worse by the margin (appearance below `keep` times its own) or frame 0 is passed. Returns
+    the carried joints [n, J] and losses [n] of frames t-n+1..t (in frame order) and both solutions' appearance
+    summed over them (the track's, the carried). The sum decides, not each frame: next to the frame where the
+    forward track turned right the two solutions look nearly alike, and the frames further back, where they
+    part, are the ones that tell them apart."""
+    spec = model.joint_spec
+    carried, found = joints[t + 1], []
+    for s in range(t, -1, -1):
+        obs = get(s)
+        viewmats, Ks = (x[s : s + 1].expand(2, -1, -1, -1) for x in (tracked.viewmats, tracked.Ks))
+        params = PoseParameters(spec, torch.stack([joints[s], carried]), viewmats, Ks, (obs.width, obs.height),
+                                optimize_camera=False)  # fmt: skip
+        result = fit(model, params, obs, Objective(weights, previous_joints=spec.normalize(carried)[None]), config.fit,
+                     skin)  # fmt: skip
+        as_tracked, as_carried = _appearance(result, weights).tolist()
+        apart = float((result.joints[0] - result.joints[1]).abs().amax()) > _REJOIN_TOLERANCE
+        if not apart or keep * as_carried > as_tracked:
+            break
+        carried = result.joints[1]
+        found.append((carried, result.losses[1], as_tracked, as_carried))
+    if not found:
+        return joints.new_zeros(0, spec.dof), joints.new_zeros(0), 0.0, 0.0
+    carried_joints, losses, as_tracked, as_carried = zip(*reversed(found))
+    return torch.stack(carried_joints), torch.stack(losses), sum(as_tracked), sum(as_carried)
 
 
 def _appearance(result: FitResult, weights: ObjectiveWeights) -> Tensor:

@@ -385,3 +385,28 @@ def test_a_track_that_started_wrong_is_repaired_backwards_from_where_it_turned_r
     kept = _repaired_backward(toy_model, get, forward, dataclasses.replace(config, backward=False), None,
                               cached_skinning_weights(toy_model), False)  # fmt: skip
     assert torch.equal(kept.joints, forward.joints)
+
+
+def test_the_backward_repair_is_judged_over_all_the_frames_carried_through(toy_model, monkeypatch):
+    """Next to the frame where the forward track turned right, its wrong solution and the one carried back look
+    nearly alike; the frames further back tell them apart. A frame that barely does (here the first carried back,
+    made to look only 1% better) must not stop the repair: the frames carried through decide together."""
+    from drrobot.fit import solve
+    from drrobot.fit.optimize import cached_skinning_weights
+
+    wrong = torch.tensor([True, True, True, True, False, False])
+    config = TrackConfig(fit=FitConfig(steps=(20,), scales=(1.0,), optimizer="lbfgs"))
+    truth, get, forward = second_pass(toy_model, wrong, config, DARK)
+    appearance, judged = solve._appearance, []
+
+    def barely_better_at_first(result, weights):  # [2]: the track's solution, the carried one
+        value = appearance(result, weights)
+        judged.append(value)
+        return torch.stack([value[0], 0.99 * value[0]]) if len(judged) == 1 else value
+
+    monkeypatch.setattr(solve, "_appearance", barely_better_at_first)
+    repaired = solve._repaired_backward(toy_model, get, forward, config, None, cached_skinning_weights(toy_model),
+                                        False)  # fmt: skip
+    assert len(judged) >= 4  # frames 3, 2, 1, 0 carried through
+    errors = torch.rad2deg((repaired.joints - truth).abs())
+    assert errors.max() < 2.0, errors
