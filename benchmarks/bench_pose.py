@@ -28,15 +28,18 @@ from drrobot.fit.reconstruct import FrameTensors, ReconstructConfig, reconstruct
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.keypoint_points import KeypointObserver
 from drrobot.fit.solve import solve_from_scratch
+from drrobot.fit.trajectory import trajectory_dict, write_trajectory
 from drrobot.vision.keypoint_net import DETECTOR_DIR, META_FILE, KeypointDetector
 
 SUCCESS_DEG = 10.0
 
 
 def run_sequence(model, directory: Path, config: ReconstructConfig, known_camera: bool, max_frames: int | None,
-                 known_start: bool = False, detector: KeypointDetector | None = None):  # fmt: skip
+                 known_start: bool = False, detector: KeypointDetector | None = None,
+                 trajectory: Path | None = None):  # fmt: skip
     """Reconstruct one sequence (the true camera and/or frame 0's true joints given when asked); returns its
-    PoseMetrics as a dict (plus timings)."""
+    PoseMetrics as a dict (plus timings). With `trajectory`, the estimate is also written there (`drrobot pose`'s
+    trajectory.json layout), to look at frame by frame."""
     sequence = load_dream(directory, max_frames=max_frames)
     truth = dream_truth(sequence, model)
     viewmat = joints = None
@@ -48,6 +51,9 @@ def run_sequence(model, directory: Path, config: ReconstructConfig, known_camera
     rec = reconstruct(model, DreamFrames(sequence), torch.as_tensor(sequence.K, dtype=torch.float32), config,
                       viewmat=viewmat, joints=joints, detector=detector)  # fmt: skip
     metrics = score_reconstruction(model, rec.joints.numpy(), rec.viewmats.numpy(), rec.Ks.numpy(), truth, rec.fps)
+    if trajectory is not None:
+        write_trajectory(trajectory, trajectory_dict(model.joint_spec.names, rec.names, rec.joints, rec.viewmats,
+                                                     rec.Ks, rec.losses, (sequence.width, sequence.height)))  # fmt: skip
     track_fps = (len(rec.names) - 1) / max(rec.seconds_track, 1e-9)
     return {**metrics.to_dict(), "seconds_first": rec.seconds_first, "seconds_track": rec.seconds_track,
             "track_fps_all_passes": track_fps}  # fmt: skip
@@ -80,6 +86,13 @@ def scratch_trials(model, directories: list[Path], config: ReconstructConfig, tr
     errors = np.array(errors)
     return {"trials": trials, "success_rate": float((errors < SUCCESS_DEG).mean()), "median_error_deg": float(np.median(errors)),
             "mean_seconds": float(np.mean(seconds)), "max_seconds": float(np.max(seconds)), "errors_deg": errors.tolist()}  # fmt: skip
+
+
+def trajectory_path(out: Path, name: str) -> Path:
+    """Where a row's estimate is written (the folder made): <out>/<row name as a folder>/trajectory.json."""
+    folder = out / name.replace(", ", "_").replace(" ", "-")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "trajectory.json"
 
 
 def row(name: str, m: dict) -> str:
@@ -124,14 +137,16 @@ def main() -> None:
     for flag, (known_camera, label) in known_start_rows.items():
         for directory in sequences if getattr(args, flag) else []:
             name = f"{directory.name}, {label}"
-            results[name] = run_sequence(model, directory, base, known_camera, args.max_frames, True, detector)
+            results[name] = run_sequence(model, directory, base, known_camera, args.max_frames, True, detector,
+                                         trajectory_path(args.out, name))  # fmt: skip
             print(row(name, results[name]), flush=True)
     if args.only_known_start or args.only_known_joints:
         args.no_ablations, args.scratch_trials, sequences = True, 0, []
     for directory in sequences:
         for known in (True,) if args.known_camera_only else (False,) if args.unknown_camera_only else (False, True):
             name = f"{directory.name}, camera {'known' if known else 'unknown'}"
-            results[name] = run_sequence(model, directory, base, known, args.max_frames, detector=detector)
+            results[name] = run_sequence(model, directory, base, known, args.max_frames, detector=detector,
+                                         trajectory=trajectory_path(args.out, name))  # fmt: skip
             print(row(name, results[name]), flush=True)
     if not args.no_ablations:
         ablations = {
