@@ -139,10 +139,11 @@ class TrackConfig:
     the frame after's estimate by more than 0.1 rad in some joint, carry the frame after's solution back, each
     frame refitted from it and from the track's own estimate, until the two end together (or the carried one
     looks worse there by `reseed_margin`); where the carried run looks better over those frames together (the
-    appearance terms summed, as `twin_vote`) by `reseed_margin`, it replaces the track's. A forward pass that starts wrong (frame 0) or loses the robot stays
-    wrong until the image pulls it back, and jumps there; carrying the right solution back from that jump repairs
-    the run before it, while frames that agree with their successor cost nothing (look-alike azure seed 33,
-    nothing known: 26.1 -> 12.0 deg). Judged by the whole objective, the wrong run would defend itself: the
+    appearance terms summed, as `twin_vote`) by `reseed_margin`, it replaces the track's. A forward pass that
+    starts wrong (frame 0) or loses the robot stays wrong until the image pulls it back, and jumps there; carrying
+    the right solution back from that jump repairs the run before it, while frames that agree with their successor
+    cost nothing (look-alike azure seed 33, nothing known: 26.1 -> 12.0 deg judging each frame alone, 7.4 judging
+    the run as a whole). Judged by the whole objective, the wrong run would defend itself: the
     robot-free background is computed from the track, so where the track is wrong the real robot stays in the
     background (same video, frame 9: the truth 0.298, the wrong track's pose 0.239, all of it the coverage term;
     photometric and edges, unweighted, 0.0258 against 0.0317)."""
@@ -453,7 +454,7 @@ def _carried_back(model, get, tracked: Track, joints: Tensor, t: int, keep: floa
                   skin) -> tuple[Tensor, Tensor, float, float]:  # fmt: skip
     """Frame t+1's joints carried back from frame t: each frame refitted from the track's joints [T, J] there and
     from the carried solution of the frame after, pulled towards the latter, until the two end together, the
-    carried one looks worse by the margin (appearance below `keep` times its own) or frame 0 is passed. Returns
+    carried one looks worse by the margin (`keep` times its appearance above the track's) or frame 0 is passed. Returns
     the carried joints [n, J] and losses [n] of frames t-n+1..t (in frame order) and both solutions' appearance
     summed over them (the track's, the carried). The sum decides, not each frame: next to the frame where the
     forward track turned right the two solutions look nearly alike, and the frames further back, where they
