@@ -28,6 +28,7 @@ from tqdm import tqdm
 from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.from_keypoints import MIN_KEYPOINTS, KeypointSolveConfig, poses_from_keypoints
+from drrobot.fit.gauge import root_motions, turned_camera
 from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation, stack_observations
 from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit
 from drrobot.fit.params import PoseParameters
@@ -177,6 +178,20 @@ class TrackConfig:
     coverage term making the difference at the frames inspected; on the appearance terms: at none). With
     `refine_camera` the vote waits for the refined camera: under the first pass' (look-alike realsense, 0.2-0.7 m
     off) it chose a shoulder twin 68 deg off the truth, 60.4 deg over 120 frames; under the refined one 2.2."""
+    gauge: float = 40.0
+    """With `refine_camera`: after it (and the twins), turn the camera about the first joint's axis and that joint
+    back by as much (`drrobot.fit.gauge`: every link but the base stays in place), by each multiple of
+    `gauge_step` up to this many degrees either way, each refined at `keyframes` frames on the appearance terms
+    (as `twin_vote`); the turn lower at `twin_vote` of them or more and lowest in sum (by `gauge_margin`) is
+    taken, refined between the angles tried, and the background refitted with it (0: off). The whole objective
+    cannot see this: the robot-free background is computed from the track and keeps the base where the track left
+    it."""
+    gauge_step: float = 10.0
+    """Degrees between the turns `gauge` tries."""
+    gauge_margin: float = 0.01
+    """Share by which the turn's appearance terms, summed over the keyframes, must undercut the track's: a base
+    that looks alike from every side (a plain cylinder) leaves only the joints' refinement noise between turns
+    (look-alike kinect360, 20 deg off: the turn 2.7% lower)."""
 
 
 def fast_motion_tracking() -> TrackConfig:
@@ -372,6 +387,14 @@ def track(
                                           Ks=Ks.expand_as(merged.Ks))  # fmt: skip
             voted = _voted_twin(model, get, refined, config, weights, skin)
             earlier = earlier if voted is None else dataclasses.replace(merged, joints=voted)
+        if refine and config.gauge > 0:
+            placed = dataclasses.replace(earlier, viewmats=viewmats.expand_as(earlier.viewmats),
+                                         Ks=Ks.expand_as(earlier.Ks))  # fmt: skip
+            turned = _turned_gauge(model, get, placed, config, weights, skin)
+            if turned is not None:
+                earlier, viewmats = turned, turned.viewmats[:1]
+                if before_second_pass is not None:
+                    before_second_pass(turned)
     except KeyboardInterrupt:
         return dataclasses.replace(first, interrupted=True)
     second = _track_pass(model, get, num_frames, earlier.joints, viewmats, Ks, config, weights, skin, progress,
@@ -569,11 +592,23 @@ def _refined_losses(model, obs: Observation, first: Track, t: int, twins: list[T
     """Frame t's losses [1 + M] of the track's joints and of each twin's (twins: M trajectories [T, J]), each
     refined with `config.fit` under the track's camera."""
     joints = torch.stack([first.joints[t]] + [twin[t] for twin in twins])  # [1 + M, J]
+    return _refined(model, obs, joints, first.viewmats[t].expand(len(joints), -1, -1, -1), first.Ks[t], objective,
+                    config, skin)  # fmt: skip
+
+
+def _refined(model, obs: Observation, joints: Tensor, viewmats: Tensor, Ks: Tensor, objective: Objective,
+             config: TrackConfig, skin) -> Tensor:  # fmt: skip
+    """Losses [B] of joints [B, J] under viewmats [B, C, 4, 4] (Ks [C, 3, 3]), each refined with `config.fit`, the
+    cameras held."""
     B = len(joints)
-    params = PoseParameters(model.joint_spec, joints, first.viewmats[t : t + 1].expand(B, -1, -1, -1),
-                            first.Ks[t : t + 1].expand(B, -1, -1, -1), (obs.width, obs.height),
+    params = PoseParameters(model.joint_spec, joints, viewmats, Ks.expand(B, -1, -1, -1), (obs.width, obs.height),
                             optimize_camera=False)  # fmt: skip
     return fit(model, params, obs, objective, config.fit, skin).losses.cpu()
+
+
+def _appearance_objective(weights: ObjectiveWeights | None) -> Objective:
+    """The objective without the silhouette terms that lean on the background model (`TrackConfig.twin_vote`)."""
+    return Objective(dataclasses.replace(weights or ObjectiveWeights(), coverage=0.0, exclusion=0.0, silhouette=0.0))
 
 
 def _voted_twin(model, get, first: Track, config: TrackConfig, weights, skin) -> Tensor | None:
@@ -588,9 +623,7 @@ def _voted_twin(model, get, first: Track, config: TrackConfig, weights, skin) ->
     if len(usable) < _MIN_COMPARED:
         return None
     frames = usable[torch.linspace(0, len(usable) - 1, min(config.keyframes, len(usable))).round().long().unique()]
-    appearance = Objective(dataclasses.replace(weights or ObjectiveWeights(), coverage=0.0, exclusion=0.0,
-                                               silhouette=0.0))  # fmt: skip
-    losses = torch.stack([_refined_losses(model, get(t), first, t, twins, appearance, config, skin)
+    losses = torch.stack([_refined_losses(model, get(t), first, t, twins, _appearance_objective(weights), config, skin)
                           for t in frames.tolist()])  # [F, 1 + M]
     best, best_gain = None, 0.0
     for m, twin in enumerate(twins):
@@ -602,6 +635,44 @@ def _voted_twin(model, get, first: Track, config: TrackConfig, weights, skin) ->
         if float((rival < own).float().mean()) >= config.twin_vote and gain > best_gain:
             best, best_gain = twin, gain
     return best
+
+
+def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin) -> Track | None:
+    """The track with its camera turned about the first joint's axis and that joint turned back by the angle the
+    appearance terms prefer (`TrackConfig.gauge`); None when no turn is preferred or the robot has no such gauge."""
+    steps = int(config.gauge // config.gauge_step)
+    angles = torch.deg2rad(torch.arange(-steps, steps + 1, dtype=torch.float32) * config.gauge_step)  # [D], 0: middle
+    motions = root_motions(model.kinematics, angles)  # [D, 4, 4]
+    if motions is None or steps == 0:
+        return None
+    T, D = len(tracked.joints), len(angles)
+    frames = torch.linspace(0, T - 1, min(config.keyframes, T)).round().long().unique().tolist()
+    losses = torch.stack([_refined(model, get(t), _root_turned(model, tracked.joints[t].expand(D, -1), angles),
+                                   turned_camera(tracked.viewmats[t], motions[:, None].to(tracked.viewmats)),
+                                   tracked.Ks[t], _appearance_objective(weights), config, skin)
+                          for t in frames])  # fmt: skip  # [F, D]
+    total = losses.sum(dim=0)  # [D]
+    best = int(total.argmin())
+    agree = float((losses[:, best] < losses[:, steps]).float().mean())  # share of the frames that prefer the turn
+    if best == steps or agree < config.twin_vote or float(total[best]) > (1 - config.gauge_margin) * float(total[steps]):
+        return None
+    angle = angles[best]
+    if 0 < best < D - 1:  # the parabola's vertex through the neighbours, within half a step
+        low, mid, high = total[best - 1 : best + 2].tolist()
+        curvature = low - 2 * mid + high
+        if curvature > 0:
+            angle = angle + float(angles[1] - angles[0]) * max(-0.5, min(0.5, (low - high) / (2 * curvature)))
+    motion = root_motions(model.kinematics, angle.reshape(1))[0].to(tracked.viewmats)
+    return dataclasses.replace(tracked, joints=_root_turned(model, tracked.joints, angle),
+                               viewmats=turned_camera(tracked.viewmats, motion))  # fmt: skip
+
+
+def _root_turned(model, joints: Tensor, angles: Tensor) -> Tensor:
+    """joints [B, J] with joint 0 turned by angles ([B] or one), inside the limits."""
+    lower, upper = model.joint_spec.limits_like(joints)
+    turned = joints.clone()
+    turned[:, 0] = turned[:, 0] + angles.to(joints)
+    return torch.minimum(torch.maximum(turned, lower), upper)
 
 
 def _refine_camera(model, get, first: Track, config: TrackConfig, weights, skin, progress) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,78 @@
+"""The root joint's gauge: a camera turned about the first joint's axis, with that joint turned back by as much,
+sees every moving link where it was; a track that settled along that line is turned back to where the base shows."""
+
+import dataclasses
+
+import torch
+from fit_helpers import DARK_BACKGROUND, render_frames, surface_model
+from test_fit import observation
+from test_twins import ZYZ_ARM, zyz_camera
+
+from drrobot.fit import FitConfig, TrackConfig
+from drrobot.fit.cameras import look_at
+from drrobot.fit.gauge import root_motions, turned_camera
+from drrobot.fit.optimize import FitResult
+from drrobot.fit.solve import track
+from drrobot.kinematics import RobotKinematics
+
+# The z-y-z arm on a base with an orange tab on one side: only the tab shows the camera's turn about joint a.
+TAB = '<geom type="box" size="0.07 0.03 0.03" pos="0.14 0 0.03" rgba="0.95 0.55 0.1 1"/>'
+TABBED_ARM = ZYZ_ARM.replace('<body name="link1"', TAB + '\n      <body name="link1"', 1)
+
+
+def camera_frame(viewmat, poses):
+    """Link poses [L, 4, 4] in the camera frame of viewmat [4, 4]."""
+    return viewmat @ poses
+
+
+def test_the_camera_turned_about_joint_1_sees_every_link_but_the_base_in_place():
+    kinematics = RobotKinematics.from_robot("panda")
+    angles = torch.tensor([-0.4, 0.3])
+    motions = root_motions(kinematics, angles)  # [2, 4, 4]
+    joints = torch.tensor([0.3, -0.5, 0.2, -2.0, 0.4, 1.6, 0.7, 0.03])
+    viewmat = look_at(torch.tensor([1.4, -0.6, 0.9]), torch.tensor([0.0, 0.0, 0.4]))
+    seen = camera_frame(viewmat, kinematics.link_poses(joints[None])[0])  # [L, 4, 4]
+    for angle, motion in zip(angles, motions):
+        turned = joints.clone()
+        turned[0] += angle
+        now = camera_frame(turned_camera(viewmat, motion), kinematics.link_poses(turned[None])[0])
+        moved = (now - seen).abs().amax(dim=(1, 2)) > 1e-4  # [L]
+        assert kinematics.link_names[int(moved.nonzero()[0, 0])] == "link0"  # the base: seen turned
+        assert int(moved.sum()) == 1
+    assert root_motions(RobotKinematics.from_robot("toy_floating"), angles) is None  # the base pose is free
+
+
+def joint_a_error_after_tracking_from_a_turned_camera(tmp_path, config: TrackConfig, turn: float = 0.45,
+                                                      arm: str = TABBED_ARM):  # fmt: skip
+    """Degrees [T] by which joint a is off when a video of the arm is tracked from its true frame-0 pose seen by
+    the true camera turned `turn` radians about joint a's axis, joint a turned back by as much."""
+    path = tmp_path / "arm.xml"
+    path.write_text(arm)
+    model = surface_model(str(path), points=1500)
+    truth = torch.tensor([0.6, 0.5, -0.8, 0.7]).repeat(5, 1)
+    truth[:, 2] = torch.linspace(-0.8, -0.4, 5)
+    camera = zyz_camera()
+    frames = [observation(f) for f in render_frames(model, truth, camera, DARK_BACKGROUND)]
+    motion = root_motions(model.kinematics, torch.tensor([turn]))[0]
+    joints = truth[:1].clone()
+    joints[0, 0] += turn
+    start = FitResult(joints, turned_camera(camera.viewmats, motion)[None, None], camera.Ks[None, None], None,
+                      torch.zeros(1), {}, [], 0)  # fmt: skip
+    result = track(model, frames, len(truth), start, config)
+    return torch.rad2deg((result.joints[:, 0] - truth[:, 0]).abs())
+
+
+CONFIG = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), keyframes=4, twins=False,
+                     camera_fit=FitConfig(steps=(1,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
+
+
+def test_a_track_along_the_gauge_is_turned_back_where_the_base_shows(tmp_path):
+    config = CONFIG
+    assert joint_a_error_after_tracking_from_a_turned_camera(tmp_path, config).max() < 6.0  # 26 deg at the start
+    stuck = joint_a_error_after_tracking_from_a_turned_camera(tmp_path, dataclasses.replace(config, gauge=0.0))
+    assert stuck.min() > 15.0
+
+
+def test_a_base_that_looks_alike_from_every_side_leaves_the_track_unturned(tmp_path):
+    """The plain cylinder base cannot tell the turns apart: the track stays where it started (the truth)."""
+    assert joint_a_error_after_tracking_from_a_turned_camera(tmp_path, CONFIG, turn=0.0, arm=ZYZ_ARM).max() < 2.0
