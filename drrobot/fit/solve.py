@@ -12,7 +12,9 @@ a few frames are then solved afresh and tracks from clearly better solutions mer
 optionally the camera is refined jointly with the joints of keyframes spread over the sequence, and the
 frames are re-tracked with it (`TrackConfig.refine_camera`). Where the first pass presses on a joint limit, its
 kinematic twins are compared with it there, and a clearly better one is tracked instead (`TrackConfig.twins`);
-else a twin the image prefers at most keyframes under the refined camera is (`TrackConfig.twin_vote`).
+else a twin the image prefers at most keyframes under the refined camera is (`TrackConfig.twin_vote`). The
+refined camera is then turned about the first joint's axis, that joint back by as much, where the image prefers
+it (`TrackConfig.gauge`).
 """
 
 from __future__ import annotations
