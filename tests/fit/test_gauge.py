@@ -2,7 +2,9 @@
 sees every moving link where it was; a track that settled along that line is turned back to where the base shows."""
 
 import dataclasses
+import math
 
+import pytest
 import torch
 from fit_helpers import DARK_BACKGROUND, render_frames, surface_model
 from test_fit import observation
@@ -12,7 +14,8 @@ from drrobot.fit import FitConfig, TrackConfig
 from drrobot.fit.cameras import look_at
 from drrobot.fit.gauge import root_motions, turned_camera
 from drrobot.fit.optimize import FitResult
-from drrobot.fit.solve import track
+from drrobot.fit import solve
+from drrobot.fit.solve import Track, track
 from drrobot.kinematics import RobotKinematics
 
 # The z-y-z arm on a base with an orange tab on one side: only the tab shows the camera's turn about joint a.
@@ -76,3 +79,23 @@ def test_a_track_along_the_gauge_is_turned_back_where_the_base_shows(tmp_path):
 def test_a_base_that_looks_alike_from_every_side_leaves_the_track_unturned(tmp_path):
     """The plain cylinder base cannot tell the turns apart: the track stays where it started (the truth)."""
     assert joint_a_error_after_tracking_from_a_turned_camera(tmp_path, CONFIG, turn=0.0, arm=ZYZ_ARM).max() < 2.0
+
+
+def test_a_turn_is_taken_only_where_the_image_has_a_minimum_inside_the_turns_tried(tmp_path, monkeypatch):
+    """Appearance losses falling on to the last turn tried locate nothing (a bias, e.g. of the background): no
+    turn. A minimum inside the turns is taken, between the turns tried."""
+    path = tmp_path / "arm.xml"
+    path.write_text(TABBED_ARM)
+    model = surface_model(str(path), points=300)
+    camera = zyz_camera()
+    tracked = Track(torch.tensor([[0.6, 0.5, -0.8, 0.7]]).repeat(4, 1), camera.viewmats.expand(4, 1, 4, 4),
+                    camera.Ks.expand(4, 1, 3, 3), torch.zeros(4))  # fmt: skip
+    config = TrackConfig(gauge=40.0, gauge_step=10.0)  # turns -40, -30, ..., 40 deg
+    turns = torch.arange(-40.0, 41.0, 10.0)  # [9]
+    for curve, expected in (((turns - 40).abs(), None), ((turns + 22).square(), -22.0)):  # falling to +40 / a V
+        monkeypatch.setattr(solve, "_refined", lambda *args, curve=curve: 1.0 + 0.01 * curve)
+        turned = solve._turned_gauge(model, lambda t: None, tracked, config, None, None)
+        if expected is None:
+            assert turned is None
+        else:
+            assert math.degrees(float(turned.joints[0, 0] - tracked.joints[0, 0])) == pytest.approx(expected, abs=0.1)
