@@ -387,14 +387,10 @@ def track(
         if refine:
             viewmats, Ks = _refine_camera(model, get, earlier, config, weights, skin, progress)
         if vote:  # under the refined camera: the first pass' can favour the wrong twin (`TrackConfig.twin_vote`)
-            refined = dataclasses.replace(merged, viewmats=viewmats.expand_as(merged.viewmats),
-                                          Ks=Ks.expand_as(merged.Ks))  # fmt: skip
-            voted = _voted_twin(model, get, refined, config, weights, skin)
+            voted = _voted_twin(model, get, _seen_by(merged, viewmats, Ks), config, weights, skin)
             earlier = earlier if voted is None else dataclasses.replace(merged, joints=voted)
         if refine and config.gauge > 0:
-            placed = dataclasses.replace(earlier, viewmats=viewmats.expand_as(earlier.viewmats),
-                                         Ks=Ks.expand_as(earlier.Ks))  # fmt: skip
-            turned = _turned_gauge(model, get, placed, config, weights, skin)
+            turned = _turned_gauge(model, get, _seen_by(earlier, viewmats, Ks), config, weights, skin)
             if turned is not None:
                 earlier, viewmats = turned, turned.viewmats[:1]
                 if before_second_pass is not None:
@@ -406,6 +402,16 @@ def track(
     if second.interrupted:
         return dataclasses.replace(first, interrupted=True)
     return _repaired_backward(model, get, second, config, weights, skin, progress)
+
+
+def _seen_by(tracked: Track, viewmats: Tensor, Ks: Tensor) -> Track:
+    """The track with every frame seen by one static camera (viewmats [1, C, 4, 4], Ks [1, C, 3, 3])."""
+    return dataclasses.replace(tracked, viewmats=viewmats.expand_as(tracked.viewmats), Ks=Ks.expand_as(tracked.Ks))
+
+
+def _keyframes(num_frames: int, count: int) -> Tensor:
+    """Up to `count` frame indices [F] spread evenly over the sequence, first and last included."""
+    return torch.linspace(0, num_frames - 1, min(count, num_frames)).round().long().unique()
 
 
 def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weights, skin, progress, on_frame) -> Track:
@@ -626,7 +632,7 @@ def _voted_twin(model, get, first: Track, config: TrackConfig, weights, skin) ->
     usable = inside.any(dim=0).nonzero()[:, 0]  # frames where some twin is one
     if len(usable) < _MIN_COMPARED:
         return None
-    frames = usable[torch.linspace(0, len(usable) - 1, min(config.keyframes, len(usable))).round().long().unique()]
+    frames = usable[_keyframes(len(usable), config.keyframes)]
     losses = torch.stack([_refined_losses(model, get(t), first, t, twins, _appearance_objective(weights), config, skin)
                           for t in frames.tolist()])  # [F, 1 + M]
     best, best_gain = None, 0.0
@@ -646,11 +652,11 @@ def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin
     appearance terms prefer (`TrackConfig.gauge`); None when no turn is preferred or the robot has no such gauge."""
     steps = int(config.gauge // config.gauge_step)
     angles = torch.deg2rad(torch.arange(-steps, steps + 1, dtype=torch.float32) * config.gauge_step)  # [D], 0: middle
-    motions = root_motions(model.kinematics, angles)  # [D, 4, 4]
-    if motions is None or steps == 0:
+    motions = root_motions(model.kinematics, angles) if steps > 0 else None  # [D, 4, 4]
+    if motions is None:
         return None
-    T, D = len(tracked.joints), len(angles)
-    frames = torch.linspace(0, T - 1, min(config.keyframes, T)).round().long().unique().tolist()
+    D = len(angles)
+    frames = _keyframes(len(tracked.joints), config.keyframes).tolist()
     losses = torch.stack([_refined(model, get(t), _root_turned(model, tracked.joints[t].expand(D, -1), angles),
                                    turned_camera(tracked.viewmats[t], motions[:, None].to(tracked.viewmats)),
                                    tracked.Ks[t], _appearance_objective(weights), config, skin)
@@ -680,8 +686,7 @@ def _root_turned(model, joints: Tensor, angles: Tensor) -> Tensor:
 
 def _refine_camera(model, get, first: Track, config: TrackConfig, weights, skin, progress) -> tuple[Tensor, Tensor]:
     """One camera shared by keyframes, refined jointly with their joints -> viewmats [1, C, 4, 4], Ks."""
-    T = len(first.joints)
-    index = torch.linspace(0, T - 1, min(config.keyframes, T)).round().long().unique()
+    index = _keyframes(len(first.joints), config.keyframes)
     observations = [get(int(t)) for t in index]
     obs = stack_observations(observations)
     K = len(index)
