@@ -12,6 +12,7 @@ interrupted run stopped. Panda defaults on 2 CPU cores: ~10-20 min of rendering,
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -59,6 +60,11 @@ def run(config: KeypointsConfig) -> Path:
         torch.set_num_threads(config.threads)
     train_detector(arrays["images"], arrays["uv"], arrays["in_view"], stored_spec, config.train, out, config.progress)
     print(f"drrobot keypoints: detector written to {out} (held-out scores in {out / REPORT_FILE})")
+    per_keypoint = json.loads((out / REPORT_FILE).read_text()).get("validation", {}).get("per_keypoint_median_px")
+    if per_keypoint:
+        scored = sorted(((e, k) for k, e in enumerate(per_keypoint) if e is not None), reverse=True)[:3]
+        worst = ", ".join(f"#{k} on {stored_spec.link_names[k]} {e:.1f} px" for e, k in scored)
+        print(f"drrobot keypoints: least precise on held-out views (median error): {worst}")
     return out
 
 

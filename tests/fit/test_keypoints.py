@@ -267,7 +267,28 @@ def test_keypoints_command_end_to_end(tmp_path, toy_model):
     assert set(detector.spec.link_names) <= set(toy_model.link_names)
     assert (tmp_path / "model" / "keypoint-data" / "scene_0000.npz").is_file()
     report = json.loads((tmp_path / "model" / "keypoint-detector" / "training.json").read_text())
-    assert report["steps"] == 3 and "validation" in report
+    assert report["steps"] == 3 and len(report["validation"]["per_keypoint_median_px"]) == detector.spec.count
+
+
+def test_validation_reports_each_keypoints_error():
+    """Where the detector is imprecise: each keypoint's median error over the views it is in."""
+    from drrobot.vision.keypoint_train import validate
+
+    class OffByKeypoint:  # stands in for a detector: keypoint k found k pixels to the right of the truth
+        config = NetConfig(crop_fill=0.0)
+
+        def detect(self, images, crop=False):
+            return truth[: len(images)] + torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]), None
+
+    images = np.zeros((5, 12, 16, 3), np.uint8)
+    truth = torch.rand(5, 3, 2) * 10
+    in_view = np.ones((5, 3), bool)
+    in_view[:, 2] = False  # never in view: no error to report
+    in_view[0, 1] = False
+    report = validate(OffByKeypoint(), images, truth.numpy(), in_view, batch=len(images))
+    assert report["per_keypoint_median_px"][:2] == pytest.approx([0.0, 1.0], abs=1e-5)
+    assert report["per_keypoint_median_px"][2] is None
+    assert report["keypoints"] == 9 and report["p90_px"] == pytest.approx(1.0, abs=1e-5)  # 5 exact, 4 one pixel off
 
 
 def test_observer_scales_detections_to_the_working_size(toy_model):
