@@ -205,7 +205,7 @@ def write_outputs(out: Path, model, frames, rec: Reconstruction, truth=None, vid
     if truth is not None and not rec.interrupted:  # interrupted: fewer frames than the ground truth
         scored = score_reconstruction(model, estimate, rec.viewmats.cpu().numpy(), rec.Ks.cpu().numpy(), truth, rec.fps)
         metrics = {**scored.to_dict(), "background": rec.background, "seconds_first_frame": rec.seconds_first,
-                   "seconds_tracking": rec.seconds_track}  # fmt: skip
+                   "seconds_tracking": rec.seconds_track, "seconds_per_stage": rec.seconds_per_stage}  # fmt: skip
         write_json_atomic(out / "metrics.json", metrics)
         title = f"{title} ({len(rec.names)} frames, background {rec.background})"
         write_atomic(out / "metrics.md", scored.to_markdown(title).encode())

@@ -56,7 +56,7 @@ def run_sequence(model, directory: Path, config: ReconstructConfig, known_camera
                                                      rec.Ks, rec.losses, (sequence.width, sequence.height)))  # fmt: skip
     track_fps = (len(rec.names) - 1) / max(rec.seconds_track, 1e-9)
     return {**metrics.to_dict(), "seconds_first": rec.seconds_first, "seconds_track": rec.seconds_track,
-            "track_fps_all_passes": track_fps}  # fmt: skip
+            "track_fps_all_passes": track_fps, "seconds_per_stage": rec.seconds_per_stage}  # fmt: skip
 
 
 def scratch_trials(model, directories: list[Path], config: ReconstructConfig, trials: int, seed: int,

@@ -80,6 +80,7 @@ class Reconstruction:
     seconds_first: float  # solving frame 0
     seconds_track: float  # tracking the rest (all passes)
     interrupted: bool = False  # Ctrl-C during tracking: the frames done so far (len(names) < the frames given)
+    seconds_per_stage: dict[str, float] = dataclasses.field(default_factory=dict)  # frame 0, then `track`'s stages
 
     @property
     def fps(self) -> float:
@@ -239,6 +240,7 @@ def reconstruct(
         seconds_first=first_done - start_time,
         seconds_track=time.perf_counter() - first_done,
         interrupted=result.interrupted,
+        seconds_per_stage={"first frame": first_done - start_time, **result.seconds},
     )
 
 

@@ -36,6 +36,7 @@ from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, 
 from drrobot.fit.params import PoseParameters
 from drrobot.fit.placement import PlacementConfig, place_cameras, pose_library
 from drrobot.fit.proxy import coarse_proxy
+from drrobot.fit.stages import StageClock
 from drrobot.fit.twins import kinematic_twins, placement_gap, same_placement, twin_moves, twin_trajectories
 from drrobot.model import RobotModel
 
@@ -220,6 +221,7 @@ class Track:
     losses: Tensor  # [T]
     base_pose: Tensor | None = None  # [T, 7]
     interrupted: bool = False  # stopped by Ctrl-C: the frames tracked so far (T may be fewer than asked)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # `track`'s time per stage
 
 
 def prior_joints(model: RobotModel, prior: str) -> Tensor:
@@ -362,46 +364,68 @@ def track(
     are solved afresh after the first pass and tracks from clearly better ones merged in. A second
     pass runs when the camera is refined, `before_second_pass` is given (it sees the first pass' Track), a reseed
     changed the track or a kinematic twin of the first pass fits better (`TrackConfig.twins`; the second pass then
-    starts from the twin)."""
+    starts from the twin). The returned Track's `seconds` holds the time of each stage (announced as it starts when
+    `progress`)."""
     config = config or TrackConfig()
     get = frames if callable(frames) else frames.__getitem__
+    clock = StageClock(announce=progress)
+    tracked = _staged_track(model, get, num_frames, start, config, weights, progress, on_frame, before_second_pass,
+                            reseed, clock)  # fmt: skip
+    return dataclasses.replace(tracked, seconds=clock.seconds)
+
+
+def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig, weights, progress, on_frame,
+                  before_second_pass, reseed, clock: StageClock) -> Track:  # fmt: skip
+    """`track`'s stages, each timed by `clock`."""
     skin = cached_skinning_weights(model)
     viewmats, Ks = start.viewmats[:1], start.Ks[:1]  # [1, C, 4, 4], [1, C, 3, 3]
-    first = _track_pass(model, get, num_frames, start.joints[0], viewmats, Ks, config, weights, skin, progress, on_frame)
+    with clock("first pass"):
+        first = _track_pass(model, get, num_frames, start.joints[0], viewmats, Ks, config, weights, skin, progress,
+                            on_frame)  # fmt: skip
     refine = config.static_camera and config.refine_camera
     if first.interrupted or num_frames < 2:
         return first
     try:
         merged = first
         if reseed is not None and config.static_camera:  # fresh solutions are solved with frame 0's camera
-            merged = _reseeded(model, get, first, reseed, config, weights, skin, progress)
+            with clock("frames solved afresh"):
+                merged = _reseeded(model, get, first, reseed, config, weights, skin, progress)
         if before_second_pass is not None:  # first: a refitted background also judges the twins better
-            before_second_pass(merged)
-        twin = _better_twin(model, get, merged, config, weights, skin) if config.twins else None
-        vote = config.twins and twin is None and config.twin_vote > 0
-        if vote and not refine:
-            twin, vote = _voted_twin(model, get, merged, config, weights, skin), False
+            with clock("before the second pass"):
+                before_second_pass(merged)
+        with clock("kinematic twins"):
+            twin = _better_twin(model, get, merged, config, weights, skin) if config.twins else None
+            vote = config.twins and twin is None and config.twin_vote > 0
+            if vote and not refine:
+                twin, vote = _voted_twin(model, get, merged, config, weights, skin), False
         if not (refine or before_second_pass or twin is not None or merged is not first):
-            return _repaired_backward(model, get, first, config, weights, skin, progress)
+            with clock("backward repair"):
+                return _repaired_backward(model, get, first, config, weights, skin, progress)
         earlier = merged if twin is None else dataclasses.replace(merged, joints=twin)
         if refine:
-            viewmats, Ks = _refine_camera(model, get, earlier, config, weights, skin, progress)
+            with clock("camera refinement"):
+                viewmats, Ks = _refine_camera(model, get, earlier, config, weights, skin, progress)
         if vote:  # under the refined camera: the first pass' can favour the wrong twin (`TrackConfig.twin_vote`)
-            voted = _voted_twin(model, get, _seen_by(merged, viewmats, Ks), config, weights, skin)
+            with clock("kinematic twins"):
+                voted = _voted_twin(model, get, _seen_by(merged, viewmats, Ks), config, weights, skin)
             earlier = earlier if voted is None else dataclasses.replace(merged, joints=voted)
         if refine and config.gauge > 0:
-            turned = _turned_gauge(model, get, _seen_by(earlier, viewmats, Ks), config, weights, skin)
+            with clock("gauge"):
+                turned = _turned_gauge(model, get, _seen_by(earlier, viewmats, Ks), config, weights, skin)
             if turned is not None:
                 earlier, viewmats = turned, turned.viewmats[:1]
                 if before_second_pass is not None:
-                    before_second_pass(turned)
+                    with clock("before the second pass"):
+                        before_second_pass(turned)
     except KeyboardInterrupt:
         return dataclasses.replace(first, interrupted=True)
-    second = _track_pass(model, get, num_frames, earlier.joints, viewmats, Ks, config, weights, skin, progress,
-                         on_frame)  # fmt: skip
+    with clock("second pass"):
+        second = _track_pass(model, get, num_frames, earlier.joints, viewmats, Ks, config, weights, skin, progress,
+                             on_frame)  # fmt: skip
     if second.interrupted:
         return dataclasses.replace(first, interrupted=True)
-    return _repaired_backward(model, get, second, config, weights, skin, progress)
+    with clock("backward repair"):
+        return _repaired_backward(model, get, second, config, weights, skin, progress)
 
 
 def _seen_by(tracked: Track, viewmats: Tensor, Ks: Tensor) -> Track:

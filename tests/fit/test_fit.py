@@ -111,6 +111,21 @@ def test_a_video_is_tracked_with_warm_starts(toy_model, optimizer):
     assert error.mean() < 3.0, error
 
 
+def test_each_stage_is_timed_and_announced(toy_model, capsys):
+    """Where a long run's time went: frame 0 and each of `track`'s stages, named as each starts."""
+    cam = toy_camera(80, 60)
+    truth = TRUE + torch.linspace(0, 1, 4)[:, None] * torch.tensor([[0.2, -0.2, 0.2]])
+    frames = render_frames(toy_model, truth, cam, checker(cam.width, cam.height))
+    tracking = TrackConfig(reseeds=0, fit=FitConfig(steps=(5,), scales=(1.0,), optimizer="lbfgs"))
+    config = ReconstructConfig(working_width=80, background="border", track=tracking)
+    rec = reconstruct(toy_model, list(frames), cam.Ks, config, viewmat=cam.viewmats, joints=truth[0], progress=True)
+    stages = rec.seconds_per_stage
+    assert {"first frame", "first pass", "backward repair"} <= set(stages) and min(stages.values()) >= 0
+    assert sum(stages.values()) <= rec.seconds_first + rec.seconds_track + 0.05
+    announced = capsys.readouterr().err
+    assert all(f"track: {name}" in announced for name in stages if name != "first frame")
+
+
 def test_fast_motion_that_stops_is_fitted_from_both_starts_and_keeps_the_better(toy_model, monkeypatch):
     """`TrackConfig.velocity_and_still`: after a fast swing the arm stops dead, so the constant-velocity prediction
     overshoots; each frame is also fitted from the previous estimate and the lower loss is kept."""
