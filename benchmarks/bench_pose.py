@@ -172,6 +172,9 @@ def main() -> None:
     lines = [f"{args.checkpoint}, {args.root}, detector {'none' if detector is None else 'yes'}, CPU ({torch.get_num_threads()} threads), torch {torch.__version__}, "
              f"{platform.machine()}", ""] + header  # fmt: skip
     lines += [row(n, m) for n, m in results.items() if n != "scratch"]
+    stages = [f"- {n}: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in m["seconds_per_stage"].items())
+              for n, m in results.items() if n != "scratch"]  # fmt: skip
+    lines += ["", "Seconds per stage:", *stages] if stages else []
     if "scratch" in results:
         s = results["scratch"]
         lines += ["", f"From scratch on {s['trials']} random frames: {100 * s['success_rate']:.0f}% under "
