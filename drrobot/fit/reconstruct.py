@@ -80,7 +80,12 @@ class Reconstruction:
     seconds_first: float  # solving frame 0
     seconds_track: float  # tracking the rest (all passes)
     interrupted: bool = False  # Ctrl-C during tracking: the frames done so far (len(names) < the frames given)
-    seconds_per_stage: dict[str, float] = dataclasses.field(default_factory=dict)  # frame 0, then `track`'s stages
+    seconds_tracking_stages: dict[str, float] = dataclasses.field(default_factory=dict)  # `track`'s (Track.seconds)
+
+    @property
+    def seconds_per_stage(self) -> dict[str, float]:
+        """Frame 0's solve, then each of `track`'s stages."""
+        return {"first frame": self.seconds_first, **self.seconds_tracking_stages}
 
     @property
     def fps(self) -> float:
@@ -240,7 +245,7 @@ def reconstruct(
         seconds_first=first_done - start_time,
         seconds_track=time.perf_counter() - first_done,
         interrupted=result.interrupted,
-        seconds_per_stage={"first frame": first_done - start_time, **result.seconds},
+        seconds_tracking_stages=result.seconds,
     )
 
 

@@ -285,7 +285,7 @@ def test_validation_reports_each_keypoints_error():
     in_view = np.ones((5, 3), bool)
     in_view[:, 2] = False  # never in view: no error to report
     in_view[0, 1] = False
-    report = validate(OffByKeypoint(), images, truth.numpy(), in_view, batch=len(images))
+    report = validate(OffByKeypoint(), images, truth.numpy(), in_view, batch=len(images))  # one call: all views
     assert report["per_keypoint_median_px"][:2] == pytest.approx([0.0, 1.0], abs=1e-5)
     assert report["per_keypoint_median_px"][2] is None
     assert report["keypoints"] == 9 and report["p90_px"] == pytest.approx(1.0, abs=1e-5)  # 5 exact, 4 one pixel off
