@@ -9,8 +9,9 @@ match. Pixels outside the box show the background in every hypothesis, so their 
 the box has the same gradients as on the whole image (up to SSIM windows at the box's border) and differs from it
 by a constant.
 
-Cropping applies to one instant (Bo = 1) without masks or plug-in terms (a CLIP score looks at the whole image);
-`can_crop` says whether an observation and objective qualify.
+An observation of several instants, one per hypothesis (Bo = B: keyframes sharing one camera), gets one box per
+instant, all of the same size. Cropping applies without masks or plug-in terms (a CLIP score looks at the whole
+image); `can_crop` says whether an observation and objective qualify.
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ _WORTH_IT = 0.8  # a box covering more than this share of the image is not cropp
 
 @dataclasses.dataclass(frozen=True)
 class Box:
-    """The same-sized crop of each camera's image."""
+    """The same-sized crop of each instant's and camera's image."""
 
-    left: tuple[int, ...]  # [C] first column per camera
-    top: tuple[int, ...]  # [C] first row per camera
+    left: tuple[tuple[int, ...], ...]  # [Bo][C] first column per instant and camera
+    top: tuple[tuple[int, ...], ...]  # [Bo][C] first row
     width: int
     height: int
+
+    def corners(self, like: Tensor) -> Tensor:
+        """The boxes' top-left corners [Bo, C, 2] (x, y) as `like`'s dtype and device."""
+        return torch.stack([torch.tensor(self.left), torch.tensor(self.top)], dim=-1).to(like)
 
 
 def can_crop(observation: Observation, objective: Objective) -> bool:
     """Whether an objective on this observation may be evaluated on a crop (see the module docstring)."""
-    return observation.images.shape[0] == 1 and observation.masks is None and not objective.extra
+    return observation.masks is None and not objective.extra
 
 
 @torch.no_grad()
@@ -53,25 +58,27 @@ def robot_box(
     grow: float,  # share of the box's longer side added on each side
     skinning_weights: Tensor,  # [N, L]
     base_pose: Tensor | None = None,  # [B, 7]
+    per_hypothesis: bool = False,  # one box per hypothesis (each sees its own instant), else one for all
 ) -> Box | None:
-    """The box [per camera] holding every hypothesis' posed Gaussians (centres), grown; None when it would cover
-    most of the image, the robot is behind a camera or (nearly) out of view."""
+    """The box [per instant and camera] holding the hypotheses' posed Gaussians (centres), grown; None when it
+    would cover most of the image, the robot is behind a camera or (nearly) out of view."""
     means = model.pose_gaussians(joints, base_pose, skinning_weights, appearance=False).means  # [B, N, 3]
     uv, _, in_front = project_points(means, viewmats, Ks)  # [B, C, N, 2], [B, C, N]
     if not bool(in_front.all()):
         return None
-    lo = uv.amin(dim=(0, 2))  # [C, 2]
-    hi = uv.amax(dim=(0, 2))
-    pad = grow * (hi - lo).amax(dim=-1, keepdim=True) + _SSIM_HALF_WINDOW  # [C, 1]
+    lo, hi = uv.amin(dim=2), uv.amax(dim=2)  # [B, C, 2]
+    if not per_hypothesis:
+        lo, hi = lo.amin(dim=0, keepdim=True), hi.amax(dim=0, keepdim=True)  # [1, C, 2]
+    pad = grow * (hi - lo).amax(dim=-1, keepdim=True) + _SSIM_HALF_WINDOW  # [Bo, C, 1]
     lo = (lo - pad).floor().clamp_min(0)
     hi = torch.minimum((hi + pad).ceil(), torch.tensor([width, height], dtype=hi.dtype, device=hi.device))
-    size = (hi - lo).clamp_min(1).amax(dim=0)  # [2] the largest camera's box, shared
+    size = (hi - lo).clamp_min(1).flatten(0, 1).amax(dim=0)  # [2] the largest box, shared
     box_width, box_height = int(size[0]), int(size[1])
     if box_width * box_height > _WORTH_IT * width * height or min(box_width, box_height) <= 2 * _SSIM_HALF_WINDOW:
         return None  # nothing to gain, or the robot is (nearly) out of view
-    left = [min(int(x), width - box_width) for x in lo[:, 0]]  # a box grown to the shared size stays inside
-    top = [min(int(y), height - box_height) for y in lo[:, 1]]
-    return Box(tuple(left), tuple(top), box_width, box_height)
+    left = lo[..., 0].clamp_max(width - box_width).int().tolist()  # a box grown to the shared size stays inside
+    top = lo[..., 1].clamp_max(height - box_height).int().tolist()
+    return Box(tuple(map(tuple, left)), tuple(map(tuple, top)), box_width, box_height)
 
 
 def crop_observation(observation: Observation, box: Box) -> Observation:
@@ -80,22 +87,22 @@ def crop_observation(observation: Observation, box: Box) -> Observation:
     def cut(x: Tensor | None) -> Tensor | None:  # [Bo, C, H, W, ...] -> [Bo, C, h, w, ...]
         if x is None:
             return None
-        return torch.stack([x[:, c, t : t + box.height, l : l + box.width] for c, (l, t) in
-                            enumerate(zip(box.left, box.top))], dim=1)  # fmt: skip
+        return torch.stack([torch.stack([x[b, c, t : t + box.height, l : l + box.width] for c, (l, t) in
+                                         enumerate(zip(lefts, tops))]) for b, (lefts, tops) in
+                            enumerate(zip(box.left, box.top))])  # fmt: skip
 
     keypoints = observation.keypoints
     if keypoints is not None:
-        offset = torch.tensor([box.left, box.top], dtype=keypoints.uv.dtype, device=keypoints.uv.device).T  # [C, 2]
-        keypoints = dataclasses.replace(keypoints, uv=keypoints.uv - offset[:, None])
+        keypoints = dataclasses.replace(keypoints, uv=keypoints.uv - box.corners(keypoints.uv)[:, :, None])
     return Observation(cut(observation.images), cut(observation.backgrounds), cut(observation.masks), keypoints,
                        cut(observation.moving), cut(observation.still))  # fmt: skip
 
 
 def shift_intrinsics(Ks: Tensor, box: Box) -> Tensor:
-    """Ks [B, C, 3, 3] of the whole image -> of the box (principal point moved by the box's corner)."""
-    offset = torch.tensor([box.left, box.top], dtype=Ks.dtype, device=Ks.device).T  # [C, 2]
+    """Ks [B, C, 3, 3] of the whole image -> of the box (principal point moved by the box's corner; B = Bo, or one
+    box for all)."""
     shifted = Ks.clone()
-    shifted[..., :2, 2] -= offset
+    shifted[..., :2, 2] -= box.corners(Ks)
     return shifted
 
 

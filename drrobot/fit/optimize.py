@@ -59,8 +59,9 @@ class FitConfig:
     crop: float = 0.0
     """Each level fits on a box around the hypotheses' projected robot at the level's start, grown on each side by
     this share of the box's size (`drrobot.fit.crop`: same gradients, a fraction of the pixels; the reported
-    losses are the whole image's: the box's plus the rest's, measured at the level's start). For fits that stay
-    near their start, e.g. video frames; 0: the whole image."""
+    losses are the whole image's: the box's plus the rest's, measured at the level's start). With one instant per
+    hypothesis (keyframes sharing a camera), each gets the box around its own robot. For fits that stay near their
+    start, e.g. video frames; 0: the whole image."""
 
     def __post_init__(self):
         if len(self.steps) != len(self.scales) or not self.steps:
@@ -292,7 +293,8 @@ def _level_loss(model: RobotModel, params: PoseParameters, level: Observation, o
         return whole
     with torch.no_grad():
         box = robot_box(model, params.joints(), params.viewmats(), _intrinsics_at(params, level), level.width,
-                        level.height, config.crop, weights, params.base_pose())  # fmt: skip
+                        level.height, config.crop, weights, params.base_pose(),
+                        per_hypothesis=level.images.shape[0] > 1)  # fmt: skip
     if box is None:
         return whole
     seen = crop_observation(level, box)
