@@ -110,7 +110,9 @@ def cropped_weights(weights: ObjectiveWeights, whole: Observation, cropped: Obse
     """Weights that make the objective on `cropped` (`crop_observation` of `whole`) differ from the whole image's
     by a constant: per-pixel means (photometric, edges) scale by the box's share of the pixels, coverage by its
     share of the foreground (exclusion, a share of the rendered robot, keeps its weight: the robot is inside the
-    box)."""
+    box). That share is pooled over the instants and cameras (a weight is one number), so with several of them the
+    coverage term's gradients are exact only where each box holds the same share of its own foreground (shadows or
+    background-model noise outside one box weigh that instant's coverage slightly up)."""
     pixels = cropped.width * cropped.height / (whole.width * whole.height)
     changes = {"photometric": weights.photometric * pixels, "edges": weights.edges * pixels}
     if whole.moving is not None:  # coverage_loss's normalisers
