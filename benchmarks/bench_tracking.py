@@ -10,6 +10,8 @@ default 0: the whole image), or Adam steps at that joint learning rate decaying 
 (with the earlier tracker's early stop: patience 4, tolerance 2e-3).
 `--stride S` tracks every S-th frame (a subsampled video: S times the motion per frame); `--velocity V` is
 `TrackConfig.velocity` (the constant-velocity start), `--velocity-and-still` `TrackConfig.velocity_and_still`.
+`--plain` times the forward pass alone (no kinematic twins, no backward repair), the README's "one tracking pass".
+The median background is computed before the clock starts.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def parse_fit(text: str) -> FitConfig:
 
 
 def track_known_start(model, directory: Path, frames: int, fit: FitConfig, stride: int = 1, velocity: float = 0.0,
-                      both: bool = False, width: int = 320) -> dict:  # fmt: skip
+                      both: bool = False, width: int = 320, plain: bool = False) -> dict:  # fmt: skip
     sequence = load_dream(directory)
     truth = dream_truth(sequence, model)
     truth_joints = truth.joints[::stride]  # [T, J]
@@ -62,10 +64,12 @@ def track_known_start(model, directory: Path, frames: int, fit: FitConfig, strid
     K = scale_intrinsics(torch.as_tensor(sequence.K, dtype=torch.float32), width / sequence.width,
                          height / sequence.height)  # fmt: skip
     data = FrameTensors(images, None, width, height, "median", model.device, 64)
+    data[0]  # the median background, outside the timing
     middle = model.joint_spec.denormalize(np.zeros(model.joint_spec.dof))
     start_joints = torch.as_tensor(np.where(np.isnan(truth_joints[0]), middle, truth_joints[0]), dtype=torch.float32)
     start = FitResult(start_joints[None], viewmat[None, None], K[None, None], None, torch.zeros(1), {}, [], 0)
-    config = TrackConfig(fit=fit, refine_camera=False, velocity=velocity, velocity_and_still=both)
+    config = TrackConfig(fit=fit, refine_camera=False, velocity=velocity, velocity_and_still=both,
+                         twins=not plain, backward=not plain)  # fmt: skip
     begin = time.perf_counter()
     result = track(model, data, frames, start, config)
     seconds = time.perf_counter() - begin
@@ -85,6 +89,7 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=1, help="track every stride-th frame")
     parser.add_argument("--velocity", type=float, default=0.0, help="TrackConfig.velocity")
     parser.add_argument("--velocity-and-still", action="store_true", help="TrackConfig.velocity_and_still")
+    parser.add_argument("--plain", action="store_true", help="the forward pass alone: no twins, no backward repair")
     args = parser.parse_args()
     fits = args.fit or ["lbfgs:25"]
     model = load_checkpoint(args.checkpoint).model.eval()
@@ -93,9 +98,10 @@ def main() -> None:
     for camera in args.cameras:
         for text in fits:
             m = track_known_start(model, args.root / camera, args.frames, parse_fit(text), args.stride, args.velocity,
-                                  args.velocity_and_still)  # fmt: skip
+                                  args.velocity_and_still, plain=args.plain)  # fmt: skip
             by = ", ".join(f"{e:.1f}" for e in m["by_frame_deg"][::5])
-            label = f"`{text}`, stride {args.stride}, velocity {args.velocity:g}" + " and still" * args.velocity_and_still
+            label = (f"`{text}`, stride {args.stride}, velocity {args.velocity:g}" + " and still" * args.velocity_and_still
+                     + ", plain pass" * args.plain)  # fmt: skip
             print(f"| {camera} | {label} | {m['mean_deg']:.2f} | {by} | {m['fps']:.2f} |", flush=True)
 
 
