@@ -46,7 +46,7 @@ from drrobot.nn import matmul_precision
 from drrobot.ply import export_ply
 from drrobot.render import RASTERIZE_MODES, rasterize, sh_colors
 from drrobot.robots import RobotDescription, load_robot
-from drrobot.skinning import SkinningConfig, SkinningField, blend_transforms, relative_transforms
+from drrobot.skinning import SkinningConfig, SkinningField, blend_transforms, relative_transforms, skin_gaussians
 
 JOINT_LIMIT_POLICIES = ("clamp", "error")
 LIMIT_TOLERANCE = 1e-5  # radians / metres outside a limit that pass silently (float round trips)
@@ -274,21 +274,24 @@ class RobotModel(nn.Module):
         g = self.gaussians
         link_poses = self.kinematics.link_poses(joints, base_pose)  # [B, L, 4, 4]
         weights = self.skinning_weights() if skinning_weights is None else skinning_weights  # [N, L]
-        blend = self.skinning_transforms(link_poses, weights)  # [B, N]
-        means = blend.apply_points(g.means)  # [B, N, 3]
         sh = g.colors_sh()  # [N, K, 3]
-        log_scales, opacity_logits, quats = g.scales, g.opacities, g.quats  # [N, 3], [N], [N, 4]
+        log_scales, opacity_logits = g.scales, g.opacities  # [N, 3], [N]
         if self.appearance is not None and appearance:
+            blend = self.skinning_transforms(link_poses, weights)  # [B, N]
+            means = blend.apply_points(g.means)  # [B, N, 3]
             delta = self.appearance(g.means, means, self.joint_spec.normalize(joints))
             log_scales = log_scales + delta.scales  # [B, N, 3]
             opacity_logits = opacity_logits + delta.opacities  # [B, N]
-            quats = quats + delta.quats  # [B, N, 4]
+            quats = blend.apply_quats(g.quats + delta.quats)  # [B, N, 4]
             sh_rest = g.shN + delta.shN if delta.shN is not None else g.shN.expand(len(joints), *g.shN.shape)
             sh = torch.cat([g.sh0 + delta.sh0, sh_rest], dim=2)  # [B, N, K, 3]
+        else:  # one fused kernel where it applies (a fit: nothing but the pose takes gradients)
+            means, quats = skin_gaussians(weights, relative_transforms(link_poses, self.canonical_link_poses),
+                                          g.means, g.quats)  # fmt: skip
         B = len(joints)
         return PosedGaussians(
             means=means,
-            quats=blend.apply_quats(quats),
+            quats=quats,
             scales=log_scales.exp().expand(B, -1, -1),
             opacities=torch.sigmoid(opacity_logits).expand(B, -1),
             sh=sh.expand(B, *sh.shape[-3:]),

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from drrobot.nn import PositionEncoder, matmul_precision, mlp
 from drrobot.quaternion import quat_multiply, rotmat_to_quat
+from drrobot.render.extension import load_extension
 
 
 @dataclass
@@ -109,8 +110,57 @@ def blend_transforms(weights: Tensor, transforms: Tensor) -> BlendedTransforms:
     B, L = transforms.shape[:2]
     affine = (weights @ transforms[:, :, :3, :].reshape(B, L, 12)).reshape(B, -1, 3, 4)  # [B, N, 3, 4]
     link_quats = rotmat_to_quat(transforms[:, :, :3, :3])  # [B, L, 4]
-    dots = link_quats @ link_quats.transpose(1, 2)  # [B, L, L]
-    same_side = torch.where(dots < 0, -1.0, 1.0).to(dots)  # [B, L, L] flip link l into link k's hemisphere
-    signed = weights * same_side[:, weights.argmax(dim=-1)]  # [B, N, L], aligned to each Gaussian's main link
+    signed = weights * _hemisphere_signs(link_quats)[:, weights.argmax(dim=-1)]  # [B, N, L], per main link
     rotations = signed @ link_quats  # [B, N, 4]
     return BlendedTransforms(affine, rotations / rotations.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
+
+def _hemisphere_signs(link_quats: Tensor) -> Tensor:
+    """[B, L, L]: +-1 that flips link l's quaternion (of [B, L, 4]) into link k's hemisphere, at [b, k, l]."""
+    dots = link_quats @ link_quats.transpose(1, 2)  # [B, L, L]
+    return torch.where(dots < 0, -1.0, 1.0).to(dots)
+
+
+def skin_gaussians(weights: Tensor, transforms: Tensor, means: Tensor, quats: Tensor, impl: str = "auto"
+                   ) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Gaussians [N] moved by the links' motions [B, L, 4, 4] (`relative_transforms`) with skinning weights [N, L]:
+    means [N, 3] -> [B, N, 3], rotations [N, 4] (wxyz, any norm) -> unit [B, N, 4]; `blend_transforms` applied.
+
+    impl: "torch" (the blend above, everything differentiable), "cpp" (one fused C++ loop forward and backward,
+    `csrc/skin_cpu.cpp`: CPU, gradients for `transforms` only, so weights, means and quats must not require them:
+    the fitting path) or "auto" (cpp where it applies and the extension is available). The tests compare the two.
+    """
+    if impl not in ("auto", "torch", "cpp"):
+        raise ValueError(f"impl must be 'auto', 'torch' or 'cpp', got {impl!r}")
+    fused_applies = transforms.device.type == "cpu" and not any(t.requires_grad for t in (weights, means, quats))
+    if impl == "cpp" and not fused_applies:
+        raise ValueError("impl='cpp' needs CPU tensors and weights, means and quats without gradient (use 'torch')")
+    if impl == "cpp" or (impl == "auto" and fused_applies):
+        if load_extension() is not None:
+            link_quats = rotmat_to_quat(transforms[:, :, :3, :3])  # [B, L, 4]
+            table = _hemisphere_signs(link_quats)[..., None] * link_quats[:, None]  # [B, L, L, 4] flipped per main link
+            dtype = transforms.dtype
+            return _SkinCpp.apply(weights.to(dtype).contiguous(), transforms[:, :, :3, :].contiguous(),
+                                  table.contiguous(), means.to(dtype).contiguous(), quats.to(dtype).contiguous())  # fmt: skip
+        if impl == "cpp":
+            raise RuntimeError("impl='cpp' requested but the C++ extension is unavailable")
+    blend = blend_transforms(weights, transforms)
+    return blend.apply_points(means), blend.apply_quats(quats)
+
+
+class _SkinCpp(torch.autograd.Function):
+    """The fused C++ skinning; its backward recomputes the blends."""
+
+    @staticmethod
+    def forward(ctx, weights, affine, table, means, quats):
+        ctx.save_for_backward(weights, affine, table, means, quats)
+        return tuple(load_extension().skin_forward(weights, affine, table, means, quats))
+
+    @staticmethod
+    def backward(ctx, v_means, v_quats):
+        weights, affine, table, means, quats = ctx.saved_tensors
+        B, N = affine.shape[0], weights.shape[0]
+        v_means = means.new_zeros(B, N, 3) if v_means is None else v_means.contiguous()
+        v_quats = means.new_zeros(B, N, 4) if v_quats is None else v_quats.contiguous()
+        v_affine, v_table = load_extension().skin_backward(weights, affine, table, means, quats, v_means, v_quats)
+        return None, v_affine, v_table, None, None

@@ -11,6 +11,7 @@ Two implementations of `project_gaussians`:
 - ``"cpp"``: one fused C++/OpenMP loop per (camera, Gaussian) forward and backward (``csrc/project_cpu.cpp``,
   built with the compositing kernel, see `extension.py`); CPU, gradients for means, covars and viewmats. The
   torch version is its twin: the tests compare values and gradients. "auto" picks it where it applies.
+`quat_scale_to_covar` has the same two implementations (``csrc/covar_cpu.cpp``: one loop per Gaussian).
 """
 
 from __future__ import annotations
@@ -56,13 +57,43 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
     return R.reshape(quats.shape[:-1] + (3, 3))
 
 
-def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
+def quat_scale_to_covar(quats: Tensor, scales: Tensor, impl: str = "auto") -> Tensor:
     """3D covariances R S S^T R^T.
 
-    quats: [..., 4] (wxyz, any norm), scales: [..., 3] (linear). Returns [..., 3, 3].
+    quats: [..., 4] (wxyz, any norm), scales: [..., 3] (linear), the same batch shape. Returns [..., 3, 3].
+    impl: "torch", "cpp" (one fused C++ loop forward and backward, CPU tensors) or "auto" (cpp where available).
     """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    fused_applies = quats.device.type == "cpu" and quats.shape[:-1] == scales.shape[:-1]
+    if impl == "cpp" and not fused_applies:
+        raise ValueError("impl='cpp' needs CPU tensors of one batch shape (use impl='torch')")
+    if impl == "cpp" or (impl == "auto" and fused_applies):
+        if load_extension() is not None:
+            batch = quats.shape[:-1]
+            dtype = torch.promote_types(quats.dtype, scales.dtype)
+            covars = _CovarCpp.apply(quats.reshape(-1, 4).to(dtype), scales.reshape(-1, 3).to(dtype))
+            return covars.reshape(batch + (3, 3))
+        if impl == "cpp":
+            raise RuntimeError("impl='cpp' requested but the C++ rendering extension is unavailable")
     M = quat_to_rotmat(quats) * scales[..., None, :]
     return M @ M.transpose(-1, -2)
+
+
+class _CovarCpp(torch.autograd.Function):
+    """The fused C++ covariances; the backward recomputes the rotation matrices."""
+
+    @staticmethod
+    def forward(ctx, quats, scales):  # [N, 4], [N, 3]
+        quats, scales = quats.contiguous(), scales.contiguous()
+        ctx.save_for_backward(quats, scales)
+        return load_extension().covar_forward(quats, scales)  # [N, 3, 3]
+
+    @staticmethod
+    def backward(ctx, v_covars):
+        quats, scales = ctx.saved_tensors
+        v_quats, v_scales = load_extension().covar_backward(quats, scales, v_covars.contiguous())
+        return v_quats, v_scales
 
 
 def project_gaussians(

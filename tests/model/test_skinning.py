@@ -7,7 +7,8 @@ import torch
 
 from drrobot.quaternion import quat_multiply, rotmat_to_quat
 from drrobot.render import quat_to_rotmat
-from drrobot.skinning import SkinningConfig, SkinningField, blend_transforms, relative_transforms
+from drrobot.render.extension import load_extension
+from drrobot.skinning import SkinningConfig, SkinningField, blend_transforms, relative_transforms, skin_gaussians
 
 
 def random_transforms(*batch, seed=0) -> torch.Tensor:
@@ -86,3 +87,48 @@ def test_blend_shapes_and_memory_scale():
     blend = blend_transforms(torch.rand(N, L).softmax(-1), random_transforms(B, L))
     assert blend.affine.shape == (B, N, 3, 4) and blend.rotations.shape == (B, N, 4)
     assert torch.allclose(blend.rotations.norm(dim=-1), torch.ones(B, N))
+
+
+needs_ext = pytest.mark.skipif(load_extension() is None, reason="C++ extension unavailable")
+
+
+def _skin_both(dtype):
+    """Posed means, rotations and the link motions' gradient of one random loss, from the fused C++ skinning and
+    from its torch twin: 3 poses, 6 links at random rotations (so the hemisphere flips happen), softmax weights."""
+    N, L = 300, 6
+    g = torch.Generator().manual_seed(5)
+    weights = (3 * torch.randn(N, L, generator=g, dtype=dtype)).softmax(-1)
+    means, quats = torch.randn(N, 3, generator=g, dtype=dtype), torch.randn(N, 4, generator=g, dtype=dtype)
+    transforms = random_transforms(3, L, seed=6).to(dtype)
+    results = []
+    for impl in ("cpp", "torch"):
+        T = transforms.clone().requires_grad_(True)
+        posed_means, posed_quats = skin_gaussians(weights, T, means, quats, impl=impl)
+        r = torch.Generator().manual_seed(7)
+        loss = sum((x * torch.randn(x.shape, generator=r, dtype=dtype)).sum() for x in (posed_means, posed_quats))
+        results.append((posed_means, posed_quats, torch.autograd.grad(loss, T)[0]))
+    return results
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_skinning_matches_its_torch_twin(dtype):
+    rtol = 1e-5 if dtype == torch.float32 else 1e-12  # float32: the twin sums gradients in float32, C++ in float64
+    for name, fused, twin in zip(("means", "quats", "d/dtransforms"), *_skin_both(dtype)):
+        torch.testing.assert_close(fused, twin, rtol=rtol, atol=rtol * float(twin.abs().max()),
+                                   msg=lambda m, name=name: f"{name}: {m}")  # fmt: skip
+
+
+@needs_ext
+def test_fused_skinning_leaves_trainable_inputs_to_the_twin():
+    """Training differentiates the weights, means and rotations: "auto" then takes the torch path; "cpp" refuses."""
+    N, L = 40, 3
+    weights = torch.rand(N, L).softmax(-1).requires_grad_(True)
+    means, quats, T = torch.randn(N, 3), torch.randn(N, 4), random_transforms(2, L, seed=8)
+    posed_means, _ = skin_gaussians(weights, T, means, quats)
+    posed_means.sum().backward()
+    assert weights.grad is not None and weights.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="impl='cpp' needs"):
+        skin_gaussians(weights, T, means, quats, impl="cpp")
+    with pytest.raises(ValueError, match="impl must be"):
+        skin_gaussians(weights.detach(), T, means, quats, impl="cuda")

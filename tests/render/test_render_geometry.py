@@ -195,3 +195,31 @@ def test_fused_projection_is_used_where_it_applies():
         project_gaussians(means, covars, viewmats, focal, W, H, impl="cpp")
     with pytest.raises(ValueError, match="impl must be one of"):
         project_gaussians(means, covars, viewmats, Ks, W, H, impl="cuda")
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_covariances_match_their_torch_twin(dtype):
+    _, quats, scales, _ = _random_gaussians(10, dtype=dtype)
+    results = []
+    for impl in ("cpp", "torch"):
+        q, s = quats.clone().requires_grad_(True), scales.clone().requires_grad_(True)
+        covars = quat_scale_to_covar(q, s, impl=impl)
+        weights = torch.randn(covars.shape, generator=torch.Generator().manual_seed(11), dtype=dtype)
+        results.append((covars, *torch.autograd.grad((covars * weights).sum(), (q, s))))
+    rtol = 1e-5 if dtype == torch.float32 else 1e-12  # float32: other operation orders, errors ~eps * the largest
+    for name, fused, twin in zip(("covars", "d/dquats", "d/dscales"), *results):
+        torch.testing.assert_close(fused, twin, rtol=rtol, atol=rtol * float(twin.abs().max()),
+                                   msg=lambda m, name=name: f"{name}: {m}")  # fmt: skip
+
+
+@needs_ext
+def test_fused_covariances_keep_batch_shapes_and_reject_what_they_cannot_do():
+    _, quats, scales, _ = _random_gaussians(12, N=24)
+    fused = quat_scale_to_covar(quats.reshape(2, 12, 4), scales.reshape(2, 12, 3))  # "auto": the C++ loop
+    assert fused.shape == (2, 12, 3, 3)
+    torch.testing.assert_close(fused, quat_scale_to_covar(quats, scales, impl="torch").reshape(2, 12, 3, 3))
+    with pytest.raises(ValueError, match="impl='cpp' needs"):
+        quat_scale_to_covar(quats, scales[:1].expand(24, 3)[:12], impl="cpp")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        quat_scale_to_covar(quats, scales, impl="cuda")

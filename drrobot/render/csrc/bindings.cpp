@@ -6,4 +6,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("backward", &composite_backward, "composite backward (CPU)");
     m.def("project_forward", &project_forward, "EWA projection forward (CPU)");
     m.def("project_backward", &project_backward, "EWA projection backward (CPU)");
+    m.def("covar_forward", &covar_forward, "3D covariances from quaternions and scales (CPU)");
+    m.def("covar_backward", &covar_backward, "3D covariances' backward (CPU)");
+    m.def("skin_forward", &skin_forward, "linear-blend skinning of Gaussians (CPU)");
+    m.def("skin_backward", &skin_backward, "linear-blend skinning's backward (CPU)");
 }

@@ -35,3 +35,14 @@ std::vector<at::Tensor> project_backward(const at::Tensor& means, const at::Tens
                                          double near_plane, double far_plane, bool calc_compensations,
                                          const at::Tensor& v_means2d, const at::Tensor& v_conics,
                                          const at::Tensor& v_depths, const at::Tensor& v_compensations);
+
+// covar_cpu.cpp: 3D covariances R(q) diag(s)^2 R(q)^T from quaternions and scales.
+at::Tensor covar_forward(const at::Tensor& quats, const at::Tensor& scales);
+std::vector<at::Tensor> covar_backward(const at::Tensor& quats, const at::Tensor& scales, const at::Tensor& v_covars);
+
+// skin_cpu.cpp: linear-blend skinning of Gaussian means and rotations (gradients to the link motions only).
+std::vector<at::Tensor> skin_forward(const at::Tensor& weights, const at::Tensor& affine,
+                                     const at::Tensor& qtab, const at::Tensor& means, const at::Tensor& quats);
+std::vector<at::Tensor> skin_backward(const at::Tensor& weights, const at::Tensor& affine,
+                                      const at::Tensor& qtab, const at::Tensor& means, const at::Tensor& quats,
+                                      const at::Tensor& v_means, const at::Tensor& v_quats);
