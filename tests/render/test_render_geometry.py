@@ -114,12 +114,15 @@ def test_spherical_harmonics_match_gsplat(degree):
     torch.testing.assert_close(spherical_harmonics(degree, dirs, coeffs), ref, rtol=1e-12, atol=1e-12)
 
 
-def test_isect_tiles_matches_gsplat():
+@pytest.mark.parametrize("impl", ["torch", "cpp"])
+def test_isect_tiles_matches_gsplat(impl):
+    if impl == "cpp" and load_extension() is None:
+        pytest.skip("C++ rendering extension unavailable")
     W, H, ts = 70, 45, 16  # partial tiles on both axes
     means, quats, scales, opac = _random_gaussians(6, N=150)
     viewmats, Ks = _cameras(W, H)
     p = project_gaussians(means, quat_scale_to_covar(quats, scales), viewmats, Ks, W, H, opacities=opac)
-    bins = isect_tiles(p.means2d, p.radii, p.depths, W, H, ts)
+    bins = isect_tiles(p.means2d, p.radii, p.depths, W, H, ts, impl=impl)
     tw, th = math.ceil(W / ts), math.ceil(H / ts)
     tiles_per_gauss, isect_ids, flatten_ids = gsplat_torch._isect_tiles(p.means2d, p.radii, p.depths, ts, tw, th)
     offsets = gsplat_torch._isect_offset_encode(isect_ids, 3, tw, th)
@@ -223,3 +226,21 @@ def test_fused_covariances_keep_batch_shapes_and_reject_what_they_cannot_do():
         quat_scale_to_covar(quats, scales[:1].expand(24, 3)[:12], impl="cpp")
     with pytest.raises(ValueError, match="impl must be one of"):
         quat_scale_to_covar(quats, scales, impl="cuda")
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_tile_binning_matches_its_torch_twin(dtype):
+    """Two images, Gaussians partly off-screen and culled, and ties in depth (broken by index in both)."""
+    W, H, ts = 83, 50, 8
+    g = torch.Generator().manual_seed(13)
+    means2d = (torch.rand(2, 300, 2, generator=g, dtype=dtype) * 1.4 - 0.2) * torch.tensor([W, H], dtype=dtype)
+    radii = torch.randint(0, 12, (2, 300, 2), generator=g, dtype=torch.int32)
+    depths = torch.randint(1, 20, (2, 300), generator=g).to(dtype)  # many equal depths
+    fused = isect_tiles(means2d, radii, depths, W, H, ts, impl="cpp")
+    twin = isect_tiles(means2d, radii, depths, W, H, ts, impl="torch")
+    assert fused.flatten_ids.numel() > 1000
+    for name in ("offsets", "flatten_ids", "tiles_per_gauss"):
+        assert torch.equal(getattr(fused, name), getattr(twin, name)), name
+    with pytest.raises(ValueError, match="impl must be"):
+        isect_tiles(means2d, radii, depths, W, H, ts, impl="cuda")

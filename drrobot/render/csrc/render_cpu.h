@@ -46,3 +46,7 @@ std::vector<at::Tensor> skin_forward(const at::Tensor& weights, const at::Tensor
 std::vector<at::Tensor> skin_backward(const at::Tensor& weights, const at::Tensor& affine,
                                       const at::Tensor& qtab, const at::Tensor& means, const at::Tensor& quats,
                                       const at::Tensor& v_means, const at::Tensor& v_quats);
+
+// tiles_cpu.cpp: binning of projected Gaussians into tiles, each tile's list sorted front to back.
+std::vector<at::Tensor> isect_tiles_cpu(const at::Tensor& means2d, const at::Tensor& radii, const at::Tensor& depths,
+                                        int64_t width, int64_t height, int64_t tile_size);
