@@ -127,12 +127,14 @@ def skin_gaussians(weights: Tensor, transforms: Tensor, means: Tensor, quats: Te
     means [N, 3] -> [B, N, 3], rotations [N, 4] (wxyz, any norm) -> unit [B, N, 4]; `blend_transforms` applied.
 
     impl: "torch" (the blend above, everything differentiable), "cpp" (one fused C++ loop forward and backward,
-    `csrc/skin_cpu.cpp`: CPU, gradients for `transforms` only, so weights, means and quats must not require them:
-    the fitting path) or "auto" (cpp where it applies and the extension is available). The tests compare the two.
+    `csrc/skin_cpu.cpp`: CPU, gradients for `transforms` only, so weights, means and quats must not require them,
+    as in a fit or under `torch.no_grad()`) or "auto" (cpp where it applies and the extension is available). The
+    tests compare the two.
     """
     if impl not in ("auto", "torch", "cpp"):
         raise ValueError(f"impl must be 'auto', 'torch' or 'cpp', got {impl!r}")
-    fused_applies = transforms.device.type == "cpu" and not any(t.requires_grad for t in (weights, means, quats))
+    constants = not torch.is_grad_enabled() or not any(t.requires_grad for t in (weights, means, quats))
+    fused_applies = transforms.device.type == "cpu" and constants
     if impl == "cpp" and not fused_applies:
         raise ValueError("impl='cpp' needs CPU tensors and weights, means and quats without gradient (use 'torch')")
     if impl == "cpp" or (impl == "auto" and fused_applies):

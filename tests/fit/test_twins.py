@@ -157,6 +157,25 @@ def test_the_twin_vote_judges_under_the_refined_camera(zyz_model, monkeypatch):
     assert not torch.equal(seen[0][0], zyz_camera().viewmats[None])  # refined: not the start's camera
 
 
+def test_the_limit_rule_looks_again_under_the_refined_camera(zyz_model, monkeypatch):
+    """Where the first pass' camera hid it, the refined camera can show a twin freeing a pressed limit (look-alike
+    azure: the hand's half turn, better at every pressed keyframe only under the refined camera)."""
+    seen = []
+    better = solve._better_twin
+
+    def recording_rule(model, get, first, *args):
+        seen.append(first.viewmats.clone())  # [T, C, 4, 4]
+        return better(model, get, first, *args)
+
+    monkeypatch.setattr(solve, "_better_twin", recording_rule)
+    c_path = torch.linspace(-0.8, -0.5, 6)  # no limit pressed: the rule finds nothing, the vote decides
+    config = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), keyframes=4,
+                         camera_fit=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
+    error, result = track_from_the_wrong_twin(zyz_model, c_path, config)
+    assert error.max() < 5.0
+    assert len(seen) == 2 and torch.equal(seen[1], result.viewmats) and not torch.equal(seen[0], seen[1])
+
+
 def test_twins_the_image_cannot_tell_apart_go_to_the_one_nearest_the_prior(tmp_path):
     """Without the red box the shoulder's twins look the same: the one nearest the middle of the limits wins,
     wherever the search started."""

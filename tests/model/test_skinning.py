@@ -121,7 +121,8 @@ def test_fused_skinning_matches_its_torch_twin(dtype):
 
 @needs_ext
 def test_fused_skinning_leaves_trainable_inputs_to_the_twin():
-    """Training differentiates the weights, means and rotations: "auto" then takes the torch path; "cpp" refuses."""
+    """Training differentiates the weights, means and rotations: "auto" then takes the torch path; "cpp" refuses
+    (unless under no_grad)."""
     N, L = 40, 3
     weights = torch.rand(N, L).softmax(-1).requires_grad_(True)
     means, quats, T = torch.randn(N, 3), torch.randn(N, 4), random_transforms(2, L, seed=8)
@@ -130,5 +131,9 @@ def test_fused_skinning_leaves_trainable_inputs_to_the_twin():
     assert weights.grad is not None and weights.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="impl='cpp' needs"):
         skin_gaussians(weights, T, means, quats, impl="cpp")
+    with torch.no_grad():  # nothing to differentiate: the fused loop serves renders of a trainable model too
+        for fused, twin in zip(skin_gaussians(weights, T, means, quats, impl="cpp"),
+                               skin_gaussians(weights, T, means, quats, impl="torch")):  # fmt: skip
+            torch.testing.assert_close(fused, twin)
     with pytest.raises(ValueError, match="impl must be"):
         skin_gaussians(weights.detach(), T, means, quats, impl="cuda")
