@@ -4,7 +4,7 @@ The evaluation is the one the tracker repeats ~27 times per frame: a frame of a 
 started from the truth (`bench_tracking.py`'s set-up, 320x240, the box around the robot), captured from a short
 tracking run and then timed in isolation. The kernels compared are the covariances (`quat_scale_to_covar`), the
 skinning blend (`skin_gaussians`) and the tile binning (`isect_tiles`); both variants alternate in blocks so that
-a busy machine slows both alike.
+a busy machine slows both alike. First the two variants' loss and gradients at the same parameters are compared.
 
     python benchmarks/bench_fit_eval.py --root outputs/lookalike-slow --camera kinect360
 """
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -82,6 +83,20 @@ def main() -> None:
             loss_of().sum().backward()
             return time.perf_counter() - begin
 
+        def loss_and_gradients() -> tuple[float, Tensor]:
+            for p in params.parameters():
+                p.grad = None
+            loss = loss_of().sum()
+            loss.backward()
+            return float(loss.detach()), torch.cat([p.grad.flatten() for p in params.parameters() if p.grad is not None])
+
+        results = {}
+        for impl in times:
+            use(impl)
+            results[impl] = loss_and_gradients()
+        (loss_cpp, grad_cpp), (loss_torch, grad_torch) = results["cpp"], results["torch"]
+        print(f"loss {loss_torch:.7f} (torch) vs {loss_cpp:.7f} (cpp); gradients differ by at most "
+              f"{float((grad_cpp - grad_torch).abs().max() / grad_torch.abs().max()):.1e} of their largest")  # fmt: skip
         for _ in range(args.blocks):
             for impl in times:
                 use(impl)

@@ -38,7 +38,7 @@ def _build():
         from torch.utils.cpp_extension import load
 
         if not _already_built():
-            print("drrobot: compiling the C++ CPU rendering kernel (first use on this machine, about a minute; "
+            print("drrobot: compiling the C++ CPU kernels (first use on this machine, one to two minutes; "
                   f"set {ENV_DISABLE}=1 to skip it)...", file=sys.stderr, flush=True)  # fmt: skip
         return load(
             name=_NAME,

@@ -178,7 +178,7 @@ def test_first_build_of_the_cpu_kernel_is_announced(monkeypatch, capsys):
         assert extension._build() == "module"
     finally:
         extension._build.cache_clear()
-    assert "compiling the C++ CPU rendering kernel" in capsys.readouterr().err
+    assert "compiling the C++ CPU kernels" in capsys.readouterr().err
 
 
 def test_bfloat16_fields_agree_with_float32_and_keep_gradients():
