@@ -137,21 +137,29 @@ def test_a_track_started_on_the_wrong_twin_switches_where_most_frames_prefer_the
     assert stuck.min() > 90  # no limit pressed: no other rule switches
 
 
+REFINING = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), keyframes=4,
+                       camera_fit=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
+"""A short track that refines its camera (and so compares twins under the refined one)."""
+
+
+def cameras_seen_by(monkeypatch, name: str) -> list[Tensor]:
+    """Record the cameras [T, C, 4, 4] of every track `solve.<name>` (a twin rule) is called with."""
+    seen = []
+    rule = getattr(solve, name)
+
+    def recording(model, get, first, *args):
+        seen.append(first.viewmats.clone())
+        return rule(model, get, first, *args)
+
+    monkeypatch.setattr(solve, name, recording)
+    return seen
+
+
 def test_the_twin_vote_judges_under_the_refined_camera(zyz_model, monkeypatch):
     """The first pass' camera can favour the wrong twin (look-alike realsense, 120 frames: a shoulder twin 68 deg
     off won the vote under it); the vote sees the camera the second pass tracks with."""
-    seen = []
-    vote = solve._voted_twin
-
-    def recording_vote(model, get, first, *args):
-        seen.append(first.viewmats.clone())  # [T, C, 4, 4]
-        return vote(model, get, first, *args)
-
-    monkeypatch.setattr(solve, "_voted_twin", recording_vote)
-    c_path = torch.linspace(-0.8, -0.5, 6)
-    config = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), keyframes=4,
-                         camera_fit=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
-    error, result = track_from_the_wrong_twin(zyz_model, c_path, config)
+    seen = cameras_seen_by(monkeypatch, "_voted_twin")
+    error, result = track_from_the_wrong_twin(zyz_model, torch.linspace(-0.8, -0.5, 6), REFINING)
     assert error.max() < 5.0
     assert len(seen) == 1 and torch.equal(seen[0], result.viewmats)
     assert not torch.equal(seen[0][0], zyz_camera().viewmats[None])  # refined: not the start's camera
@@ -160,18 +168,9 @@ def test_the_twin_vote_judges_under_the_refined_camera(zyz_model, monkeypatch):
 def test_the_limit_rule_looks_again_under_the_refined_camera(zyz_model, monkeypatch):
     """Where the first pass' camera hid it, the refined camera can show a twin freeing a pressed limit (look-alike
     azure: the hand's half turn, better at every pressed keyframe only under the refined camera)."""
-    seen = []
-    better = solve._better_twin
-
-    def recording_rule(model, get, first, *args):
-        seen.append(first.viewmats.clone())  # [T, C, 4, 4]
-        return better(model, get, first, *args)
-
-    monkeypatch.setattr(solve, "_better_twin", recording_rule)
+    seen = cameras_seen_by(monkeypatch, "_better_twin")
     c_path = torch.linspace(-0.8, -0.5, 6)  # no limit pressed: the rule finds nothing, the vote decides
-    config = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), keyframes=4,
-                         camera_fit=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
-    error, result = track_from_the_wrong_twin(zyz_model, c_path, config)
+    error, result = track_from_the_wrong_twin(zyz_model, c_path, REFINING)
     assert error.max() < 5.0
     assert len(seen) == 2 and torch.equal(seen[1], result.viewmats) and not torch.equal(seen[0], seen[1])
 

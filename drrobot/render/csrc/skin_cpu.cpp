@@ -39,11 +39,21 @@ inline int64_t main_link(const scalar_t* w, int64_t L) {
     return best;
 }
 
+// One Gaussian's constants: its weights, canonical mean, dominant link and unit canonical rotation.
 template <typename scalar_t>
-inline void unit(const scalar_t* q, scalar_t* p) {
-    const scalar_t norm = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-    for (int k = 0; k < 4; ++k) p[k] = q[k] / norm;
-}
+struct Canonical {
+    const scalar_t* w;
+    const scalar_t* x;
+    int64_t dominant;
+    scalar_t p[4];
+
+    Canonical(const scalar_t* weights, const scalar_t* means, const scalar_t* quats, int64_t n, int64_t L)
+        : w(weights + n * L), x(means + n * 3), dominant(main_link(w, L)) {
+        const scalar_t* q = quats + n * 4;
+        const scalar_t norm = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+        for (int k = 0; k < 4; ++k) p[k] = q[k] / norm;
+    }
+};
 
 template <typename scalar_t>
 void forward_kernel(const scalar_t* weights, const scalar_t* affine, const scalar_t* qtab,
@@ -52,11 +62,8 @@ void forward_kernel(const scalar_t* weights, const scalar_t* affine, const scala
     const int64_t B = z.B, N = z.N, L = z.L;
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
-        const scalar_t* w = weights + n * L;
-        const scalar_t* x = means + n * 3;
-        const int64_t dominant = main_link(w, L);
-        scalar_t p[4];
-        unit(quats + n * 4, p);
+        const Canonical<scalar_t> c(weights, means, quats, n, L);
+        const scalar_t *w = c.w, *x = c.x, *p = c.p;
         for (int64_t b = 0; b < B; ++b) {
             scalar_t A[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
             const scalar_t* T = affine + b * L * 12;
@@ -65,7 +72,8 @@ void forward_kernel(const scalar_t* weights, const scalar_t* affine, const scala
             scalar_t* m = out_means + (b * N + n) * 3;
             for (int i = 0; i < 3; ++i) m[i] = A[i * 4] * x[0] + A[i * 4 + 1] * x[1] + A[i * 4 + 2] * x[2] + A[i * 4 + 3];
             scalar_t r[4];
-            const scalar_t norm = std::max(blended_rotation(w, qtab + (b * L + dominant) * L * 4, L, r), scalar_t(1e-12));
+            const scalar_t* row = qtab + (b * L + c.dominant) * L * 4;
+            const scalar_t norm = std::max(blended_rotation(w, row, L, r), scalar_t(1e-12));
             const scalar_t rw = r[0] / norm, rx = r[1] / norm, ry = r[2] / norm, rz = r[3] / norm;
             scalar_t* q = out_quats + (b * N + n) * 4;  // (r / |r|) * p, Hamilton product
             q[0] = rw * p[0] - rx * p[1] - ry * p[2] - rz * p[3];
@@ -94,11 +102,8 @@ void backward_kernel(const scalar_t* weights, const scalar_t* qtab, const scalar
         double* acc_q = acc + B * L * 12;
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < N; ++n) {
-            const scalar_t* w = weights + n * L;
-            const scalar_t* x = means + n * 3;
-            const int64_t dominant = main_link(w, L);
-            scalar_t p[4];
-            unit(quats + n * 4, p);
+            const Canonical<scalar_t> c(weights, means, quats, n, L);
+            const scalar_t *w = c.w, *x = c.x, *p = c.p;
             for (int64_t b = 0; b < B; ++b) {
                 // mean = A[:, :3] x + A[:, 3] with A = sum_l w_l T_l: dT_l = w_l [g x^T | g]
                 const scalar_t* g = v_means + (b * N + n) * 3;
@@ -109,7 +114,7 @@ void backward_kernel(const scalar_t* weights, const scalar_t* qtab, const scalar
                 for (int64_t l = 0; l < L; ++l)
                     for (int k = 0; k < 12; ++k) a[l * 12 + k] += double(w[l] * gA[k]);
                 // quat = (r / max(|r|, 1e-12)) * p
-                const int64_t row = (b * L + dominant) * L * 4;
+                const int64_t row = (b * L + c.dominant) * L * 4;
                 scalar_t r[4];
                 const scalar_t length = blended_rotation(w, qtab + row, L, r);
                 const scalar_t* v = v_quats + (b * N + n) * 4;
