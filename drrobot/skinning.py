@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from drrobot.nn import PositionEncoder, matmul_precision, mlp
 from drrobot.quaternion import quat_multiply, rotmat_to_quat
-from drrobot.render.extension import load_extension
+from drrobot.render.extension import fused_kernels, load_extension
 
 
 @dataclass
@@ -131,21 +131,14 @@ def skin_gaussians(weights: Tensor, transforms: Tensor, means: Tensor, quats: Te
     as in a fit or under `torch.no_grad()`) or "auto" (cpp where it applies and the extension is available). The
     tests compare the two.
     """
-    if impl not in ("auto", "torch", "cpp"):
-        raise ValueError(f"impl must be 'auto', 'torch' or 'cpp', got {impl!r}")
     constants = not torch.is_grad_enabled() or not any(t.requires_grad for t in (weights, means, quats))
-    fused_applies = transforms.device.type == "cpu" and constants
-    if impl == "cpp" and not fused_applies:
-        raise ValueError("impl='cpp' needs CPU tensors and weights, means and quats without gradient (use 'torch')")
-    if impl == "cpp" or (impl == "auto" and fused_applies):
-        if load_extension() is not None:
-            link_quats = rotmat_to_quat(transforms[:, :, :3, :3])  # [B, L, 4]
-            table = _hemisphere_signs(link_quats)[..., None] * link_quats[:, None]  # [B, L, L, 4] flipped per main link
-            dtype = transforms.dtype
-            return _SkinCpp.apply(weights.to(dtype).contiguous(), transforms[:, :, :3, :].contiguous(),
-                                  table.contiguous(), means.to(dtype).contiguous(), quats.to(dtype).contiguous())  # fmt: skip
-        if impl == "cpp":
-            raise RuntimeError("impl='cpp' requested but the C++ extension is unavailable")
+    applies = transforms.device.type == "cpu" and constants
+    if fused_kernels(impl, applies, "CPU tensors and weights, means and quats without gradient") is not None:
+        link_quats = rotmat_to_quat(transforms[:, :, :3, :3])  # [B, L, 4]
+        table = _hemisphere_signs(link_quats)[..., None] * link_quats[:, None]  # [B, L, L, 4] flipped per main link
+        dtype = transforms.dtype
+        return _SkinCpp.apply(weights.to(dtype).contiguous(), transforms[:, :, :3, :].contiguous(),
+                              table.contiguous(), means.to(dtype).contiguous(), quats.to(dtype).contiguous())  # fmt: skip
     blend = blend_transforms(weights, transforms)
     return blend.apply_points(means), blend.apply_quats(quats)
 

@@ -24,7 +24,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from .extension import load_extension
+from .extension import IMPLS, load_extension
 from .projection import ALPHA_THRESHOLD
 from .tiles import TileBins
 
@@ -32,7 +32,6 @@ MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
 CHUNK_ELEMENTS = 1 << 21  # bound on tiles x pixels x Gaussians evaluated per vectorised step
 MAX_CHUNK = 64  # Gaussians per tile per step (smaller: earlier stops; larger: fewer steps)
-IMPLS = ("auto", "torch", "cpp")
 
 
 def composite(

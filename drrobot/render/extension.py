@@ -25,6 +25,26 @@ def extension_disabled() -> bool:
     return os.environ.get(ENV_DISABLE, "").strip().lower() not in ("", "0", "false", "no")
 
 
+IMPLS = ("auto", "torch", "cpp")
+
+
+def fused_kernels(impl: str, applies: bool, needs: str):
+    """The compiled module for a function with a fused C++ kernel and a torch twin, as `impl` asks: "torch" (None:
+    use the twin), "cpp" or "auto" (the module where the kernel `applies` and the extension builds, else None).
+    Raises for an unknown impl, for "cpp" where the kernel does not apply (`needs` says what it needs) and for
+    "cpp" without the extension."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "torch" or (impl == "auto" and not applies):
+        return None
+    if not applies:
+        raise ValueError(f"impl='cpp' needs {needs} (use impl='torch')")
+    module = load_extension()
+    if module is None and impl == "cpp":
+        raise RuntimeError("impl='cpp' requested but the C++ rendering extension is unavailable")
+    return module
+
+
 def load_extension():
     """The compiled module (compositing `forward` / `backward`, `project_forward` / `project_backward`,
     `covar_forward` / `covar_backward`, `skin_forward` / `skin_backward`, `isect_tiles`), or None when disabled or

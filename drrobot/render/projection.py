@@ -22,11 +22,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .extension import load_extension
+from .extension import fused_kernels, load_extension
 
 ALPHA_THRESHOLD = 1.0 / 255.0  # contributions below this are skipped (gsplat's ALPHA_THRESHOLD)
 MAX_EXTEND = 3.33  # bounding-box half-size in standard deviations when opacity is unknown
-IMPLS = ("auto", "torch", "cpp")
 
 
 @dataclass
@@ -63,19 +62,12 @@ def quat_scale_to_covar(quats: Tensor, scales: Tensor, impl: str = "auto") -> Te
     quats: [..., 4] (wxyz, any norm), scales: [..., 3] (linear), the same batch shape. Returns [..., 3, 3].
     impl: "torch", "cpp" (one fused C++ loop forward and backward, CPU tensors) or "auto" (cpp where available).
     """
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    fused_applies = quats.device.type == "cpu" and quats.shape[:-1] == scales.shape[:-1]
-    if impl == "cpp" and not fused_applies:
-        raise ValueError("impl='cpp' needs CPU tensors of one batch shape (use impl='torch')")
-    if impl == "cpp" or (impl == "auto" and fused_applies):
-        if load_extension() is not None:
-            batch = quats.shape[:-1]
-            dtype = torch.promote_types(quats.dtype, scales.dtype)
-            covars = _CovarCpp.apply(quats.reshape(-1, 4).to(dtype), scales.reshape(-1, 3).to(dtype))
-            return covars.reshape(batch + (3, 3))
-        if impl == "cpp":
-            raise RuntimeError("impl='cpp' requested but the C++ rendering extension is unavailable")
+    applies = quats.device.type == "cpu" and quats.shape[:-1] == scales.shape[:-1]
+    if fused_kernels(impl, applies, "CPU tensors of one batch shape") is not None:
+        batch = quats.shape[:-1]
+        dtype = torch.promote_types(quats.dtype, scales.dtype)
+        covars = _CovarCpp.apply(quats.reshape(-1, 4).to(dtype), scales.reshape(-1, 3).to(dtype))
+        return covars.reshape(batch + (3, 3))
     M = quat_to_rotmat(quats) * scales[..., None, :]
     return M @ M.transpose(-1, -2)
 
@@ -116,24 +108,17 @@ def project_gaussians(
 
     impl: "torch", "cpp" (CPU tensors, Ks without gradient) or "auto" (cpp where it is available and applies).
     """
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    fused_applies = means.device.type == "cpu" and not Ks.requires_grad
-    if impl == "cpp" and not fused_applies:
-        raise ValueError("impl='cpp' needs CPU tensors and Ks without gradient (use impl='torch')")
-    if impl == "cpp" or (impl == "auto" and fused_applies):
-        if load_extension() is not None:
-            settings = (width, height, float(eps2d), float(near_plane), float(far_plane), float(radius_clip),
-                        bool(calc_compensations))  # fmt: skip
-            dtype = means.dtype
-            empty = means.new_zeros(0)
-            opac = empty if opacities is None else opacities.detach().to(dtype).contiguous()
-            means2d, conics, depths, radii, comp = _ProjectCpp.apply(
-                means, covars.to(dtype), viewmats.to(dtype), Ks.detach().to(dtype), opac, settings
-            )
-            return Projection(means2d, conics, depths, radii, comp if calc_compensations else None)
-        if impl == "cpp":
-            raise RuntimeError("impl='cpp' requested but the C++ rendering extension is unavailable")
+    applies = means.device.type == "cpu" and not Ks.requires_grad
+    if fused_kernels(impl, applies, "CPU tensors and Ks without gradient") is not None:
+        settings = (width, height, float(eps2d), float(near_plane), float(far_plane), float(radius_clip),
+                    bool(calc_compensations))  # fmt: skip
+        dtype = means.dtype
+        empty = means.new_zeros(0)
+        opac = empty if opacities is None else opacities.detach().to(dtype).contiguous()
+        means2d, conics, depths, radii, comp = _ProjectCpp.apply(
+            means, covars.to(dtype), viewmats.to(dtype), Ks.detach().to(dtype), opac, settings
+        )
+        return Projection(means2d, conics, depths, radii, comp if calc_compensations else None)
     return _project_torch(means, covars, viewmats, Ks, width, height, eps2d, near_plane, far_plane, radius_clip,
                           opacities, calc_compensations)  # fmt: skip
 

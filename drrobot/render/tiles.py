@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .extension import load_extension
+from .extension import fused_kernels
 
 
 @dataclass
@@ -44,21 +44,15 @@ def isect_tiles(
 
     impl: "torch" (sorting all intersections, any device), "cpp" (`csrc/tiles_cpu.cpp`: each image's Gaussians
     sorted once and dealt into their tiles; CPU; the same result) or "auto" (cpp where available)."""
-    if impl not in ("auto", "torch", "cpp"):
-        raise ValueError(f"impl must be 'auto', 'torch' or 'cpp', got {impl!r}")
     I, N = depths.shape
     tw, th = -(-width // tile_size), -(-height // tile_size)
-    if impl == "cpp" and means2d.device.type != "cpu":
-        raise ValueError("impl='cpp' needs CPU tensors (use impl='torch')")
-    if impl == "cpp" or (impl == "auto" and means2d.device.type == "cpu"):
-        if load_extension() is not None:
-            offsets, flatten_ids, tiles_per_gauss = load_extension().isect_tiles(
-                means2d.detach().contiguous(), radii.to(torch.int32).contiguous(),
-                depths.detach().to(means2d.dtype).contiguous(), width, height, tile_size,
-            )  # fmt: skip
-            return TileBins(offsets, flatten_ids, tiles_per_gauss, I, tile_size, tw, th, width, height)
-        if impl == "cpp":
-            raise RuntimeError("impl='cpp' requested but the C++ rendering extension is unavailable")
+    kernels = fused_kernels(impl, means2d.device.type == "cpu", "CPU tensors")
+    if kernels is not None:
+        offsets, flatten_ids, tiles_per_gauss = kernels.isect_tiles(
+            means2d.detach().contiguous(), radii.to(torch.int32).contiguous(),
+            depths.detach().to(means2d.dtype).contiguous(), width, height, tile_size,
+        )  # fmt: skip
+        return TileBins(offsets, flatten_ids, tiles_per_gauss, I, tile_size, tw, th, width, height)
     device = means2d.device
     tile_xy = means2d.detach() / tile_size  # [I, N, 2]
     tile_r = radii.to(means2d.dtype) / tile_size
