@@ -1,11 +1,20 @@
-"""The points a keypoint detector finds on a robot: link origins and the centres of each link's bulk.
+"""The points a keypoint detector finds on a robot: link origins, the centres of each link's bulk, and the parts
+that tell a pose from its kinematic twins.
 
 DREAM's Panda keypoints are seven link origins; many origins sit on joint axes, so they say nothing about the
 rotation of the link about that axis (the Panda's wrist roll turns the hand about the flange axis with its origin
 in place). `robot_keypoints` therefore adds up to `per_link` cluster centres of each link's Gaussians (weighted
 k-means, as the coarse proxy) and drops any point closer than `min_separation` to one already kept (the Panda's
 link1 and link2 origins coincide). Links with fewer than `min_gaussians` Gaussians (virtual frames, tool centre
-points) contribute nothing. Panda (cpu-quick model): 23 points over 11 links.
+points) contribute nothing. Panda (cpu-quick model): 24 such points over 11 links.
+
+None of those tells a pose from its kinematic twins (`drrobot.fit.twins`: a half turn of the Panda's hand, or of
+its shoulder's joints 1 and 3) unless it sits off the axes the twin turns about, and the links a twin turns are
+nearly symmetric about them. What tells the twins apart is the part of a turned link with nothing in its place after
+the half turn (a bulge on one side). `robot_keypoints` adds, for each twin move and each link it turns, the centre of
+that link's Gaussians that land farther than `twin_gap` from every Gaussian under the move, when there are
+`min_gaussians` of them and their centre itself moves at least `min_separation`. Panda: 2 more points, on the sides
+of link1 and link2 (the shoulder's twin); one of link7's centres already sits on its side bulge (the hand's twin).
 """
 
 from __future__ import annotations
@@ -15,19 +24,21 @@ from torch import Tensor
 
 from drrobot.fit.objectives import Keypoints
 from drrobot.fit.proxy import silhouette_mass, weighted_kmeans
+from drrobot.fit.twins import twin_moves
 from drrobot.model import RobotModel
 from drrobot.vision.keypoint_net import DetectorError, KeypointDetector, KeypointSpec
 
 
 @torch.no_grad()
 def robot_keypoints(model: RobotModel, per_link: int = 2, min_separation: float = 0.04, min_gaussians: int = 50,
-                    skinning_weights: Tensor | None = None) -> KeypointSpec:  # fmt: skip
+                    twin_gap: float = 0.02, skinning_weights: Tensor | None = None) -> KeypointSpec:  # fmt: skip
     """The keypoints of `model` (see the module docstring), link by link in link order."""
     g = model.gaussians
     skin = model.skinning_weights() if skinning_weights is None else skinning_weights  # [N, L]
     link_of = skin.argmax(dim=-1)  # [N]
     mass = silhouette_mass(g)  # [N]
     canonical = model.canonical_link_poses  # [L, 4, 4]
+    telling = twin_telling_points(model, link_of, mass, twin_gap, min_gaussians, min_separation)
     names, points, kept = [], [], []  # kept: the points so far in the canonical world frame
     for link, name in enumerate(model.link_names):
         members = (link_of == link).nonzero()[:, 0]
@@ -40,6 +51,7 @@ def robot_keypoints(model: RobotModel, per_link: int = 2, min_separation: float 
             index = members[cluster == c]
             world = (mass[index, None] * g.means[index]).sum(0) / mass[index].sum()
             candidates.append((world, inverse[:3, :3] @ world + inverse[:3, 3]))
+        candidates += [(world, inverse[:3, :3] @ world + inverse[:3, 3]) for world in telling.get(link, [])]
         for world, local in candidates:
             if all(float((world - other).norm()) >= min_separation for other in kept):
                 kept.append(world)
@@ -48,6 +60,29 @@ def robot_keypoints(model: RobotModel, per_link: int = 2, min_separation: float 
     if not names:
         raise ValueError(f"no link of {model.robot.name} has {min_gaussians} Gaussians: nothing to detect")
     return KeypointSpec(model.robot.name, tuple(names), tuple(points))
+
+
+@torch.no_grad()
+def twin_telling_points(model: RobotModel, link_of: Tensor, mass: Tensor, twin_gap: float, min_gaussians: int,
+                        min_move: float) -> dict[int, list[Tensor]]:  # fmt: skip
+    """link -> the points [3] (canonical world frame) that tell the canonical pose from its twins: per twin move and
+    turned link, the mass-weighted centre of the link's Gaussians (link_of [N], mass [N]) that the move puts farther
+    than `twin_gap` from every Gaussian, if at least `min_gaussians` do and the centre moves `min_move` or more."""
+    means = model.gaussians.means  # [N, 3] canonical world frame
+    before = model.canonical_link_poses  # [L, 4, 4]
+    found: dict[int, list[Tensor]] = {}
+    for move in twin_moves(model.kinematics):
+        after = model.kinematics.link_poses(move.apply(model.canonical_joints)[None])[0]  # [L, 4, 4]
+        motion = after @ torch.linalg.inv(before)  # [L, 4, 4] world -> world, per link
+        moved = (motion[link_of, :3, :3] @ means[:, :, None])[..., 0] + motion[link_of, :3, 3]  # [N, 3]
+        gap = torch.cat([torch.cdist(chunk, means).amin(dim=-1) for chunk in moved.split(4096)])  # [N]
+        for link in link_of[gap > twin_gap].unique().tolist():
+            members = ((link_of == link) & (gap > twin_gap)).nonzero()[:, 0]
+            centre = (mass[members, None] * means[members]).sum(0) / mass[members].sum()
+            shift = float((motion[link, :3, :3] @ centre + motion[link, :3, 3] - centre).norm())
+            if len(members) >= min_gaussians and shift >= min_move:
+                found.setdefault(link, []).append(centre)
+    return found
 
 
 def keypoint_links(model: RobotModel, spec: KeypointSpec) -> tuple[Tensor, Tensor]:

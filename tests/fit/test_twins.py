@@ -12,7 +12,9 @@ from test_fit import observation
 
 from drrobot.fit import FitConfig, Objective, ScratchConfig, TrackConfig
 from drrobot.fit.cameras import Cameras, look_at
+from drrobot.fit.keypoint_points import robot_keypoints, twin_telling_points
 from drrobot.fit.optimize import FitResult, cached_skinning_weights
+from drrobot.fit.proxy import silhouette_mass
 from drrobot.fit import solve
 from drrobot.fit.solve import Track, refine_finalists, track
 from drrobot.fit.twins import TwinMove, kinematic_twins, same_placement, twin_moves
@@ -85,6 +87,20 @@ def test_twins_stay_within_the_limits_and_the_toy_arm_has_none():
     upright = torch.tensor([0.1, -0.2, 0.1, -1.3, -0.4, 1.7, 0.1, 0.03])  # joints 1, 3, 7 + pi: past +-2.9
     assert len(kinematic_twins(kinematics, upright, twin_moves(kinematics))) == 0
     assert twin_moves(RobotKinematics.from_robot("toy_arm")) == []
+
+
+def test_the_keypoints_include_the_part_that_tells_the_twins_apart(zyz_model):
+    model = zyz_model
+    link1, link2 = model.link_names.index("link1"), model.link_names.index("link2")
+    link_of = model.skinning_weights().argmax(dim=-1)
+    found = twin_telling_points(model, link_of, silhouette_mass(model.gaussians), 0.02, 20, 0.04)
+    assert link2 not in found  # the capsule looks the same turned half a turn
+    inverse = torch.linalg.inv(model.canonical_link_poses[link1])
+    (box,) = [inverse[:3, :3] @ c + inverse[:3, 3] for c in found[link1]]
+    assert torch.allclose(box, torch.tensor([0.09, 0.0, 0.12]), atol=0.015)  # the red box on link1's side
+    spec = robot_keypoints(model, min_gaussians=20)
+    points = torch.tensor(spec.local_points)[[n == "link1" for n in spec.link_names]]
+    assert (points - box).norm(dim=-1).min() < 0.04  # a keypoint says which side the box is on
 
 
 def test_the_image_tells_the_twin_from_the_truth(zyz_model):
