@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--ablation-frames", type=int, default=60, help="frames of the ablation runs")
     parser.add_argument("--scratch-trials", type=int, default=20)
+    parser.add_argument("--scratch-seed", type=int, default=0, help="seed of the from-scratch trials' frames")
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--known-camera-only", action="store_true", help="skip the rows that solve the camera")
     parser.add_argument("--unknown-camera-only", action="store_true", help="skip the rows given the true camera")
@@ -173,7 +174,7 @@ def main() -> None:
         results[name] = run_sequence(model, directories[0], single, False, args.ablation_frames)
         print(row(name, results[name]), flush=True)
     if args.scratch_trials:
-        results["scratch"] = scratch_trials(model, directories, base, args.scratch_trials, 0, detector)
+        results["scratch"] = scratch_trials(model, directories, base, args.scratch_trials, args.scratch_seed, detector)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_pose.json").write_text(json.dumps(results, indent=2))
     header = ["| run | joint error (deg) | ADD (mm) | ADD-AUC | PCK-AUC (20 px) | frame-0 solve (s) | tracking (frames/s) |",

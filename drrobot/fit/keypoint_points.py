@@ -75,7 +75,7 @@ def twin_telling_points(model: RobotModel, link_of: Tensor, mass: Tensor, twin_g
         after = model.kinematics.link_poses(move.apply(model.canonical_joints)[None])[0]  # [L, 4, 4]
         motion = after @ torch.linalg.inv(before)  # [L, 4, 4] world -> world, per link
         moved = (motion[link_of, :3, :3] @ means[:, :, None])[..., 0] + motion[link_of, :3, 3]  # [N, 3]
-        gap = torch.cat([torch.cdist(chunk, means).amin(dim=-1) for chunk in moved.split(4096)])  # [N]
+        gap = torch.cat([torch.cdist(chunk, means).amin(dim=-1) for chunk in moved.split(1024)])  # [N]
         for link in link_of[gap > twin_gap].unique().tolist():
             members = ((link_of == link) & (gap > twin_gap)).nonzero()[:, 0]
             centre = (mass[members, None] * means[members]).sum(0) / mass[members].sum()
