@@ -22,10 +22,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from drrobot.fit.objectives import Keypoints
+from drrobot.fit.objectives import Keypoints, link_points
 from drrobot.fit.proxy import silhouette_mass, weighted_kmeans
 from drrobot.fit.twins import twin_moves
 from drrobot.model import RobotModel
+from drrobot.skinning import relative_transforms
 from drrobot.vision.keypoint_net import DetectorError, KeypointDetector, KeypointSpec
 
 
@@ -46,12 +47,9 @@ def robot_keypoints(model: RobotModel, per_link: int = 2, min_separation: float 
             continue
         cluster = weighted_kmeans(g.means[members], mass[members], per_link)  # [n]
         inverse = torch.linalg.inv(canonical[link])
-        candidates = [(canonical[link, :3, 3], torch.zeros(3))]  # (world, link frame): the origin, then the centres
-        for c in cluster.unique().tolist():
-            index = members[cluster == c]
-            world = (mass[index, None] * g.means[index]).sum(0) / mass[index].sum()
-            candidates.append((world, inverse[:3, :3] @ world + inverse[:3, 3]))
-        candidates += [(world, inverse[:3, :3] @ world + inverse[:3, 3]) for world in telling.get(link, [])]
+        centres = [_mass_centre(g.means, mass, members[cluster == c]) for c in cluster.unique().tolist()]
+        candidates = [(canonical[link, :3, 3], torch.zeros(3))]  # (world, link frame): the origin, then the rest
+        candidates += [(world, inverse[:3, :3] @ world + inverse[:3, 3]) for world in centres + telling.get(link, [])]
         for world, local in candidates:
             if all(float((world - other).norm()) >= min_separation for other in kept):
                 kept.append(world)
@@ -69,20 +67,24 @@ def twin_telling_points(model: RobotModel, link_of: Tensor, mass: Tensor, twin_g
     turned link, the mass-weighted centre of the link's Gaussians (link_of [N], mass [N]) that the move puts farther
     than `twin_gap` from every Gaussian, if at least `min_gaussians` do and the centre moves `min_move` or more."""
     means = model.gaussians.means  # [N, 3] canonical world frame
-    before = model.canonical_link_poses  # [L, 4, 4]
     found: dict[int, list[Tensor]] = {}
     for move in twin_moves(model.kinematics):
-        after = model.kinematics.link_poses(move.apply(model.canonical_joints)[None])[0]  # [L, 4, 4]
-        motion = after @ torch.linalg.inv(before)  # [L, 4, 4] world -> world, per link
-        moved = (motion[link_of, :3, :3] @ means[:, :, None])[..., 0] + motion[link_of, :3, 3]  # [N, 3]
+        after = model.kinematics.link_poses(move.apply(model.canonical_joints)[None])  # [1, L, 4, 4]
+        motion = relative_transforms(after, model.canonical_link_poses)  # [1, L, 4, 4] world -> world, per link
+        moved = link_points(motion, link_of, means)[0]  # [N, 3]
         gap = torch.cat([torch.cdist(chunk, means).amin(dim=-1) for chunk in moved.split(1024)])  # [N]
         for link in link_of[gap > twin_gap].unique().tolist():
             members = ((link_of == link) & (gap > twin_gap)).nonzero()[:, 0]
-            centre = (mass[members, None] * means[members]).sum(0) / mass[members].sum()
-            shift = float((motion[link, :3, :3] @ centre + motion[link, :3, 3] - centre).norm())
+            centre = _mass_centre(means, mass, members)
+            shift = float((link_points(motion, torch.tensor([link]), centre[None])[0, 0] - centre).norm())
             if len(members) >= min_gaussians and shift >= min_move:
                 found.setdefault(link, []).append(centre)
     return found
+
+
+def _mass_centre(means: Tensor, mass: Tensor, index: Tensor) -> Tensor:
+    """The mass-weighted centre [3] of the Gaussians means[index] ([N, 3], mass [N])."""
+    return (mass[index, None] * means[index]).sum(0) / mass[index].sum()
 
 
 def keypoint_links(model: RobotModel, spec: KeypointSpec) -> tuple[Tensor, Tensor]:
