@@ -80,12 +80,11 @@ def poses_from_keypoints(
     first = spec.denormalize(torch.zeros(spec.dof, device=device)) if prior is None else prior.to(device)
     joints = first[None] if known_joints else torch.cat([first[None], random[1:]])  # [S, J]
     uv, K = uv.to(device).float(), K.to(device).float()
-    partner = partner.to(device) if partner is not None else None
     scale = config.robust_scale * width
     with torch.no_grad():
         points = _keypoints_world(model, joints, link_ids, local_points)  # [S, K, 3]
         if viewmat is None:
-            viewmats = robust_dlt(points, uv, weight, K, scale, partner=partner)  # [S, 4, 4]
+            viewmats = robust_dlt(points, uv, weight, K, scale)  # [S, 4, 4]
         else:
             viewmats = viewmat.to(device).float().expand(len(joints), 4, 4).clone()
     pivots = points.mean(1)  # [S, 3]
@@ -208,21 +207,19 @@ def _moved(viewmats: Tensor, delta: Tensor, pivots: Tensor) -> Tensor:
     return rigid(R @ viewmats[..., :3, :3], t)
 
 
-def robust_dlt(points: Tensor, uv: Tensor, weight: Tensor, K: Tensor, scale: float, rounds: int = 3,
-               partner: Tensor | None = None) -> Tensor:  # fmt: skip
+def robust_dlt(points: Tensor, uv: Tensor, weight: Tensor, K: Tensor, scale: float, rounds: int = 3) -> Tensor:
     """World->camera viewmats [S, 4, 4] mapping world points [S, K, 3] onto pixels uv [K, 2] under K [3, 3]: the
-    weighted DLT, its rotation made orthonormal, then reweighted by a Cauchy weight of `scale` px (`rounds` solves),
-    each swappable pair (partner [K]) matched to the detections the nearer way round from the second solve on."""
+    weighted DLT, its rotation made orthonormal, then reweighted by a Cauchy weight of `scale` px (`rounds` solves)."""
     S = len(points)
     normalized = torch.cat([uv, torch.ones_like(uv[:, :1])], -1) @ torch.linalg.inv(K).T  # [K, 3]
-    x, y = normalized[:, 0].expand(S, -1), normalized[:, 1].expand(S, -1)  # [S, K]
+    x, y = normalized[:, 0], normalized[:, 1]
     centre = points.mean(1, keepdim=True)  # [S, 1, 3] conditioning: centred, unit spread
     spread = (points - centre).norm(dim=-1).mean(1).clamp_min(1e-6)[:, None, None]
     X = torch.cat([(points - centre) / spread, torch.ones_like(points[..., :1])], -1)  # [S, K, 4]
     zeros = torch.zeros_like(X)
     w = weight.expand(S, -1)
     for _ in range(rounds):
-        rows = torch.cat([torch.cat([X, zeros, -x[..., None] * X], -1), torch.cat([zeros, X, -y[..., None] * X], -1)], 1)
+        rows = torch.cat([torch.cat([X, zeros, -x[:, None] * X], -1), torch.cat([zeros, X, -y[:, None] * X], -1)], 1)
         rows = rows * w.repeat(1, 2).sqrt()[..., None]  # [S, 2K, 12]
         P = torch.linalg.svd(rows).Vh[:, -1].reshape(S, 3, 4)
         P = P * torch.linalg.det(P[:, :, :3]).sign()[:, None, None]  # a proper rotation
@@ -231,18 +228,9 @@ def robust_dlt(points: Tensor, uv: Tensor, weight: Tensor, K: Tensor, scale: flo
         t = P[:, :, 3] / sigma.mean(-1, keepdim=True)  # [S, 3]: x_cam ~ R (X - c) / s + t
         viewmats = rigid(R, spread[:, 0] * t - (R @ centre[:, 0, :, None])[..., 0])  # the same rays, metric
         projected, _, in_front = project_points(points, viewmats[:, None], K.expand(S, 1, 3, 3))
-        def error_to(order: Tensor) -> Tensor:  # [S, K]: point k's distance from detection order[k]
-            error = (projected[:, 0] - uv[order]).norm(dim=-1)
-            return torch.where(in_front[:, 0] & error.isfinite(), error, torch.full_like(error, torch.inf))
-
-        straight = torch.arange(len(uv), device=uv.device)
-        error, order = error_to(straight), straight.expand(S, -1)  # order [S, K]: the detection point k is matched to
-        if partner is not None:
-            crossed = error_to(partner)
-            swapped = cheaper_swaps(error, crossed, partner)  # [S, K]
-            error, order = torch.where(swapped, crossed, error), torch.where(swapped, partner, straight)
-        x, y = normalized[order, 0], normalized[order, 1]  # [S, K]
-        w = weight[order] / (1 + (error / scale).square())  # 0 behind the camera
+        error = (projected[:, 0] - uv).norm(dim=-1)  # [S, K]
+        error = torch.where(in_front[:, 0] & error.isfinite(), error, torch.full_like(error, torch.inf))
+        w = weight / (1 + (error / scale).square())  # 0 behind the camera
     return viewmats
 
 
