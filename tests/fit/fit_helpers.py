@@ -3,8 +3,6 @@ rendered from it with a known pose and camera."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -27,13 +25,6 @@ def surface_model(robot: str = "toy_arm", points: int = 2000, seed: int = 0, app
     s = sample_surface(description.mj_model(), (0, 1, 2), points, np.random.default_rng(seed))
     config = ModelConfig(sh_degree=0, appearance=AppearanceConfig(enabled=appearance))
     return RobotModel.from_surface(description, s.points_local, s.link_ids, s.colors, config)
-
-
-def mjcf_model(directory: Path, mjcf: str, points: int) -> RobotModel:
-    """`surface_model` of an MJCF text, written to `directory` first."""
-    path = Path(directory) / "robot.xml"
-    path.write_text(mjcf)
-    return surface_model(str(path), points=points)
 
 
 def toy_camera(width: int = 96, height: int = 72, eye=TOY_EYE) -> Cameras:

@@ -5,7 +5,7 @@ import types
 
 import pytest
 import torch
-from fit_helpers import mjcf_model
+from fit_helpers import surface_model
 
 from drrobot.fit.from_keypoints import _Reprojection
 from drrobot.fit.keypoint_points import keypoint_links, robot_keypoints
@@ -35,7 +35,9 @@ TWO_SIDED_HAND = """<mujoco model="two_sided_hand">
 
 @pytest.fixture(scope="module")
 def hand_model(tmp_path_factory):
-    return mjcf_model(tmp_path_factory.mktemp("hand"), TWO_SIDED_HAND, points=800)
+    path = tmp_path_factory.mktemp("hand") / "two_sided_hand.xml"
+    path.write_text(TWO_SIDED_HAND)
+    return surface_model(str(path), points=800)
 
 
 def test_the_two_sides_of_a_symmetric_hand_are_a_swappable_pair(hand_model):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from torch import Tensor
-from fit_helpers import DARK_BACKGROUND, mjcf_model, render_frames, surface_model
+from fit_helpers import DARK_BACKGROUND, render_frames, surface_model
 from test_fit import observation
 
 from drrobot.fit import FitConfig, Objective, ScratchConfig, TrackConfig
@@ -54,7 +54,9 @@ ZYZ_ARM = """<mujoco model="zyz_arm">
 
 @pytest.fixture(scope="module")
 def zyz_model(tmp_path_factory):
-    return mjcf_model(tmp_path_factory.mktemp("zyz"), ZYZ_ARM, points=1200)
+    path = tmp_path_factory.mktemp("zyz") / "zyz_arm.xml"
+    path.write_text(ZYZ_ARM)
+    return surface_model(str(path), points=1200)
 
 
 def zyz_camera() -> Cameras:
