@@ -55,15 +55,15 @@ def run(config: KeypointsConfig) -> Path:
     print(f"drrobot keypoints: {spec.count} keypoints on {len(set(spec.link_names))} links of {model.robot.name}",
           file=sys.stderr)  # fmt: skip
     write_keypoint_data(data_config, spec, progress=config.progress)
-    _, arrays = load_keypoint_data(data_config.out)  # of `spec`'s points (`write_keypoint_data` checked)
+    stored_spec, arrays = load_keypoint_data(data_config.out)
     if config.threads:
         torch.set_num_threads(config.threads)
-    train_detector(arrays["images"], arrays["uv"], arrays["in_view"], spec, config.train, out, config.progress)
+    train_detector(arrays["images"], arrays["uv"], arrays["in_view"], stored_spec, config.train, out, config.progress)
     print(f"drrobot keypoints: detector written to {out} (held-out scores in {out / REPORT_FILE})")
     per_keypoint = json.loads((out / REPORT_FILE).read_text()).get("validation", {}).get("per_keypoint_median_px")
     if per_keypoint:
         scored = sorted(((e, k) for k, e in enumerate(per_keypoint) if e is not None), reverse=True)[:3]
-        worst = ", ".join(f"#{k} on {spec.link_names[k]} {e:.1f} px" for e, k in scored)
+        worst = ", ".join(f"#{k} on {stored_spec.link_names[k]} {e:.1f} px" for e, k in scored)
         print(f"drrobot keypoints: least precise on held-out views (median error): {worst}")
     return out
 

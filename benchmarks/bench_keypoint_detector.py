@@ -3,8 +3,6 @@ projection of its point (true camera from `_ground_truth_camera.json`, true join
 with the first look alone and with the second look on a crop (detectors trained with `net.crop_fill` > 0). Then,
 for each kinematic twin of the robot (`drrobot.fit.twins`), the keypoints the twin moves by `--twin-px` or more and
 the share of those detections nearer the truth's place than the twin's: near 1 tells the twins apart, 0.5 cannot.
-Keypoints the detector may report either way round (the spec's `swaps`) are matched the nearer way and left out
-of the twin shares.
 
     python benchmarks/bench_keypoint_detector.py --detector outputs/panda-model/keypoint-detector \
         --root outputs/lookalike-slow --every 10
@@ -29,7 +27,6 @@ from drrobot.fit.objectives import link_points
 from drrobot.fit.twins import TwinMove, twin_moves
 from drrobot.model import project_points
 from drrobot.vision.keypoint_net import KeypointDetector
-from drrobot.vision.keypoint_train import matched_distances
 
 
 def main() -> None:
@@ -50,8 +47,6 @@ def main() -> None:
     print("| sequence | look | median (px) | 90th percentile (px) | median (% of width) | ms per frame |")
     print("| --- | --- | --- | --- | --- | --- |")
     moves = twin_moves(model.kinematics)
-    partner = detector.spec.partners()  # [K]
-    alone = partner == torch.arange(len(partner))  # [K] swappable pairs look the same on either twin: not scored
     sides: dict[str, list[str]] = {}
     for name in args.cameras:
         directory = args.root / name
@@ -75,14 +70,13 @@ def main() -> None:
             start = time.perf_counter()
             found = torch.stack([detector.detect(image, crop=crop)[0] for image in images])  # [F, K, 2]
             ms = 1000 * (time.perf_counter() - start) / len(images)
-            distance, seen = matched_distances(found, exact, inside, partner)  # swappable pairs either way round
-            error = distance[seen]
+            error = (found - exact).norm(dim=-1)[inside]
             print(f"| {name} | {label} | {error.median():.1f} | {error.quantile(0.9):.1f} | "
                   f"{100 * error.median() / sequence.width:.2f} | {ms:.0f} |", flush=True)
         for move in moves:
             twin = project(link_points(model.kinematics.link_poses(move.apply(joints)), link_ids, local))
             sides.setdefault(_move_name(move, model), []).append(
-                f"{name}: {_truth_side(found, exact, twin, inside & alone, args.twin_px, detector.spec.link_names)}")
+                f"{name}: {_truth_side(found, exact, twin, inside, args.twin_px, detector.spec.link_names)}")
     for move, rows in sides.items():
         print(f"\n{move}: share of the detections nearer the truth than the twin (keypoints it moves >= "
               f"{args.twin_px:g} px; detections in view)")

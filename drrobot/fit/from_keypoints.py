@@ -22,7 +22,6 @@ from torch import Tensor
 from drrobot.fit.cameras import rigid
 from drrobot.fit.objectives import link_points
 from drrobot.model import RobotModel, project_points
-from drrobot.vision.keypoint_net import cheaper_swaps
 
 
 MIN_KEYPOINTS = 6  # the DLT's minimum
@@ -65,7 +64,6 @@ def poses_from_keypoints(
     config: KeypointSolveConfig | None = None,
     known_joints: bool = False,  # `prior` is the pose (a robot log): only the camera is solved, from one start
     viewmat: Tensor | None = None,  # [4, 4] the camera, when known: only the joints are solved
-    partner: Tensor | None = None,  # [K] each keypoint's swap partner (`KeypointSpec.partners`): either way round
 ) -> KeypointHypotheses:
     """See the module docstring."""
     config = config or KeypointSolveConfig()
@@ -92,7 +90,7 @@ def poses_from_keypoints(
     usable = (depth > 0.05) & viewmats.flatten(1).isfinite().all(1)  # the DLT put the robot in front
     if not usable.any():
         raise ValueError("no start placed the robot in front of the camera; are the detections of this robot?")
-    problem = _Reprojection(model, link_ids, local_points, uv, weight, K, scale, partner)
+    problem = _Reprojection(model, link_ids, local_points, uv, weight, K, scale)
     with torch.no_grad():
         joints, viewmats, costs = levenberg_marquardt(problem, joints[usable], viewmats[usable], config.steps,
                                                       fixed_joints=known_joints, fixed_camera=viewmat is not None)  # fmt: skip
@@ -104,15 +102,13 @@ def poses_from_keypoints(
 class _Reprojection:
     """Robust reprojection residuals of hypotheses: joints [S, F J] (F frames, each its own pose, one after
     another) seen by one camera each (viewmats [S, 4, 4]); detections uv [F, K, 2] with weights [F, K] (F = 1:
-    [K, 2], [K]); swappable pairs (partner [K], or None) matched whichever way round costs less."""
+    [K, 2], [K])."""
 
-    def __init__(self, model, link_ids, local_points, uv, weight, K, scale, partner=None):
+    def __init__(self, model, link_ids, local_points, uv, weight, K, scale):
         self.model, self.link_ids, self.local_points = model, link_ids, local_points
         self.uv, self.weight = uv.reshape(-1, *uv.shape[-2:]), weight.reshape(-1, weight.shape[-1])  # [F, K, 2], [F, K]
         self.K, self.scale = K, scale
         self.frames = len(self.uv)
-        swaps = partner is not None and bool((partner.cpu() != torch.arange(len(partner))).any())
-        self.partner = partner.to(uv.device) if swaps else None
 
     def points(self, joints: Tensor) -> Tensor:
         """World keypoints [S, F K, 3] of joints [S, F J]."""
@@ -122,25 +118,15 @@ class _Reprojection:
 
     def errors(self, joints: Tensor, viewmats: Tensor) -> Tensor:
         """Reprojection error vectors [S, F K, 2] in units of `scale` (points behind the camera: large)."""
-        S, F = len(joints), self.frames
         points = self.points(joints)  # [S, F K, 3]
-        projected, _, in_front = project_points(points, viewmats[:, None], self.K.expand(S, 1, 3, 3))
-        projected = torch.where(in_front[:, 0, :, None], projected[:, 0], torch.full_like(projected[:, 0], 1e9))
-        projected = projected.reshape(S, F, -1, 2)  # [S, F, K, 2]
-        error = ((projected - self.uv) / self.scale).clamp(-1e3, 1e3)
-        if self.partner is not None:
-            crossed = ((projected[:, :, self.partner] - self.uv) / self.scale).clamp(-1e3, 1e3)
-            swapped = cheaper_swaps(self._loss(error), self._loss(crossed), self.partner)  # [S, F, K]
-            error = torch.where(swapped[..., None], crossed, error)
-        return error.reshape(S, -1, 2)
-
-    def _loss(self, errors: Tensor) -> Tensor:
-        """Weighted Cauchy loss [S, F, K] of error vectors [S, F, K, 2]."""
-        return torch.log1p(errors.square().sum(-1)) * self.weight
+        projected, _, in_front = project_points(points, viewmats[:, None], self.K.expand(len(joints), 1, 3, 3))
+        error = ((projected[:, 0] - self.uv.reshape(-1, 2)) / self.scale).clamp(-1e3, 1e3)
+        return torch.where(in_front[:, 0, :, None], error, torch.full_like(error, 1e3))
 
     def cost(self, errors: Tensor) -> Tensor:
         """Weighted mean Cauchy loss [S] of error vectors [S, F K, 2] over every frame's detections."""
-        return self._loss(errors.reshape(len(errors), self.frames, -1, 2)).flatten(1).sum(-1) / self.weight.sum()
+        weight = self.weight.reshape(-1)
+        return (torch.log1p(errors.square().sum(-1)) * weight).sum(-1) / weight.sum()
 
     def pivots(self, joints: Tensor, viewmats: Tensor) -> Tensor:
         """The keypoints' centre (over all frames) in each camera's frame [S, 3]."""

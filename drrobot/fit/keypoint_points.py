@@ -15,9 +15,6 @@ the half turn (a bulge on one side). `robot_keypoints` adds, for each twin move 
 that link's Gaussians that land farther than `twin_gap` from every Gaussian under the move, when there are
 `min_gaussians` of them and their centre itself moves at least `min_separation`. Panda: 2 more points, on the sides
 of link1 and link2 (the shoulder's twin); one of link7's centres already sits on its side bulge (the hand's twin).
-
-Points that a twin move takes onto each other's places (the two sides of the Panda's hand under its half turn)
-look the same either way round: they are the spec's `swaps`, matched either way in training and fitting.
 """
 
 from __future__ import annotations
@@ -60,24 +57,7 @@ def robot_keypoints(model: RobotModel, per_link: int = 2, min_separation: float 
                 points.append(tuple(float(v) for v in local))
     if not names:
         raise ValueError(f"no link of {model.robot.name} has {min_gaussians} Gaussians: nothing to detect")
-    ids = torch.tensor([model.link_names.index(n) for n in names])
-    swaps = swapping_pairs(model, ids, torch.tensor(points), twin_gap)
-    return KeypointSpec(model.robot.name, tuple(names), tuple(points), swaps)
-
-
-@torch.no_grad()
-def swapping_pairs(model: RobotModel, link_ids: Tensor, local_points: Tensor, gap: float) -> tuple[tuple[int, int], ...]:
-    """Pairs (i, j) of keypoints (link_ids [K], local_points [K, 3]) that some twin move puts each within `gap` of
-    the other's place in the canonical pose: the same look with the two swapped (the Panda hand's sides)."""
-    before = link_points(model.canonical_link_poses[None], link_ids, local_points)[0]  # [K, 3]
-    pairs: list[tuple[int, int]] = []
-    for move in twin_moves(model.kinematics):
-        after = link_points(model.kinematics.link_poses(move.apply(model.canonical_joints)[None]), link_ids, local_points)[0]
-        near = torch.cdist(after, before) < gap  # [K, K]: i lands on j's place
-        for i, j in (near & near.T).triu(diagonal=1).nonzero().tolist():
-            if all(i not in pair and j not in pair for pair in pairs):
-                pairs.append((i, j))
-    return tuple(pairs)
+    return KeypointSpec(model.robot.name, tuple(names), tuple(points))
 
 
 @torch.no_grad()
@@ -123,7 +103,6 @@ class KeypointObserver:
     def __init__(self, detector: KeypointDetector, model: RobotModel, min_confidence: float = 0.1):
         self.detector, self.min_confidence = detector, min_confidence
         self.link_ids, self.local_points = keypoint_links(model, detector.spec)
-        self.partner = detector.spec.partners().to(model.device) if detector.spec.swaps else None  # [K]
 
     def __call__(self, image, width: int, height: int) -> Keypoints:
         """image [H, W, 3] uint8 -> detections at `width` x `height` (uv [1, 1, K, 2], visible [1, 1, K]: confident)."""
@@ -131,4 +110,4 @@ class KeypointObserver:
         H, W = image.shape[:2]
         uv = uv.to(self.link_ids.device) * torch.tensor([width / W, height / H], device=self.link_ids.device)
         return Keypoints(self.link_ids, self.local_points, uv[None, None],
-                         (confidence >= self.min_confidence).to(self.link_ids.device)[None, None], self.partner)  # fmt: skip
+                         (confidence >= self.min_confidence).to(self.link_ids.device)[None, None])  # fmt: skip

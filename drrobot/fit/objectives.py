@@ -29,7 +29,6 @@ from torch import Tensor
 
 from drrobot.metrics import ssim
 from drrobot.model import RenderOutput, project_points
-from drrobot.vision.keypoint_net import cheaper_swaps
 
 
 @dataclasses.dataclass
@@ -40,7 +39,6 @@ class Keypoints:
     local_points: Tensor  # [K, 3] in the link frame (link origins: zeros)
     uv: Tensor  # [Bo, C, K, 2] pixels at the observation's resolution
     visible: Tensor  # [Bo, C, K] bool
-    partner: Tensor | None = None  # [K] each point's swap partner (`KeypointSpec.partners`): matched either way round
 
 
 @dataclasses.dataclass
@@ -283,23 +281,14 @@ def link_points(link_poses: Tensor, link_ids: Tensor, local_points: Tensor) -> T
 
 
 def keypoint_loss(state: FitState, keypoints: Keypoints) -> Tensor:
-    """Huber distance (in % of the image width) between projected link points and detections -> [B]; swappable
-    pairs (`Keypoints.partner`) matched whichever way round costs less."""
+    """Huber distance (in % of the image width) between projected link points and detections -> [B]."""
     points = link_points(state.render.posed.link_poses, keypoints.link_ids, keypoints.local_points)  # [B, K, 3]
     uv, _, in_front = project_points(points, state.viewmats, state.Ks)  # [B, C, K, 2], [B, C, K]
     width = state.observation.width
-
-    def cost(order: Tensor) -> Tensor:  # [B, C, K]: detection k against projected point order[k]
-        error = (uv[..., order, :] - keypoints.uv).norm(dim=-1) * (100.0 / width)
-        huber = F.huber_loss(error, torch.zeros_like(error), reduction="none", delta=1.0)
-        return huber * (keypoints.visible & in_front[..., order]).float()
-
-    huber = cost(torch.arange(uv.shape[-2], device=uv.device))
-    if keypoints.partner is not None:
-        crossed = cost(keypoints.partner)
-        huber = torch.where(cheaper_swaps(huber, crossed, keypoints.partner), crossed, huber)
+    error = (uv - keypoints.uv).norm(dim=-1) * (100.0 / width)  # [B, C, K]
+    huber = F.huber_loss(error, torch.zeros_like(error), reduction="none", delta=1.0)
     valid = (keypoints.visible & in_front).float()
-    return huber.sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp_min(1.0) / 100.0
+    return (huber * valid).sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp_min(1.0) / 100.0
 
 
 def _squared_distance(joints_normalized: Tensor, reference: Tensor | None) -> Tensor:

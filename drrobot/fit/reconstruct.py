@@ -279,7 +279,7 @@ def _solve_static_camera(model: RobotModel, data: FrameTensors, observer: Keypoi
         return None
     prior = prior_joints(model, config.scratch.prior)
     candidates = static_camera_candidates(model, observer.link_ids, observer.local_points, uv, confidence, K,
-                                          data.size[0], prior, config.static_camera, observer.partner)  # fmt: skip
+                                          data.size[0], prior, config.static_camera)  # fmt: skip
     used = candidates[0].frames  # every candidate has the same frames
     # keyframes besides frame 0 that also score the candidates: image_frames - 1, spread inside the video (none
     # when there is only one candidate)

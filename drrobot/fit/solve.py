@@ -281,7 +281,7 @@ def keypoint_hypotheses(model: RobotModel, observation: Observation, K: Tensor, 
     the camera when known)."""
     kp = observation.keypoints
     found = poses_from_keypoints(model, kp.link_ids, kp.local_points, kp.uv[0, 0], kp.visible[0, 0].float(), K,
-                                 observation.width, prior, config, known_joints, viewmat, kp.partner)  # fmt: skip
+                                 observation.width, prior, config, known_joints, viewmat)  # fmt: skip
     return found.joints, found.viewmats
 
 

@@ -75,7 +75,6 @@ def static_camera_candidates(
     width: int,
     prior: Tensor | None = None,  # [J] the first start of each frame's solve
     config: StaticCameraConfig | None = None,
-    partner: Tensor | None = None,  # [K] each keypoint's swap partner (`KeypointSpec.partners`)
 ) -> list[StaticCameraSolution]:
     """See the module docstring: up to `config.candidates` solutions with distinct cameras, lowest robust cost
     first. Frames with fewer than `MIN_KEYPOINTS` confident detections are left out; a ValueError when none has
@@ -89,11 +88,10 @@ def static_camera_candidates(
     if not used:
         raise ValueError(f"no frame has {MIN_KEYPOINTS} keypoints detected with confidence >= {single.min_confidence}")
     scale = single.robust_scale * width
-    problems = [_Reprojection(model, link_ids, local_points, uv[f], weight[f], K, scale, partner) for f in used]
+    problems = [_Reprojection(model, link_ids, local_points, uv[f], weight[f], K, scale) for f in used]
     cameras, starts = [], []
     for f in used:
-        found = poses_from_keypoints(model, link_ids, local_points, uv[f], confidence[f], K, width, prior, single,
-                                     partner=partner)  # fmt: skip
+        found = poses_from_keypoints(model, link_ids, local_points, uv[f], confidence[f], K, width, prior, single)
         cameras.append(found.viewmats[: config.per_frame, 0])
         starts.append(found.joints)
     first = model.joint_spec.denormalize(torch.zeros(model.joint_spec.dof, device=device)) if prior is None else prior
@@ -101,7 +99,7 @@ def static_camera_candidates(
     starts = torch.cat([first.to(device)[None], *starts])  # [S, J]
     best_joints, scores = _joints_under(problems, cameras, starts, config.score_steps)  # [C, F', J], [C]
     top = scores.argsort()[: config.finalists]
-    joint = _Reprojection(model, link_ids, local_points, uv[used], weight[used], K, scale, partner)
+    joint = _Reprojection(model, link_ids, local_points, uv[used], weight[used], K, scale)
     joints, viewmats, costs = levenberg_marquardt(joint, best_joints[top].flatten(1), cameras[top], config.steps)
     centres = torch.linalg.inv(viewmats)[:, :3, 3]  # [C', 3]
     chosen = distinct_best(costs, torch.cdist(centres, centres) > config.distinct, config.candidates)

@@ -53,34 +53,10 @@ class KeypointSpec:
     robot: str
     link_names: tuple[str, ...]  # [K] the link each point is fixed on
     local_points: tuple[tuple[float, float, float], ...]  # [K] metres in the link frame
-    swaps: tuple[tuple[int, int], ...] = ()
-    """Pairs of keypoints that trade places under a kinematic twin move of a link that looks the same both ways
-    (the Panda hand's two sides): an image cannot say which is which, so a detector may report either at either
-    place, and training and fitting take whichever of the two assignments fits better (`cheaper_swaps`)."""
-
-    def __post_init__(self):
-        flat = [k for pair in self.swaps for k in pair]
-        if any(len(pair) != 2 for pair in self.swaps) or len(set(flat)) != len(flat) or not all(0 <= k < self.count for k in flat):
-            raise ValueError(f"swaps must be pairs of distinct keypoints in 0..{self.count - 1}, each in one pair; "
-                             f"got {self.swaps}")  # fmt: skip
 
     @property
     def count(self) -> int:
         return len(self.link_names)
-
-    def partners(self) -> Tensor:
-        """[K] long: each keypoint's swap partner (itself when it has none)."""
-        partner = torch.arange(self.count)
-        for i, j in self.swaps:
-            partner[i], partner[j] = j, i
-        return partner
-
-
-def cheaper_swaps(straight: Tensor, crossed: Tensor, partner: Tensor) -> Tensor:
-    """Where each pair of swappable keypoints is cheaper matched crossed: straight [..., K] is the cost of each
-    detection against its own keypoint, crossed [..., K] against its partner's (partner [K], `KeypointSpec.
-    partners`) -> [..., K] bool, the same for both of a pair (False for keypoints without a partner)."""
-    return crossed + crossed[..., partner] < straight + straight[..., partner]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,8 +263,7 @@ class KeypointDetector:
             net_meta = {"crop_fill": 0.0, **meta["net"]}  # detectors from before crops look once
             config = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in net_meta.items()})
             kp = meta["keypoints"]
-            spec = KeypointSpec(kp["robot"], tuple(kp["link_names"]), tuple(tuple(map(float, p)) for p in kp["local_points"]),
-                                tuple(tuple(map(int, pair)) for pair in kp.get("swaps", ())))  # fmt: skip
+            spec = KeypointSpec(kp["robot"], tuple(kp["link_names"]), tuple(tuple(map(float, p)) for p in kp["local_points"]))
             net = KeypointNet(spec.count, config)
             net.load_state_dict(load_file(str(weights_path)))
         except (OSError, ValueError, KeyError, TypeError, SafetensorError, RuntimeError) as err:

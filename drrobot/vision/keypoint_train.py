@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from drrobot.io import atomic_path, write_json_atomic
 from drrobot.vision.keypoint_net import (STRIDE, KeypointDetector, KeypointNet, KeypointSpec, NetConfig, box_zoom,
-                                         cheaper_swaps, keypoint_box, normalize_images, sample_view)  # fmt: skip
+                                         keypoint_box, normalize_images, sample_view)  # fmt: skip
 
 STATE_FILE = "train_state.safetensors"
 CROP_FILL_SPREAD = 1.3  # the second-look views' fill varies by up to this factor either way of `net.crop_fill`
@@ -78,7 +78,6 @@ def train_detector(images: np.ndarray, uv: np.ndarray, in_view: np.ndarray, spec
     start, history = _resume(out, net, optimizer, config)
     source = torch.from_numpy(images)  # [N, H, W, 3] uint8, shared memory
     targets = torch.from_numpy(uv).float(), torch.from_numpy(in_view)
-    partner = spec.partners() if spec.swaps else None
     net.train()
     began = time.perf_counter()
     bar = tqdm(range(start, config.steps), desc="keypoint detector", unit="step", disable=not progress,
@@ -87,7 +86,7 @@ def train_detector(images: np.ndarray, uv: np.ndarray, in_view: np.ndarray, spec
         pick = torch.from_numpy(train_index)[torch.randint(len(train_index), (config.batch,), generator=generator)]
         x, kp, visible = warp(source[pick], targets[0][pick], targets[1][pick], config, generator)
         x = jitter_colours(x, generator)
-        loss = heatmap_loss(net(normalize_images(x)), kp / STRIDE, visible, config.sigma, partner)
+        loss = heatmap_loss(net(normalize_images(x)), kp / STRIDE, visible, config.sigma)
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, config)
         optimizer.zero_grad(set_to_none=True)
@@ -156,26 +155,17 @@ def jitter_colours(images: Tensor, generator: torch.Generator) -> Tensor:
     return x.clamp(0.0, 1.0).permute(0, 2, 3, 1)
 
 
-def heatmap_loss(logits: Tensor, cells: Tensor, visible: Tensor, sigma: float, partner: Tensor | None = None) -> Tensor:
+def heatmap_loss(logits: Tensor, cells: Tensor, visible: Tensor, sigma: float) -> Tensor:
     """Mean cross-entropy of the spatial softmax of logits [B, K, h, w] against Gaussians of `sigma` cells at
-    cells [B, K, 2] (positions in heatmap cells, centres at +0.5), over the visible [B, K] keypoints. With
-    `partner` [K] (`KeypointSpec.partners`), each swappable pair is scored against the cheaper of its two
-    assignments, so the network may tell the two apart by how they look in the image."""
+    cells [B, K, 2] (positions in heatmap cells, centres at +0.5), over the visible [B, K] keypoints."""
     B, K, h, w = logits.shape
     ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    d2 = (xs - cells[..., 0, None, None]).square() + (ys - cells[..., 1, None, None]).square()  # [B, K, h, w]
+    target = torch.softmax((-d2 / (2 * sigma**2)).reshape(B, K, -1), -1)
     log_prob = torch.log_softmax(logits.reshape(B, K, -1), -1)
-
-    def weighted_cross_entropy(order: Tensor) -> Tensor:  # [B, K]: channel k against the target of keypoint order[k]
-        at = cells[:, order]
-        d2 = (xs - at[..., 0, None, None]).square() + (ys - at[..., 1, None, None]).square()  # [B, K, h, w]
-        target = torch.softmax((-d2 / (2 * sigma**2)).reshape(B, K, -1), -1)
-        return -(target * log_prob).sum(-1) * visible[:, order].float()
-
-    straight = weighted_cross_entropy(torch.arange(K))
-    if partner is not None:
-        crossed = weighted_cross_entropy(partner)
-        straight = torch.where(cheaper_swaps(straight, crossed, partner), crossed, straight)
-    return straight.sum() / visible.float().sum().clamp_min(1.0)
+    per_point = -(target * log_prob).sum(-1)  # [B, K]
+    weight = visible.float()
+    return (per_point * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 @torch.no_grad()
@@ -188,27 +178,18 @@ def validate(detector: KeypointDetector, images: np.ndarray, uv: np.ndarray, in_
     looks = {"": True, "first_look_": False} if detector.config.crop_fill > 0 else {"": False}
     report: dict = {"width_px": images.shape[2]}
     for prefix, crop in looks.items():
-        found = torch.cat([detector.detect(torch.from_numpy(images[i : i + batch]), crop=crop)[0]
-                           for i in range(0, len(images), batch)])  # fmt: skip
-        distance, seen = matched_distances(found, torch.from_numpy(uv).float(), torch.from_numpy(in_view),
-                                           detector.spec.partners())  # fmt: skip
-        distance, seen = distance.numpy(), seen.numpy()  # [N, K]
-        error = distance[seen]
+        distances = []
+        for i in range(0, len(images), batch):
+            found, _ = detector.detect(torch.from_numpy(images[i : i + batch]), crop=crop)
+            distances.append((found - torch.from_numpy(uv[i : i + batch]).float()).norm(dim=-1))  # [b, K]
+        distance = torch.cat(distances).numpy()  # [N, K]
+        error = distance[in_view]
         report |= {f"{prefix}median_px": float(np.median(error)), f"{prefix}p90_px": float(np.percentile(error, 90)),
                    f"{prefix}within_2pct_width": float((error < 0.02 * images.shape[2]).mean())}  # fmt: skip
         if not prefix:
-            report["per_keypoint_median_px"] = [float(np.median(distance[seen[:, k], k])) if seen[:, k].any()
+            report["per_keypoint_median_px"] = [float(np.median(distance[in_view[:, k], k])) if in_view[:, k].any()
                                                 else None for k in range(distance.shape[1])]  # fmt: skip
     return report | {"keypoints": int(error.size)}
-
-
-def matched_distances(found: Tensor, uv: Tensor, in_view: Tensor, partner: Tensor) -> tuple[Tensor, Tensor]:
-    """Pixel distance [N, K] of detections found [N, K, 2] from the true uv [N, K, 2] (in_view [N, K]), each
-    swappable pair (partner [K]) matched the cheaper way round, and where each matched truth is in view [N, K]."""
-    straight = (found - uv).norm(dim=-1)  # [N, K]
-    crossed = (found - uv[:, partner]).norm(dim=-1)
-    swapped = cheaper_swaps(torch.where(in_view, straight, 0), torch.where(in_view[:, partner], crossed, 0), partner)
-    return torch.where(swapped, crossed, straight), torch.where(swapped, in_view[:, partner], in_view)
 
 
 def _learning_rate(step: int, config: KeypointTrainConfig) -> float:

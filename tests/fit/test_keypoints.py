@@ -14,8 +14,8 @@ from drrobot.fit.keypoint_points import keypoint_links, robot_keypoints
 from drrobot.fit.objectives import Keypoints, Observation
 from drrobot.fit.solve import ScratchConfig, solve_from_scratch
 from drrobot.model import project_points
-from drrobot.vision.keypoint_net import (MAX_CROP_ZOOM, DetectorError, KeypointDetector, KeypointNet, KeypointSpec,
-                                         NetConfig, crop_images, decode_heatmaps, letterbox_images)  # fmt: skip
+from drrobot.vision.keypoint_net import (MAX_CROP_ZOOM, DetectorError, KeypointDetector, KeypointNet, NetConfig,
+                                         crop_images, decode_heatmaps, letterbox_images)  # fmt: skip
 from drrobot.vision.keypoint_train import KeypointTrainConfig, heatmap_loss, jitter_colours, warp, train_detector
 
 TOY_JOINTS = torch.tensor([0.7, 0.5, -0.9])
@@ -201,6 +201,8 @@ def tiny_views(count=48, H=48, W=64, K=2, seed=0):
 
 
 def test_training_learns_and_resumes(tmp_path):
+    from drrobot.vision.keypoint_net import KeypointSpec
+
     images, uv, in_view = tiny_views()
     spec = KeypointSpec("toy", ("a", "b"), ((0.0, 0.0, 0.0), (0.0, 0.0, 0.1)))
     net = NetConfig(channels=(8, 8, 8, 8), input_width=64, input_height=48)
@@ -228,6 +230,8 @@ def test_heatmap_loss_is_lowest_at_the_target():
 
 
 def test_detector_round_trip_and_bad_folders(tmp_path):
+    from drrobot.vision.keypoint_net import KeypointSpec
+
     spec = KeypointSpec("toy", ("a",) * 3, ((0.0, 0.0, 0.0),) * 3)
     config = NetConfig(channels=(4, 4, 4, 4), input_width=32, input_height=24)
     detector = KeypointDetector(KeypointNet(3, config), spec, config)
@@ -272,7 +276,6 @@ def test_validation_reports_each_keypoints_error():
 
     class OffByKeypoint:  # stands in for a detector: keypoint k found k pixels to the right of the truth
         config = NetConfig(crop_fill=0.0)
-        spec = KeypointSpec("toy", ("a",) * 3, ((0.0, 0.0, 0.0),) * 3)
 
         def detect(self, images, crop=False):
             return truth[: len(images)] + torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]), None
@@ -413,7 +416,7 @@ def test_the_images_choose_among_the_keypoints_camera_candidates(toy_model, monk
             t = next(t for t, frame in enumerate(frames) if np.array_equal(frame, image))
             return projected(toy_model, truth[t], camera)[0], torch.ones(spec.count)
 
-    def candidates(model, link_ids, local_points, uv, confidence, K, width, prior, config, partner):
+    def candidates(model, link_ids, local_points, uv, confidence, K, width, prior, config):
         frames_used = list(range(len(uv)))
         wrong = StaticCameraSolution(elsewhere.viewmats.reshape(4, 4), truth[frames_used], frames_used, 0.01)
         right = StaticCameraSolution(camera.viewmats.reshape(4, 4), truth[frames_used], frames_used, 0.02)
