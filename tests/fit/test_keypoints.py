@@ -14,8 +14,8 @@ from drrobot.fit.keypoint_points import keypoint_links, robot_keypoints
 from drrobot.fit.objectives import Keypoints, Observation
 from drrobot.fit.solve import ScratchConfig, solve_from_scratch
 from drrobot.model import project_points
-from drrobot.vision.keypoint_net import (MAX_CROP_ZOOM, DetectorError, KeypointDetector, KeypointNet, NetConfig,
-                                         crop_images, decode_heatmaps, letterbox_images)  # fmt: skip
+from drrobot.vision.keypoint_net import (MAX_CROP_ZOOM, DetectorError, KeypointDetector, KeypointNet, KeypointSpec,
+                                         NetConfig, crop_images, decode_heatmaps, letterbox_images)  # fmt: skip
 from drrobot.vision.keypoint_train import KeypointTrainConfig, heatmap_loss, jitter_colours, warp, train_detector
 
 TOY_JOINTS = torch.tensor([0.7, 0.5, -0.9])
@@ -201,8 +201,6 @@ def tiny_views(count=48, H=48, W=64, K=2, seed=0):
 
 
 def test_training_learns_and_resumes(tmp_path):
-    from drrobot.vision.keypoint_net import KeypointSpec
-
     images, uv, in_view = tiny_views()
     spec = KeypointSpec("toy", ("a", "b"), ((0.0, 0.0, 0.0), (0.0, 0.0, 0.1)))
     net = NetConfig(channels=(8, 8, 8, 8), input_width=64, input_height=48)
@@ -229,9 +227,23 @@ def test_heatmap_loss_is_lowest_at_the_target():
     assert heatmap_loss(wrong, cells, ~visible, 1.0) == 0  # invisible keypoints cost nothing
 
 
-def test_detector_round_trip_and_bad_folders(tmp_path):
-    from drrobot.vision.keypoint_net import KeypointSpec
+def test_the_second_look_is_the_median_of_three_crops(monkeypatch):
+    """One crop's stray detection does not move a keypoint: the second look's crops at three fills vote."""
+    from drrobot.vision import keypoint_net
 
+    config = NetConfig(channels=(4, 4, 4, 4), input_width=32, input_height=24, crop_fill=0.7)
+    detector = KeypointDetector(KeypointNet(2, config), KeypointSpec("toy", ("a",) * 2, ((0.0, 0.0, 0.0),) * 2), config)
+    fills, answers = [], iter([[[5.0, 5.0], [20.0, 9.0]], [[10.0, 8.0], [11.0, 4.0]], [[10.5, 8.5], [90.0, 70.0]],
+                               [[9.0, 9.0], [12.0, 5.0]]])  # the first look's, then the three crops' (one stray)
+    original = keypoint_net.crop_images
+    monkeypatch.setattr(keypoint_net, "crop_images", lambda *a: fills.append(a[3]) or original(*a))
+    monkeypatch.setattr(detector, "_look", lambda views, placed: (torch.tensor([next(answers)]), torch.ones(1, 2)))
+    uv, _ = detector.detect(np.zeros((24, 32, 3), np.uint8))
+    assert fills == pytest.approx([0.6, 0.7, 0.8])
+    assert torch.equal(uv, torch.tensor([[10.0, 8.5], [12.0, 5.0]]))
+
+
+def test_detector_round_trip_and_bad_folders(tmp_path):
     spec = KeypointSpec("toy", ("a",) * 3, ((0.0, 0.0, 0.0),) * 3)
     config = NetConfig(channels=(4, 4, 4, 4), input_width=32, input_height=24)
     detector = KeypointDetector(KeypointNet(3, config), spec, config)
