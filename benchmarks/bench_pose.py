@@ -83,11 +83,11 @@ def scratch_trials(model, directories: list[Path], config: ReconstructConfig, tr
         start = time.perf_counter()
         result = solve_from_scratch(model, data[f], K, config.scratch, config.weights)
         seconds.append(time.perf_counter() - start)
-        error = np.rad2deg(np.abs(result.joints[0].numpy() - truth.joints[f])[truth.scored])
+        error = joint_errors_deg(result.joints[0].numpy(), truth.joints[f], truth.scored)
         errors.append(float(error.mean()))
         per_joint.append(error)
         twins = kinematic_twins(model.kinematics, torch.as_tensor(np.nan_to_num(truth.joints[f]), dtype=torch.float32), moves)
-        twin_error = [float(np.rad2deg(np.abs(result.joints[0].numpy() - t.numpy())[truth.scored]).mean()) for t in twins]
+        twin_error = [float(joint_errors_deg(result.joints[0].numpy(), t.numpy(), truth.scored).mean()) for t in twins]
         on_twin += errors[-1] >= SUCCESS_DEG and min(twin_error, default=np.inf) < SUCCESS_DEG
         print(f"  scratch {directory.name} frame {f}: {errors[-1]:.1f} deg (per joint "
               f"{' '.join(f'{e:.0f}' for e in error)}), {seconds[-1]:.1f} s", flush=True)  # fmt: skip
@@ -95,6 +95,11 @@ def scratch_trials(model, directories: list[Path], config: ReconstructConfig, tr
     return {"trials": trials, "success_rate": float((errors < SUCCESS_DEG).mean()), "median_error_deg": float(np.median(errors)),
             "mean_seconds": float(np.mean(seconds)), "max_seconds": float(np.max(seconds)), "errors_deg": errors.tolist(),
             "median_error_per_joint_deg": np.median(per_joint, axis=0).tolist(), "on_a_twin": int(on_twin)}  # fmt: skip
+
+
+def joint_errors_deg(estimate: np.ndarray, truth: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Absolute error in degrees of each scored joint (estimate, truth [J] radians, scored [J] bool)."""
+    return np.rad2deg(np.abs(estimate - truth)[scored])
 
 
 def trajectory_path(out: Path, name: str) -> Path:

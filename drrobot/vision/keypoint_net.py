@@ -10,9 +10,8 @@ confidence the probability mass there. A robot seen whole covers a small part of
 a quarter to a half of a 640x480 frame's height, ~45 pixels of a 160x120 input), so a detector trained with crops
 (`NetConfig.crop_fill` > 0) looks twice: once at the whole image, then at crops around the first detections
 in which their box fills `crop_fill` of the input (and a seventh less and more: the median of the three), at up to
-several times the resolution. The keypoints are
-link-local 3D points of the robot (`drrobot.fit.keypoint_points`), so the detections feed the fitting core's
-keypoint objective directly.
+several times the resolution. The keypoints are link-local 3D points of the robot (`drrobot.fit.keypoint_points`),
+so the detections feed the fitting core's keypoint objective directly.
 
 Saved as a folder: `detector.safetensors` (weights) and `detector.json` (architecture, input size, keypoints);
 nothing is pickled. Train one with `drrobot keypoints` (`drrobot.vision.keypoint_train`).
@@ -41,9 +40,9 @@ DETECTOR_DIR = "keypoint-detector"  # next to a model's checkpoint folder, where
 STRIDE = 4  # heatmap cells per input pixel: the heatmaps are input_size / STRIDE
 CROP_CONFIDENCE = 0.1  # first-look detections that place the second look's crop
 MAX_CROP_ZOOM = 6.0  # the second look magnifies at most this much over the whole image's letterbox
-SECOND_LOOK_FILLS = (6 / 7, 1.0, 8 / 7)  # the second look's crops fill `crop_fill` times each of these (0.6, 0.7 and
-#   0.8 by default, inside the training's spread); each keypoint's position is their median (look-alikes, 30 frames each: median error 4.6-5.3
-#   px of 640 instead of 5.1-5.9 with one crop, 90th percentile 5-7% lower)
+SECOND_LOOK_FILLS = (6 / 7, 1.0, 8 / 7)  # the second look's crops fill `crop_fill` times each of these (0.6, 0.7
+#   and 0.8 by default, inside the training's spread); each keypoint's position is their median (look-alikes, 30
+#   frames each: median error 4.6-5.3 px of 640 instead of 5.1-5.9 with one crop, 90th percentile 5-7% lower)
 
 
 class DetectorError(DrRobotError):
@@ -235,7 +234,8 @@ class KeypointDetector:
         uv, confidence = self._look(*letterbox_images(x, w, h))
         if crop and self.config.crop_fill > 0:
             confident = confidence >= CROP_CONFIDENCE
-            looks = [self._look(*crop_images(x, uv, confident, self.config.crop_fill * f, w, h)) for f in SECOND_LOOK_FILLS]
+            fills = [self.config.crop_fill * f for f in SECOND_LOOK_FILLS]
+            looks = [self._look(*crop_images(x, uv, confident, fill, w, h)) for fill in fills]
             uv = torch.stack([u for u, _ in looks]).median(dim=0).values  # [B, K, 2] per coordinate
             confidence = torch.stack([c for _, c in looks]).mean(dim=0)
         return (uv[0], confidence[0]) if single else (uv, confidence)
