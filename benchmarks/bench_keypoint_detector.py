@@ -42,12 +42,15 @@ def main() -> None:
     model = load_checkpoint(args.checkpoint).model.eval()
     detector = KeypointDetector.load(args.detector)
     link_ids, local = keypoint_links(model, detector.spec)
-    looks = {"first look": False, "both looks": True} if detector.config.crop_fill > 0 else {"one look": False}
-    print(f"detector {args.detector} (crop_fill {detector.config.crop_fill}), every {args.every}th frame")
+    every_look = "all three looks" if detector.config.tile_zoom > 0 else "both looks"
+    looks = {"first look": False, every_look: True} if detector.config.crop_fill > 0 else {"one look": False}
+    print(f"detector {args.detector} (crop_fill {detector.config.crop_fill}, tile_zoom {detector.config.tile_zoom}), "
+          f"every {args.every}th frame")
     print("| sequence | look | median (px) | 90th percentile (px) | median (% of width) | ms per frame |")
     print("| --- | --- | --- | --- | --- | --- |")
     moves = twin_moves(model.kinematics)
     sides: dict[str, list[str]] = {}
+    per_link: dict[str, list[torch.Tensor]] = {}  # look -> each sequence's errors [F, K] (NaN: out of view)
     for name in args.cameras:
         directory = args.root / name
         sequence = load_dream(directory)
@@ -73,10 +76,17 @@ def main() -> None:
             error = (found - exact).norm(dim=-1)[inside]
             print(f"| {name} | {label} | {error.median():.1f} | {error.quantile(0.9):.1f} | "
                   f"{100 * error.median() / sequence.width:.2f} | {ms:.0f} |", flush=True)
+            per_link.setdefault(label, []).append((found - exact).norm(dim=-1).where(inside, torch.nan))  # [F, K]
         for move in moves:
             twin = project(link_points(model.kinematics.link_poses(move.apply(joints)), link_ids, local))
             sides.setdefault(_move_name(move, model), []).append(
                 f"{name}: {_truth_side(found, exact, twin, inside, args.twin_px, detector.spec.link_names)}")
+    names = detector.spec.link_names
+    for label, errors in per_link.items():
+        median = torch.cat(errors).nanmedian(dim=0).values  # [K] over every sequence's frames
+        links = dict.fromkeys(names)
+        cells = [f"{link} {float(median[[k for k, n in enumerate(names) if n == link]].max()):.1f}" for link in links]
+        print(f"\n{label}, each link's worst keypoint median (px, all sequences): {', '.join(cells)}")
     for move, rows in sides.items():
         print(f"\n{move}: share of the detections nearer the truth than the twin (keypoints it moves >= "
               f"{args.twin_px:g} px; detections in view)")

@@ -56,6 +56,10 @@ class KeypointTrainConfig:
     rotation_deg: float = 10.0
     crop_share: float = 0.5
     """Share of the views that are second looks (crops around the robot; with `net.crop_fill` > 0)."""
+    tile_share: float = 0.3
+    """Share of the views that are third looks (with `net.tile_zoom` > 0; taken from the whole-image views): a part
+    of the robot magnified `net.tile_zoom` times over the second look, centred anywhere in the middle 70% of the
+    keypoints' box."""
     validation: float = 0.05
     save_every: int = 200
     seed: int = 0
@@ -121,11 +125,17 @@ def warp(images: Tensor, uv: Tensor, in_view: Tensor, config: KeypointTrainConfi
     zoom = torch.exp(uniform(math.log(config.zoom[0]), math.log(config.zoom[1]))) * min(w / W, h / H)  # input px per image px
     centre = torch.tensor([W / 2, H / 2]) + uniform(-config.shift, config.shift, 2) * torch.tensor([W, H])  # [B, 2]
     low, high, boxed = keypoint_box(uv, in_view, (W, H))  # [B, 2] the visible keypoints' box
-    crop = (uniform(0, 1) < config.crop_share) & boxed & (config.net.crop_fill > 0)  # [B]
-    if crop.any():
+    draw = uniform(0, 1)
+    crop = (draw < config.crop_share) & boxed & (config.net.crop_fill > 0)  # [B]
+    tile = (draw >= config.crop_share) & (draw < config.crop_share + config.tile_share) & boxed & ~crop
+    tile &= config.net.tile_zoom > 0
+    if crop.any() or tile.any():
         fill = config.net.crop_fill * torch.exp(uniform(-1, 1) * math.log(CROP_FILL_SPREAD))
+        fill = torch.where(tile, fill * config.net.tile_zoom, fill)
         crop_zoom = box_zoom(low, high, fill, w, h, (W, H))
-        crop_centre = (low + high) / 2 + uniform(-0.05, 0.05, 2) * (high - low)
+        spread = torch.where(tile[:, None], uniform(-0.35, 0.35, 2), uniform(-0.05, 0.05, 2))  # of the box's size
+        crop_centre = (low + high) / 2 + spread * (high - low)
+        crop |= tile
         zoom, centre = torch.where(crop, crop_zoom, zoom), torch.where(crop[:, None], crop_centre, centre)
     angle = uniform(-1, 1) * math.radians(config.rotation_deg)
     cos, sin = torch.cos(angle), torch.sin(angle)
