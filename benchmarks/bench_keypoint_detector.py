@@ -42,10 +42,8 @@ def main() -> None:
     model = load_checkpoint(args.checkpoint).model.eval()
     detector = KeypointDetector.load(args.detector)
     link_ids, local = keypoint_links(model, detector.spec)
-    every_look = "all three looks" if detector.config.tile_zoom > 0 else "both looks"
-    looks = {"first look": False, every_look: True} if detector.config.crop_fill > 0 else {"one look": False}
-    print(f"detector {args.detector} (crop_fill {detector.config.crop_fill}, tile_zoom {detector.config.tile_zoom}), "
-          f"every {args.every}th frame")
+    looks = {"first look": False, "both looks": True} if detector.config.crop_fill > 0 else {"one look": False}
+    print(f"detector {args.detector} (crop_fill {detector.config.crop_fill}), every {args.every}th frame")
     print("| sequence | look | median (px) | 90th percentile (px) | median (% of width) | ms per frame |")
     print("| --- | --- | --- | --- | --- | --- |")
     moves = twin_moves(model.kinematics)

@@ -72,11 +72,6 @@ class NetConfig:
     crop_fill: float = 0.7
     """Share of the input the first detections' box fills in the second look (0: one look at the whole image).
     Training shows crops of about this fill (`KeypointTrainConfig.crop_share`)."""
-    tile_zoom: float = 0.0
-    """Magnification of the third look over the second (0: no third look): four tiles, each centred on a quarter
-    of the second detections' box, and each keypoint taken from the tile nearest it. The distal links are small
-    in the second look (the Panda's hand halves ~1 heatmap cell apart); training shows such tiles
-    (`KeypointTrainConfig.tile_share`)."""
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -204,36 +199,10 @@ def crop_images(images: Tensor, uv: Tensor, confident: Tensor, fill: float, widt
                 height: int) -> tuple[Tensor, InputMap]:  # fmt: skip
     """Views of images [B, H, W, 3] in [0, 1] centred on the box of the confident [B, K] detections uv [B, K, 2],
     which fills `fill` of the input (`box_zoom`; the whole image where fewer than two are confident) ->
-    [B, height, width, 3] and the map."""
+    [B, height, width, 3] and the map. Shrunk views are first area-averaged (no aliasing)."""
     B, H, W, _ = images.shape
     low, high, _ = keypoint_box(uv, confident, (W, H))
-    return view_images(images, (low + high) / 2, box_zoom(low, high, fill, width, height, (W, H)), width, height)
-
-
-TILE_CENTRES = ((0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75))  # the third look's tile centres, as
-#   fractions of the box
-
-
-def tile_images(images: Tensor, uv: Tensor, confident: Tensor, fill: float, width: int,
-                height: int) -> tuple[Tensor, InputMap, Tensor]:  # fmt: skip
-    """The third look: views of images [B, H, W, 3] centred on each of `TILE_CENTRES` of the box of the confident
-    [B, K] detections uv [B, K, 2], magnified as if the box filled `fill` of the input (between the letterbox zoom
-    and `MAX_CROP_ZOOM` times it) -> views [B T, height, width, 3] (image-major), their map and the tile centres
-    [B, T, 2] (image pixels)."""
-    B, H, W, _ = images.shape
-    low, high, _ = keypoint_box(uv, confident, (W, H))
-    centres = low[:, None] + uv.new_tensor(TILE_CENTRES) * (high - low)[:, None]  # [B, T, 2]
-    zooms = box_zoom(low, high, fill, width, height, (W, H))  # [B]
-    T = len(TILE_CENTRES)
-    views, placed = view_images(images.repeat_interleave(T, 0), centres.reshape(-1, 2), zooms.repeat_interleave(T),
-                                width, height)  # fmt: skip
-    return views, placed, centres
-
-
-def view_images(images: Tensor, centres: Tensor, zooms: Tensor, width: int, height: int) -> tuple[Tensor, InputMap]:
-    """Views of images [B, H, W, 3] in [0, 1] centred on centres [B, 2] (image pixels) at zooms [B] (input pixels
-    per image pixel) -> [B, height, width, 3] and the map. Shrunk views are first area-averaged (no aliasing)."""
-    B, H, W, _ = images.shape
+    zooms, centres = box_zoom(low, high, fill, width, height, (W, H)), (low + high) / 2  # [B], [B, 2]
     crops = []
     for image, zoom, centre in zip(images[:, None], zooms.tolist(), centres):
         small = image
@@ -269,24 +238,7 @@ class KeypointDetector:
             looks = [self._look(*crop_images(x, uv, confident, fill, w, h)) for fill in fills]
             uv = torch.stack([u for u, _ in looks]).median(dim=0).values  # [B, K, 2] per coordinate
             confidence = torch.stack([c for _, c in looks]).mean(dim=0)
-            if self.config.tile_zoom > 0:
-                uv, confidence = self._third_look(x, uv, confidence)
         return (uv[0], confidence[0]) if single else (uv, confidence)
-
-    def _third_look(self, images: Tensor, uv: Tensor, confidence: Tensor) -> tuple[Tensor, Tensor]:
-        """The tiles (`tile_images`) around the second look's detections uv [B, K, 2]: each keypoint from the tile
-        whose centre is nearest it, where that tile finds it confidently; elsewhere the second look's."""
-        B, K, _ = uv.shape
-        fill = self.config.crop_fill * self.config.tile_zoom
-        views, placed, centres = tile_images(images, uv, confidence >= CROP_CONFIDENCE, fill, self.config.input_width,
-                                             self.config.input_height)  # fmt: skip
-        tiled, tiled_confidence = self._look(views, placed)  # [B T, K, 2], [B T, K]
-        nearest = torch.cdist(uv, centres).argmin(dim=-1)  # [B, K] the tile each keypoint is taken from
-        T = centres.shape[1]
-        tiled = tiled.reshape(B, T, K, 2).gather(1, nearest[:, None, :, None].expand(B, 1, K, 2))[:, 0]
-        tiled_confidence = tiled_confidence.reshape(B, T, K).gather(1, nearest[:, None])[:, 0]  # [B, K]
-        take = tiled_confidence >= CROP_CONFIDENCE
-        return torch.where(take[..., None], tiled, uv), torch.where(take, tiled_confidence, confidence)
 
     def _look(self, views: Tensor, placed: InputMap) -> tuple[Tensor, Tensor]:
         """Network views [B, h, w, 3] -> detections [B, K, 2] in image pixels and confidences [B, K]."""
@@ -315,7 +267,7 @@ class KeypointDetector:
             meta = json.loads(meta_path.read_text())
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
-            net_meta = {"crop_fill": 0.0, "tile_zoom": 0.0, **meta["net"]}  # older detectors: fewer looks
+            net_meta = {"crop_fill": 0.0, **meta["net"]}  # detectors from before crops look once
             config = NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in net_meta.items()})
             kp = meta["keypoints"]
             spec = KeypointSpec(kp["robot"], tuple(kp["link_names"]), tuple(tuple(map(float, p)) for p in kp["local_points"]))

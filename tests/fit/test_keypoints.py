@@ -15,8 +15,7 @@ from drrobot.fit.objectives import Keypoints, Observation
 from drrobot.fit.solve import ScratchConfig, solve_from_scratch
 from drrobot.model import project_points
 from drrobot.vision.keypoint_net import (MAX_CROP_ZOOM, DetectorError, KeypointDetector, KeypointNet, KeypointSpec,
-                                         NetConfig, crop_images, decode_heatmaps, letterbox_images,
-                                         tile_images)  # fmt: skip
+                                         NetConfig, crop_images, decode_heatmaps, letterbox_images)  # fmt: skip
 from drrobot.vision.keypoint_train import KeypointTrainConfig, heatmap_loss, jitter_colours, warp, train_detector
 
 TOY_JOINTS = torch.tensor([0.7, 0.5, -0.9])
@@ -244,47 +243,13 @@ def test_the_second_look_is_the_median_of_three_crops(monkeypatch):
     assert torch.equal(uv, torch.tensor([[10.0, 8.5], [12.0, 5.0]]))
 
 
-def test_the_third_look_magnifies_each_quarter_of_the_box():
-    image = torch.zeros(1, 480, 640, 3)
-    image[0, 276:284, 296:304] = 1.0  # a dot centred at (300, 280): in the box's top-left quarter
-    dot = torch.tensor([[[300.0, 280.0]]])
-    detections = torch.tensor([[[300.0, 250.0], [500.0, 450.0], [10.0, 10.0]]])  # the last not confident
-    confident = torch.tensor([[True, True, False]])
-    _, crop = crop_images(image, detections, confident, 0.7, 160, 120)
-    views, placed, centres = tile_images(image, detections, confident, 1.4, 160, 120)
-    assert views.shape == (4, 120, 160, 3)
-    assert torch.allclose(centres[0], torch.tensor([[350.0, 300.0], [450.0, 300.0], [350.0, 400.0], [450.0, 400.0]]))
-    assert torch.allclose(placed.scale, 2 * crop.scale.expand(4, 1, 2))  # twice the second look's magnification
-    assert torch.allclose(placed.to_input(centres[0][:, None]), torch.tensor([80.0, 60.0]))  # each centred on its own
-    assert (bright_centre(views[0]) - placed.to_input(dot)[0, 0]).norm() < 0.5
-
-
-def test_the_third_look_takes_each_keypoint_from_the_tile_nearest_it(monkeypatch):
-    """A keypoint comes from the tile whose centre is nearest its second-look position, where that tile finds it
-    confidently; the other tiles' detections of it (near or beyond their borders) are not used."""
-    config = NetConfig(channels=(4, 4, 4, 4), input_width=32, input_height=24, crop_fill=0.7, tile_zoom=2.0)
-    detector = KeypointDetector(KeypointNet(2, config), KeypointSpec("toy", ("a",) * 2, ((0.0, 0.0, 0.0),) * 2), config)
-    second = torch.tensor([[[10.0, 10.0], [90.0, 50.0]]])  # the box (10, 10)-(90, 50): tiles at x 30/70, y 20/40
-    tiles = torch.tensor([[[11.0, 12.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]],
-                          [[0.0, 0.0], [88.0, 51.0]]])  # [T, K, 2]: keypoint 0 from tile 0, 1 from tile 3
-    monkeypatch.setattr(detector, "_look", lambda views, placed: (tiles, torch.ones(4, 2)))
-    uv, confidence = detector._third_look(torch.zeros(1, 60, 100, 3), second, torch.ones(1, 2))
-    assert torch.equal(uv, torch.tensor([[[11.0, 12.0], [88.0, 51.0]]])) and torch.equal(confidence, torch.ones(1, 2))
-    unsure = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 0.01]])  # tile 3 barely finds keypoint 1
-    monkeypatch.setattr(detector, "_look", lambda views, placed: (tiles, unsure))
-    uv, confidence = detector._third_look(torch.zeros(1, 60, 100, 3), second, torch.full((1, 2), 0.5))
-    assert torch.equal(uv, torch.tensor([[[11.0, 12.0], [90.0, 50.0]]]))  # the second look's, kept
-    assert torch.equal(confidence, torch.tensor([[1.0, 0.5]]))
-
-
-def test_warped_tiles_magnify_a_part_of_the_keypoints_box():
+def test_warped_parts_magnify_a_part_of_the_keypoints_box():
     images = torch.zeros(8, 240, 320, 3, dtype=torch.uint8)
     uv = torch.tensor([[100.0, 80.0], [200.0, 180.0]]).expand(8, 2, 2)
-    net = NetConfig(tile_zoom=2.0)
-    config = KeypointTrainConfig(crop_share=0.0, tile_share=1.0, rotation_deg=0.0, net=net)
+    config = KeypointTrainConfig(crop_share=0.0, part_share=1.0, rotation_deg=0.0)
     _, kp, _ = warp(images, uv, torch.ones(8, 2, dtype=torch.bool), config, torch.Generator().manual_seed(0))
     spread = (kp[:, 1] - kp[:, 0]).abs().max(-1).values  # [8] the box's side in the input, visible or not
-    fill = net.crop_fill * net.tile_zoom * 120
+    fill = config.part_fill * 120
     assert ((spread > fill / 1.31) & (spread < fill * 1.31)).all()
     centre = torch.tensor([80.0, 60.0])  # the input's centre shows a point inside the box's middle 70%
     shown = uv[:, 0] + (centre - kp[:, 0]) / (spread / 100.0)[:, None]  # image pixels
