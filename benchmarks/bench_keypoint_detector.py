@@ -29,12 +29,17 @@ from drrobot.model import project_points
 from drrobot.vision.keypoint_net import KeypointDetector
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_lookalike_arguments(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint, --detector, --root and --cameras, as the benchmarks on the look-alikes take them."""
     parser.add_argument("--checkpoint", type=Path, default=Path("outputs/panda-model/checkpoint"))
     parser.add_argument("--detector", type=Path, default=Path("outputs/panda-model/keypoint-detector"))
     parser.add_argument("--root", type=Path, default=Path("outputs/lookalike-slow"))
     parser.add_argument("--cameras", nargs="+", default=["azure", "kinect360", "realsense"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_lookalike_arguments(parser)
     parser.add_argument("--every", type=int, default=10, help="every N-th frame")
     parser.add_argument("--twin-px", type=float, default=10.0, help="a twin moves a keypoint at least this far")
     args = parser.parse_args()

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_keypoint_detector import add_lookalike_arguments
 from bench_pose import joint_errors_deg
 from drrobot.checkpoint import load_checkpoint
 from drrobot.data.dream import load_dream
@@ -127,10 +128,7 @@ def refinement_reach(model, frames: list[Frame], perturb_deg: float, seed: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("outputs/panda-model/checkpoint"))
-    parser.add_argument("--detector", type=Path, default=Path("outputs/panda-model/keypoint-detector"))
-    parser.add_argument("--root", type=Path, default=Path("outputs/lookalike-slow"))
-    parser.add_argument("--cameras", nargs="+", default=["azure", "kinect360", "realsense"])
+    add_lookalike_arguments(parser)
     parser.add_argument("--frames", type=int, default=20, help="random frames per camera for the keypoint stage")
     parser.add_argument("--refine-frames", type=int, default=4, help="of those, per camera, for the refinement stage")
     parser.add_argument("--noise-px", type=float, nargs="*", default=[1.0, 2.0, 3.0])
