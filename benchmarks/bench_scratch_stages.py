@@ -30,7 +30,7 @@ from drrobot.fit.dream_eval import dream_truth
 from drrobot.fit.frames import DreamFrames
 from drrobot.fit.from_keypoints import poses_from_keypoints
 from drrobot.fit.keypoint_points import KeypointObserver
-from drrobot.fit.objectives import Objective, link_points
+from drrobot.fit.objectives import Objective, Observation, link_points
 from drrobot.fit.optimize import cached_skinning_weights
 from drrobot.fit.reconstruct import FrameTensors, ReconstructConfig
 from drrobot.fit.solve import keypoint_weights, refine_finalists, robot_extent
@@ -40,8 +40,7 @@ from drrobot.vision.keypoint_net import KeypointDetector
 
 @dataclasses.dataclass
 class Frame:
-    name: str
-    observation: object  # Observation at the working size
+    observation: Observation  # at the working size
     K: torch.Tensor  # [3, 3] working size
     viewmat: torch.Tensor  # [4, 4] the true camera
     truth: np.ndarray  # [J] radians (NaN: not in the log)
@@ -68,7 +67,7 @@ def load_frames(model, detector, root: Path, cameras: list[str], per_camera: int
             joints = torch.as_tensor(np.nan_to_num(truth.joints[f], nan=0.02), dtype=torch.float32)
             world = link_points(model.kinematics.link_poses(joints[None]), observer.link_ids, observer.local_points)
             exact = project_points(world, viewmat[None, None].float(), K[None, None])[0][0, 0]
-            frames.append(Frame(f"{name} {f}", data[f], K, viewmat.float(), truth.joints[f], truth.scored, exact))
+            frames.append(Frame(data[f], K, viewmat.float(), truth.joints[f], truth.scored, exact))
     return frames
 
 

@@ -63,6 +63,7 @@ class KeypointTrainConfig:
     but learning the links' detail so made its second look more precise (look-alikes: from scratch 15 of 40 frames
     under 10 deg instead of 12, BENCHMARKS.md)."""
     part_fill: float = 1.4
+    """Size of the keypoints' box in a part view, in input sizes (spread as the crops' fill)."""
     validation: float = 0.05
     save_every: int = 200
     seed: int = 0
@@ -131,13 +132,13 @@ def warp(images: Tensor, uv: Tensor, in_view: Tensor, config: KeypointTrainConfi
     draw = uniform(0, 1)
     crop = (draw < config.crop_share) & boxed & (config.net.crop_fill > 0)  # [B]
     part = (draw >= 1 - config.part_share) & boxed & ~crop  # [B]
-    if crop.any() or part.any():
-        fill = torch.where(part, config.part_fill, config.net.crop_fill) * torch.exp(uniform(-1, 1) * math.log(CROP_FILL_SPREAD))
-        crop_zoom = box_zoom(low, high, fill, w, h, (W, H))
-        spread = torch.where(part[:, None], uniform(-0.35, 0.35, 2), uniform(-0.05, 0.05, 2))  # of the box's size
-        crop_centre = (low + high) / 2 + spread * (high - low)
-        crop |= part
-        zoom, centre = torch.where(crop, crop_zoom, zoom), torch.where(crop[:, None], crop_centre, centre)
+    framed = crop | part  # [B] views placed on the keypoints' box
+    if framed.any():
+        fill = torch.where(part, config.part_fill, config.net.crop_fill)
+        box_view_zoom = box_zoom(low, high, fill * torch.exp(uniform(-1, 1) * math.log(CROP_FILL_SPREAD)), w, h, (W, H))
+        offset = torch.where(part[:, None], uniform(-0.35, 0.35, 2), uniform(-0.05, 0.05, 2))  # of the box's size
+        box_view_centre = (low + high) / 2 + offset * (high - low)
+        zoom, centre = torch.where(framed, box_view_zoom, zoom), torch.where(framed[:, None], box_view_centre, centre)
     angle = uniform(-1, 1) * math.radians(config.rotation_deg)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # [B, 2, 2]
