@@ -24,7 +24,7 @@ from torch import Tensor
 from drrobot.fit.background import (LINGERING_SHADOWS, border_background, masked_background, median_background,
                                     moving_foreground, robot_free_background, unchanged)
 from drrobot.fit.cameras import scale_intrinsics
-from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation
+from drrobot.fit.objectives import Keypoints, Objective, ObjectiveWeights, Observation
 from drrobot.fit.chain import chain_search
 from drrobot.fit.from_keypoints import MIN_KEYPOINTS
 from drrobot.fit.keypoint_points import KeypointObserver
@@ -231,8 +231,11 @@ def reconstruct(
                 _solve_joints(model, obs, K_work, camera, config, tracked))  # fmt: skip
 
     use_refit = mode == "median" and config.robot_free_background
+    def detect(t: int) -> Keypoints | None:  # frame t's detections at the working size
+        return data.with_keypoints(t).keypoints
+
     result = track(model, data, len(frames), start, track_config, config.weights, progress, on_frame,
-                   refit_background if use_refit else None, reseed)  # fmt: skip
+                   refit_background if use_refit else None, reseed, None if observer is None else detect)  # fmt: skip
     T = len(result.joints)  # fewer than the frames when tracking was interrupted
     names = list(frames.names) if hasattr(frames, "names") else [f"{t:06d}" for t in range(len(frames))]
     return Reconstruction(

@@ -31,12 +31,13 @@ from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.from_keypoints import MIN_KEYPOINTS, KeypointSolveConfig, poses_from_keypoints
 from drrobot.fit.gauge import root_motions, turned_camera
-from drrobot.fit.objectives import Objective, ObjectiveWeights, Observation, stack_observations
+from drrobot.fit.objectives import Keypoints, Objective, ObjectiveWeights, Observation, stack_observations
 from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit
 from drrobot.fit.params import PoseParameters
 from drrobot.fit.placement import PlacementConfig, place_cameras, pose_library
 from drrobot.fit.proxy import coarse_proxy
 from drrobot.fit.stages import StageClock
+from drrobot.fit.twin_keypoints import TwinKeypointConfig, TwinVerdicts, keypoint_verdicts
 from drrobot.fit.twins import kinematic_twins, placement_gap, same_placement, twin_moves, twin_trajectories
 from drrobot.model import RobotModel
 
@@ -186,6 +187,12 @@ class TrackConfig:
     coverage term making the difference at the frames inspected; on the appearance terms: at none). With
     `refine_camera` the vote waits for the refined camera: under the first pass' (look-alike realsense, 0.2-0.7 m
     off) it chose a shoulder twin 68 deg off the truth, 60.4 deg over 120 frames; under the refined one 2.2."""
+    twin_keypoints: TwinKeypointConfig = dataclasses.field(default_factory=TwinKeypointConfig)
+    """With a keypoint detector (`track`'s `detect`), `twin_vote` first asks its detections at the same keyframes
+    (`drrobot.fit.twin_keypoints`; the share needed is `twin_vote`'s): a twin they prefer is tracked without
+    consulting the image, one they reject is not voted on. The image's vote between twins is biased by a few
+    percent; the detections that tell the shoulder's twins apart sit on the right side in nearly every frame
+    (look-alike realsense, first 40 frames: the image vote kept the shoulder's twin, 75.0 deg)."""
     gauge: float = 40.0
     """With `refine_camera`: after it (and the twins), turn the camera about the first joint's axis and that joint
     back by as much (`drrobot.fit.gauge`: every link but the base stays in place), by each multiple of
@@ -362,6 +369,8 @@ def track(
     before_second_pass: Callable[[Track], None] | None = None,  # e.g. refit the background from the first pass
     reseed: Callable[[int, Tensor], tuple[FitResult, FitResult]] | None = None,  # (frame, track's joints [J]) ->
     #   (the frame solved afresh, the track's joints refined the same way), each B = 1
+    detect: Callable[[int], Keypoints | None] | None = None,  # frame -> a keypoint detector's detections (working
+    #   size, Bo = 1) or None: they settle kinematic twins (`TrackConfig.twin_keypoints`)
 ) -> Track:
     """Warm-started tracking of a static-camera sequence (see the module docstring). Ctrl-C stops it and returns
     the frames tracked so far (`interrupted`; during the second pass, the whole first pass). With `reseed` (one
@@ -375,12 +384,12 @@ def track(
     get = frames if callable(frames) else frames.__getitem__
     clock = StageClock(announce=progress)
     tracked = _staged_track(model, get, num_frames, start, config, weights, progress, on_frame, before_second_pass,
-                            reseed, clock)  # fmt: skip
+                            reseed, detect, clock)  # fmt: skip
     return dataclasses.replace(tracked, seconds=clock.seconds)
 
 
 def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig, weights, progress, on_frame,
-                  before_second_pass, reseed, clock: StageClock) -> Track:  # fmt: skip
+                  before_second_pass, reseed, detect, clock: StageClock) -> Track:  # fmt: skip
     """`track`'s stages, each timed by `clock`."""
     skin = cached_skinning_weights(model)
     viewmats, Ks = start.viewmats[:1], start.Ks[:1]  # [1, C, 4, 4], [1, C, 3, 3]
@@ -399,10 +408,10 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
             with clock("before the second pass"):
                 before_second_pass(merged)
         with clock("kinematic twins"):
-            twin = _better_twin(model, get, merged, config, weights, skin) if config.twins else None
-            vote = config.twins and twin is None and config.twin_vote > 0
-            if vote and not refine:
-                twin, vote = _voted_twin(model, get, merged, config, weights, skin), False
+            vote = config.twins and config.twin_vote > 0
+            twin = _twin_to_track(model, get, merged, config, weights, skin, detect, vote and not refine)
+            vote = vote and refine and twin is None  # under the refined camera: the first pass' can favour the
+            #   wrong twin (`TrackConfig.twin_vote`)
         if not (refine or before_second_pass or twin is not None or merged is not first):
             with clock("backward repair"):
                 return _repaired_backward(model, get, first, config, weights, skin, progress)
@@ -410,12 +419,9 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
         if refine:
             with clock("camera refinement"):
                 viewmats, Ks = _refine_camera(model, get, earlier, config, weights, skin, progress)
-        if vote:  # under the refined camera: the first pass' can favour the wrong twin (`TrackConfig.twin_vote`)
+        if vote:
             with clock("kinematic twins"):
-                seen = _seen_by(merged, viewmats, Ks)
-                voted = _better_twin(model, get, seen, config, weights, skin)  # the limit rule, with this camera
-                if voted is None:
-                    voted = _voted_twin(model, get, seen, config, weights, skin)
+                voted = _twin_to_track(model, get, _seen_by(merged, viewmats, Ks), config, weights, skin, detect, True)
             earlier = earlier if voted is None else dataclasses.replace(merged, joints=voted)
         if refine and config.gauge > 0:
             with clock("gauge"):
@@ -653,23 +659,52 @@ def _appearance_objective(weights: ObjectiveWeights | None) -> Objective:
     return Objective(dataclasses.replace(weights or ObjectiveWeights(), coverage=0.0, exclusion=0.0, silhouette=0.0))
 
 
-def _voted_twin(model, get, first: Track, config: TrackConfig, weights, skin) -> Tensor | None:
-    """The kinematic twin [T, J] of the track that fits better on the appearance terms (both refined with
-    `config.fit`) at `twin_vote` or more of up to `keyframes` frames spread over those where it stays inside the
-    limits (at least `_MIN_COMPARED`), and in sum by the largest share; else None."""
-    twins = twin_trajectories(model.kinematics, first.joints, twin_moves(model.kinematics))  # each [T, J]
-    if not twins:
+def _twin_to_track(model, get, tracked: Track, config: TrackConfig, weights, skin, detect, vote: bool) -> Tensor | None:
+    """The kinematic twin [T, J] to track instead of `tracked`, if any: one the keypoint detections prefer
+    (`detect`: frame -> detections or None; `TrackConfig.twin_keypoints`), else, of the twins they do not reject,
+    one the limit rule finds (`_better_twin`), else, with `vote`, the one the image votes for (`_voted_twin`)."""
+    if not config.twins:
         return None
-    inside = torch.stack([placement_gap(model.kinematics, first.joints, twin) < _TWIN_GAP for twin in twins])  # [M, T]
-    usable = inside.any(dim=0).nonzero()[:, 0]  # frames where some twin is one
-    if len(usable) < _MIN_COMPARED:
+    twins = twin_trajectories(model.kinematics, tracked.joints, twin_moves(model.kinematics))  # each [T, J]
+    inside = [placement_gap(model.kinematics, tracked.joints, twin) < _TWIN_GAP for twin in twins]  # each [T]
+    undecided = list(range(len(twins)))
+    frames = _vote_frames(inside, config.keyframes)
+    if detect is not None and frames is not None:
+        found = _keypoint_verdicts(model, tracked, twins, frames, torch.stack(inside)[:, frames], detect,
+                                   get(0).width, config)  # fmt: skip
+        if bool((found.verdicts > 0).any()):
+            return twins[int(found.gains.masked_fill(found.verdicts <= 0, -float("inf")).argmax())]
+        undecided = [m for m in undecided if int(found.verdicts[m]) == 0]
+    if not undecided:
         return None
-    frames = usable[_keyframes(len(usable), config.keyframes)]
-    losses = torch.stack([_refined_losses(model, get(t), first, t, twins, _appearance_objective(weights), config, skin)
-                          for t in frames.tolist()])  # [F, 1 + M]
+    limit = _better_twin(model, get, tracked, config, weights, skin)
+    if limit is not None and any(torch.equal(limit, twins[m]) for m in undecided):
+        return limit
+    if not vote or frames is None:
+        return None
+    return _voted_twin(model, get, tracked, [twins[m] for m in undecided], [inside[m] for m in undecided], frames,
+                       config, weights, skin)  # fmt: skip
+
+
+def _vote_frames(inside: list[Tensor], count: int) -> Tensor | None:
+    """Up to `count` frames [F] spread over those where some twin stays inside the limits (inside: each twin's [T]
+    bool); None when fewer than `_MIN_COMPARED` are."""
+    if not inside:
+        return None
+    usable = torch.stack(inside).any(dim=0).nonzero()[:, 0]
+    return usable[_keyframes(len(usable), count)] if len(usable) >= _MIN_COMPARED else None
+
+
+def _voted_twin(model, get, tracked: Track, twins: list[Tensor], inside: list[Tensor], frames: Tensor,
+                config: TrackConfig, weights, skin) -> Tensor | None:  # fmt: skip
+    """Of the twins (each [T, J], inside the limits at inside [T] bool), the one that fits better than the track on
+    the appearance terms (both refined with `config.fit`) at `twin_vote` or more of `frames` [F] where it stays
+    inside the limits (at least `_MIN_COMPARED`), and in sum by the largest share; else None."""
+    losses = torch.stack([_refined_losses(model, get(t), tracked, t, twins, _appearance_objective(weights), config,
+                                          skin) for t in frames.tolist()])  # fmt: skip  # [F, 1 + M]
     best, best_gain = None, 0.0
     for m, twin in enumerate(twins):
-        compared = inside[m, frames].cpu()  # [F]
+        compared = inside[m][frames].cpu()  # [F]
         if int(compared.sum()) < _MIN_COMPARED:
             continue
         own, rival = losses[compared, 0], losses[compared, 1 + m]
@@ -677,6 +712,16 @@ def _voted_twin(model, get, first: Track, config: TrackConfig, weights, skin) ->
         if float((rival < own).float().mean()) >= config.twin_vote and gain > best_gain:
             best, best_gain = twin, gain
     return best
+
+
+def _keypoint_verdicts(model, tracked: Track, twins: list[Tensor], frames: Tensor, usable: Tensor, detect,
+                       width: int, config: TrackConfig) -> TwinVerdicts:  # fmt: skip
+    """Which of the track and its twins (each [T, J]) the detections at `frames` [F] (in images `width` wide) side
+    with (usable [M, F]: where each twin may be compared), under the track's cameras."""
+    detections = [detect(t) for t in frames.tolist()]
+    return keypoint_verdicts(model, tracked.joints[frames], torch.stack([twin[frames] for twin in twins]),
+                             tracked.viewmats[frames], tracked.Ks[frames], detections, width, usable,
+                             dataclasses.replace(config.twin_keypoints, share=config.twin_vote))  # fmt: skip
 
 
 def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin) -> Track | None:
