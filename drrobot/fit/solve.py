@@ -188,11 +188,12 @@ class TrackConfig:
     `refine_camera` the vote waits for the refined camera: under the first pass' (look-alike realsense, 0.2-0.7 m
     off) it chose a shoulder twin 68 deg off the truth, 60.4 deg over 120 frames; under the refined one 2.2."""
     twin_keypoints: TwinKeypointConfig = dataclasses.field(default_factory=TwinKeypointConfig)
-    """With a keypoint detector (`track`'s `detect`), `twin_vote` first asks its detections at the same keyframes
-    (`drrobot.fit.twin_keypoints`; the share needed is `twin_vote`'s): a twin they prefer is tracked without
-    consulting the image, one they reject is not voted on. The image's vote between twins is biased by a few
-    percent; the detections that tell the shoulder's twins apart sit on the right side in nearly every frame
-    (look-alike realsense, first 40 frames: the image vote kept the shoulder's twin, 75.0 deg)."""
+    """With `twins`, `twin_vote` > 0 and a keypoint detector (`track`'s `detect`), its detections at the vote's
+    keyframes are asked first (`drrobot.fit.twin_keypoints`): a twin they prefer is tracked without consulting the
+    image, one they reject is taken by neither the limit rule nor the vote. Between twins the image is biased by a
+    few percent; the detections that tell the shoulder's twins apart sit on the right side in nearly every frame
+    (look-alike realsense, first 40 frames: the limit rule took the shoulder's twin under the refined camera,
+    75.0 deg; with the detections asked first, 6.7)."""
     gauge: float = 40.0
     """With `refine_camera`: after it (and the twins), turn the camera about the first joint's axis and that joint
     back by as much (`drrobot.fit.gauge`: every link but the base stays in place), by each multiple of
@@ -669,7 +670,7 @@ def _twin_to_track(model, get, tracked: Track, config: TrackConfig, weights, ski
     inside = [placement_gap(model.kinematics, tracked.joints, twin) < _TWIN_GAP for twin in twins]  # each [T]
     undecided = list(range(len(twins)))
     frames = _vote_frames(inside, config.keyframes)
-    if detect is not None and frames is not None:
+    if detect is not None and frames is not None and config.twin_vote > 0:
         found = _keypoint_verdicts(model, tracked, twins, frames, torch.stack(inside)[:, frames], detect,
                                    get(0).width, config)  # fmt: skip
         if bool((found.verdicts > 0).any()):
@@ -721,7 +722,7 @@ def _keypoint_verdicts(model, tracked: Track, twins: list[Tensor], frames: Tenso
     detections = [detect(t) for t in frames.tolist()]
     return keypoint_verdicts(model, tracked.joints[frames], torch.stack([twin[frames] for twin in twins]),
                              tracked.viewmats[frames], tracked.Ks[frames], detections, width, usable,
-                             dataclasses.replace(config.twin_keypoints, share=config.twin_vote))  # fmt: skip
+                             config.twin_keypoints)  # fmt: skip
 
 
 def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin) -> Track | None:

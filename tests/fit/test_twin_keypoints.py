@@ -1,5 +1,7 @@
 """Keypoint detections settle kinematic twins: the points a twin moves say which side the robot is on."""
 
+import dataclasses
+
 import pytest
 import torch
 from fit_helpers import DARK_BACKGROUND, render_frames, surface_model
@@ -88,3 +90,6 @@ def test_a_track_started_on_the_wrong_twin_follows_the_detections_without_asking
     assert judged == []
     track(symmetric_model, frames, len(truth), start, config)  # no detector: the image votes
     assert len(judged) == 4
+    off = dataclasses.replace(config, twin_vote=0.0)  # no votes at all, the detections' neither
+    stuck = track(symmetric_model, frames, len(truth), start, off, detect=found.__getitem__)
+    assert torch.rad2deg((stuck.joints[:, 0] - truth[:, 0]).abs()).min() > 90
