@@ -4,8 +4,8 @@ Kinematic twins put every link origin in the same place (`drrobot.fit.twins`); t
 them apart (`drrobot.fit.keypoint_points`: the bulge of a link the twin turns half a turn) do not. At each compared
 frame, the confident detections of the keypoints the twin moves by at least `min_shift` of the image width are
 nearer the track's projections or the twin's (Cauchy distance, summed over those keypoints). A twin nearer at
-`share` of the compared frames or more, and nearer in sum, is preferred (+1); one farther by the same rule is
-rejected (-1); anything else is undecided (0) and left to the image.
+`share` of the compared frames or more, and `decisive` times nearer in sum, is preferred (+1); one farther by the
+same rule is rejected (-1); anything else is undecided (0) and left to the image.
 
 The image objective cannot be trusted here: between twins it is biased by a few percent (look-alike azure: the
 shoulder's twin lower than the truth at each frame), while the telling detections of the shoulder's twin sit on the
@@ -37,6 +37,10 @@ class TwinKeypointConfig:
     """Share of the compared frames that must side with one of the two (as `TrackConfig.twin_vote`)."""
     min_frames: int = 3
     """Frames that must be compared before a verdict is given."""
+    decisive: float = 2.0
+    """The losing side's summed distance must be at least this many times the winner's. Detections that cannot tell
+    two halves of a link apart put both halves' points on one of them, which sides with neither twin clearly
+    (look-alike azure, the hand's twin: 1.4 times; the shoulder's twins: 6-40 times)."""
 
 
 @dataclasses.dataclass
@@ -87,7 +91,7 @@ def keypoint_verdicts(
     track_share = ((track_cost < twin_cost) & compared).sum(dim=1) / count.clamp(min=1)
     enough = count >= config.min_frames
     verdicts = torch.zeros(M, dtype=torch.long)
-    verdicts[enough & (twin_share >= config.share) & (twin_total < track_total)] = 1
-    verdicts[enough & (track_share >= config.share) & (track_total < twin_total)] = -1
+    verdicts[enough & (twin_share >= config.share) & (config.decisive * twin_total <= track_total)] = 1
+    verdicts[enough & (track_share >= config.share) & (config.decisive * track_total <= twin_total)] = -1
     gains = 1 - twin_total / track_total.clamp(min=1e-9)
     return TwinVerdicts(verdicts, gains, count)

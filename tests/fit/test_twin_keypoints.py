@@ -71,6 +71,9 @@ def test_detections_that_side_with_neither_leave_the_twins_undecided(symmetric_m
     assert verdict(symmetric_model, truth, twin, half) == 0
     few = [*detections(symmetric_model, truth[:2]), None, None, None, None]  # 2 frames detected: too few
     assert verdict(symmetric_model, twin, truth, few) == 0
+    near, far = detections(symmetric_model, truth), detections(symmetric_model, twin)
+    between = [dataclasses.replace(a, uv=0.55 * a.uv + 0.45 * b.uv) for a, b in zip(near, far)]  # a collapsed pair
+    assert verdict(symmetric_model, twin, truth, between) == 0  # nearer the truth at every frame, but not clearly
 
 
 def test_a_track_started_on_the_wrong_twin_follows_the_detections_without_asking_the_image(symmetric_model,
