@@ -83,6 +83,19 @@ def write_grid(path: Path, images: Sequence[np.ndarray], columns: int = 4) -> Pa
     return path
 
 
+MIN_PLOT_SPAN = 0.01  # joint units (rad or m): a panel shows at least this range, so float noise on a joint that
+#   does not move (a gripper's finger) is drawn flat instead of magnified to fill the panel
+
+
+def _at_least_span(ax, span: float) -> None:
+    """Widen the panel's y range about its middle to at least `span`, and label its ticks without an offset."""
+    low, high = ax.get_ylim()
+    if high - low < span:
+        middle = (low + high) / 2
+        ax.set_ylim(middle - span / 2, middle + span / 2)
+    ax.ticklabel_format(axis="y", useOffset=False)
+
+
 def plot_joints(
     path: Path, joint_names: Sequence[str], estimate: np.ndarray, truth: np.ndarray | None = None,
     frame_labels: Sequence[str] | None = None,
@@ -103,6 +116,7 @@ def plot_joints(
             ax.plot(t, truth[:, j], "--", label="ground truth", lw=1.2)
         ax.set_title(joint_names[j], fontsize=9)
         ax.tick_params(labelsize=7)
+        _at_least_span(ax, MIN_PLOT_SPAN)
     axes.flat[0].legend(fontsize=7)
     fig.supxlabel("frame", fontsize=8)
     return _save_figure(path, fig)

@@ -197,3 +197,20 @@ def test_a_known_camera_is_read_as_a_matrix_or_from_a_lookalike_camera_file(tmp_
     assert torch.equal(read_viewmat(tmp_path / "lookalike.json"), matrix)
     with pytest.raises(UsageError, match="other.json"):
         read_viewmat(tmp_path / "other.json")
+
+
+def test_a_joint_that_does_not_move_is_plotted_flat():
+    """Float noise on a still joint (a gripper's finger) is not magnified to fill its panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from drrobot.apps.visuals import MIN_PLOT_SPAN, _at_least_span
+
+    fig, ax = plt.subplots()
+    ax.plot([0.0396, 0.03960001, 0.0396])
+    _at_least_span(ax, MIN_PLOT_SPAN)
+    low, high = ax.get_ylim()
+    plt.close(fig)
+    assert high - low >= MIN_PLOT_SPAN * 0.999 and low < 0.0396 < high
