@@ -231,6 +231,7 @@ def reconstruct(
                 _solve_joints(model, obs, K_work, camera, config, tracked))  # fmt: skip
 
     use_refit = mode == "median" and config.robot_free_background
+
     def detect(t: int) -> Keypoints | None:  # frame t's detections at the working size
         return data.with_keypoints(t).keypoints
 

@@ -10,10 +10,11 @@ placements reached with other joints, `drrobot.fit.twins`), refined and compared
 Video (`track`): each frame starts from the previous one and optimises the joints (the camera is held, static);
 a few frames are then solved afresh and tracks from clearly better solutions merged in (`TrackConfig.reseeds`);
 optionally the camera is refined jointly with the joints of keyframes spread over the sequence, and the
-frames are re-tracked with it (`TrackConfig.refine_camera`). Where the first pass presses on a joint limit, its
-kinematic twins are compared with it there, and a clearly better one is tracked instead (`TrackConfig.twins`);
-else, under the refined camera, that rule again, then a twin the image prefers at most keyframes
-(`TrackConfig.twin_vote`). The refined camera is then turned about the first joint's axis, that joint back by as
+frames are re-tracked with it (`TrackConfig.refine_camera`). Kinematic twins of the first pass that a keypoint
+detector's detections clearly prefer are tracked instead, those they clearly reject are not considered
+(`TrackConfig.twin_keypoints`); where the first pass presses on a joint limit, the remaining twins are compared with
+it there, and a clearly better one is tracked instead (`TrackConfig.twins`); else, under the refined camera, those
+rules again, then a twin the image prefers at most keyframes (`TrackConfig.twin_vote`). The refined camera is then turned about the first joint's axis, that joint back by as
 much, where the image prefers it (`TrackConfig.gauge`).
 """
 

@@ -20,6 +20,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
+from drrobot.fit.from_keypoints import KeypointSolveConfig
 from drrobot.fit.objectives import Keypoints, link_points
 from drrobot.model import RobotModel, project_points
 
@@ -30,9 +31,9 @@ class TwinKeypointConfig:
 
     min_shift: float = 0.015
     """Keypoints a twin moves by less than this share of the image width say nothing about it (5 px of 320)."""
-    robust_scale: float = 0.03
-    """Cauchy scale of a detection's distance, as a share of the image width (`KeypointSolveConfig.robust_scale`):
-    a detection far from both places (an outlier) weighs little either way."""
+    robust_scale: float = KeypointSolveConfig.robust_scale
+    """Cauchy scale of a detection's distance, as a share of the image width (the keypoint solve's): a detection
+    far from both places (an outlier) weighs little either way."""
     share: float = 0.75
     """Share of the compared frames that must side with one of the two (as `TrackConfig.twin_vote`)."""
     min_frames: int = 3
@@ -71,12 +72,12 @@ def keypoint_verdicts(
     track_cost, twin_cost = torch.zeros(M, F), torch.zeros(M, F)
     compared = torch.zeros(M, F, dtype=torch.bool)
     scale = config.robust_scale * width
+    C = viewmats.shape[1]
     for f, found in enumerate(detections):
         if found is None:
             continue
         poses = torch.cat([joints[f][None], twins[:, f]])  # [1 + M, J]
         points = link_points(model.kinematics.link_poses(poses), found.link_ids, found.local_points)  # [1 + M, K, 3]
-        C = viewmats.shape[1]
         uv, _, in_front = project_points(points, viewmats[f].expand(1 + M, C, 4, 4), Ks[f].expand(1 + M, C, 3, 3))
         seen = found.visible[0] & in_front.all(dim=0)  # [C, K]
         telling = ((uv[1:] - uv[:1]).norm(dim=-1) >= config.min_shift * width) & seen  # [M, C, K]
