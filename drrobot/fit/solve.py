@@ -14,8 +14,8 @@ frames are re-tracked with it (`TrackConfig.refine_camera`). Kinematic twins of 
 detector's detections clearly prefer are tracked instead, those they clearly reject are not considered
 (`TrackConfig.twin_keypoints`); where the first pass presses on a joint limit, the remaining twins are compared with
 it there, and a clearly better one is tracked instead (`TrackConfig.twins`); else, under the refined camera, those
-rules again, then a twin the image prefers at most keyframes (`TrackConfig.twin_vote`). The refined camera is then turned about the first joint's axis, that joint back by as
-much, where the image prefers it (`TrackConfig.gauge`).
+rules again, then a twin the image prefers at most keyframes (`TrackConfig.twin_vote`). The refined camera is then
+turned about the first joint's axis, that joint back by as much, where the image prefers it (`TrackConfig.gauge`).
 """
 
 from __future__ import annotations
