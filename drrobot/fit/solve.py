@@ -38,6 +38,7 @@ from drrobot.fit.params import PoseParameters
 from drrobot.fit.placement import PlacementConfig, place_cameras, pose_library
 from drrobot.fit.proxy import coarse_proxy
 from drrobot.fit.stages import StageClock
+from drrobot.fit.twin_image import TwinImageConfig, image_verdicts
 from drrobot.fit.twin_keypoints import TwinKeypointConfig, TwinVerdicts, keypoint_verdicts
 from drrobot.fit.twins import kinematic_twins, placement_gap, same_placement, twin_moves, twin_trajectories
 from drrobot.model import RobotModel
@@ -151,7 +152,7 @@ class TrackConfig:
     the frame after's estimate by more than 0.1 rad in some joint, carry the frame after's solution back, each
     frame refitted from it and from the track's own estimate, until the two end together (or the carried one
     looks worse there by `reseed_margin`); where the carried run looks better over those frames together (the
-    appearance terms summed, as `twin_vote`) by `reseed_margin`, it replaces the track's. A forward pass that
+    appearance terms summed: photometric, edges, keypoints) by `reseed_margin`, it replaces the track's. A forward pass that
     starts wrong (frame 0) or loses the robot stays wrong until the image pulls it back, and jumps there; carrying
     the right solution back from that jump repairs the run before it, while frames that agree with their successor
     cost nothing (look-alike azure seed 33, nothing known: 26.1 -> 12.0 deg judging each frame alone, 7.4 judging
@@ -181,16 +182,20 @@ class TrackConfig:
     joint 7 from its limit, won 5 of the vote's 8 frames, short of 6, but fit better at every pressed one)."""
     twin_vote: float = 0.75
     """With `twins`, also compare the track with each kinematic twin at up to `keyframes` frames spread over those
-    where the twin stays inside the limits, each refined on the appearance terms alone (photometric, edges,
-    keypoints); a twin lower at this share of them or more, and lower in sum, is tracked instead (0: off). One
+    where the twin stays inside the limits, on the pixels where their renders differ (`twin_image`); a twin lower
+    at this share of them or more, and lower in sum by `twin_image.margin`, is tracked instead (0: off). One
     frame rarely tells the twins apart (single images keep the one nearest the prior, `ScratchConfig.twin_margin`),
-    a sequence does. The silhouette terms (coverage, exclusion, masks) are left out: twins share their link
-    placements, so where those terms differ it is the skinning's blend across a half-turned joint and the shadows
-    in the background model's foreground, not evidence (look-alike azure, true camera and joints, every 20th
-    frame, the whole objective: the shoulder's twin lower than the truth at 11 of 13 frames, by 12% on average, the
-    coverage term making the difference at the frames inspected; on the appearance terms: at none). With
-    `refine_camera` the vote waits for the refined camera: under the first pass' (look-alike realsense, 0.2-0.7 m
-    off) it chose a shoulder twin 68 deg off the truth, 60.4 deg over 120 frames; under the refined one 2.2."""
+    a sequence may. Colours alone: twins share their link placements, so where the silhouette terms (coverage,
+    exclusion, masks) differ it is the skinning's blend across a half-turned joint and the shadows in the background
+    model's foreground, not evidence (look-alike azure, true camera and joints, every 20th frame, the whole
+    objective: the shoulder's twin lower than the truth at 11 of 13 frames, by 12% on average, the coverage term
+    making the difference at the frames inspected). With `refine_camera` the vote waits for the refined camera:
+    under the first pass' (look-alike realsense, 0.2-0.7 m off) it chose a shoulder twin 68 deg off the truth,
+    60.4 deg over 120 frames; under the refined one 2.2."""
+    twin_image: TwinImageConfig = dataclasses.field(default_factory=TwinImageConfig)
+    """How `twin_vote` judges a twin on the image (`drrobot.fit.twin_image`; its `share` is `twin_vote`'s): only
+    where the two renders differ, neither refined, by `margin` in sum (look-alike kinect360, first 40 frames: the
+    appearance terms, each hypothesis refined, took the hand's wrong half turn, 30.7 deg; see the module)."""
     twin_keypoints: TwinKeypointConfig = dataclasses.field(default_factory=TwinKeypointConfig)
     """With `twins`, `twin_vote` > 0 and a keypoint detector (`track`'s `detect`), its detections at the vote's
     keyframes are asked first (`drrobot.fit.twin_keypoints`): a twin they prefer is tracked without consulting the
@@ -202,7 +207,7 @@ class TrackConfig:
     """With `refine_camera`: after it (and the twins), turn the camera about the first joint's axis and that joint
     back by as much (`drrobot.fit.gauge`: every link but the base stays in place), by each multiple of
     `gauge_step` up to this many degrees either way, each refined at `keyframes` frames on the appearance terms
-    (as `twin_vote`); the turn lower at `twin_vote` of them or more and lowest in sum (by `gauge_margin`), and
+    (photometric, edges, keypoints); the turn lower at `twin_vote` of them or more and lowest in sum (by `gauge_margin`), and
     not at either end of the turns tried, is taken, refined between the angles tried, and the background refitted
     with it (0: off). The whole objective cannot see this: the robot-free background is computed from the track
     and keeps the base where the track left it. A sum lowest at an end falls on past it: no minimum located there
@@ -702,21 +707,17 @@ def _vote_frames(inside: list[Tensor], count: int) -> Tensor | None:
 
 def _voted_twin(model, get, tracked: Track, twins: list[Tensor], inside: list[Tensor], frames: Tensor,
                 config: TrackConfig, weights, skin) -> Tensor | None:  # fmt: skip
-    """Of the twins (each [T, J], inside the limits at inside [T] bool), the one that fits better than the track on
-    the appearance terms (both refined with `config.fit`) at `twin_vote` or more of `frames` [F] where it stays
-    inside the limits (at least `_MIN_COMPARED`), and in sum by the largest share; else None."""
-    losses = torch.stack([_refined_losses(model, get(t), tracked, t, twins, _appearance_objective(weights), config,
-                                          skin) for t in frames.tolist()])  # fmt: skip  # [F, 1 + M]
-    best, best_gain = None, 0.0
-    for m, twin in enumerate(twins):
-        compared = inside[m][frames].cpu()  # [F]
-        if int(compared.sum()) < _MIN_COMPARED:
-            continue
-        own, rival = losses[compared, 0], losses[compared, 1 + m]
-        gain = 1 - float(rival.sum() / own.sum())  # share by which the twin is lower in sum
-        if float((rival < own).float().mean()) >= config.twin_vote and gain > best_gain:
-            best, best_gain = twin, gain
-    return best
+    """Of the twins (each [T, J], inside the limits at inside [T] bool), the one the image prefers on the pixels
+    where it and the track differ (`drrobot.fit.twin_image`) at `twin_vote` or more of `frames` [F] where it stays
+    inside the limits, by the largest share; else None."""
+    image = dataclasses.replace(config.twin_image, share=config.twin_vote, min_frames=_MIN_COMPARED)
+    found = image_verdicts(model, [get(t) for t in frames.tolist()], tracked.joints[frames],
+                           torch.stack([twin[frames] for twin in twins]), tracked.viewmats[frames], tracked.Ks[frames],
+                           torch.stack(inside)[:, frames], image, (weights or ObjectiveWeights()).shadow, skin,
+                           config.fit.appearance)  # fmt: skip
+    if not bool((found.verdicts > 0).any()):
+        return None
+    return twins[int(found.gains.masked_fill(found.verdicts <= 0, -float("inf")).argmax())]
 
 
 def _keypoint_verdicts(model, tracked: Track, twins: list[Tensor], frames: Tensor, usable: Tensor, detect,

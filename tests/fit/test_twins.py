@@ -17,6 +17,7 @@ from drrobot.fit.optimize import FitResult, cached_skinning_weights
 from drrobot.fit.proxy import silhouette_mass
 from drrobot.fit import solve
 from drrobot.fit.solve import Track, refine_finalists, track
+from drrobot.fit.twin_image import TwinImageConfig, image_verdicts
 from drrobot.fit.twins import TwinMove, kinematic_twins, same_placement, twin_moves
 from drrobot.kinematics import RobotKinematics
 
@@ -228,3 +229,37 @@ def test_twins_share_a_placement_that_another_pose_does_not(zyz_model):
     assert same_placement(zyz_model.kinematics, truth, twin)
     assert same_placement(zyz_model.kinematics, truth, truth + 0.01)
     assert not same_placement(zyz_model.kinematics, truth, truth + torch.tensor([0.0, 0.4, 0.0, 0.0]))
+
+
+def zyz_sequence(model, photo_model, truth: Tensor) -> tuple[list, Tensor, Tensor, Tensor]:
+    """Observations of `truth` [T, J] drawn by `photo_model`, the shoulder twin [1, T, J], viewmats [T, 1, 4, 4]
+    and Ks [T, 1, 3, 3] of the zyz camera."""
+    camera = zyz_camera()
+    frames = [observation(f) for f in render_frames(photo_model, truth, camera, DARK_BACKGROUND)]
+    twin = torch.stack([kinematic_twins(model.kinematics, joints, [SHOULDER])[0] for joints in truth])
+    T = len(truth)
+    return frames, twin[None], camera.viewmats.expand(T, 1, 4, 4), camera.Ks.expand(T, 1, 3, 3)
+
+
+def shoulder_path() -> Tensor:
+    truth = torch.tensor([0.6, 0.5, -0.8, 0.7]).repeat(4, 1)
+    truth[:, 2] = torch.linspace(-0.8, -0.5, 4)
+    return truth
+
+
+def test_the_image_verdict_sides_with_the_truth_on_the_pixels_where_the_twins_differ(zyz_model, tmp_path):
+    path = tmp_path / "zyz_arm.xml"
+    path.write_text(ZYZ_ARM)
+    photo_model = surface_model(str(path), points=3000, seed=1)  # another sampling: fits neither exactly
+    truth = shoulder_path()
+    frames, twin, viewmats, Ks = zyz_sequence(zyz_model, photo_model, truth)
+    kept = image_verdicts(zyz_model, frames, truth, twin, viewmats, Ks)
+    assert kept.verdicts.tolist() == [-1] and kept.compared.tolist() == [4] and float(kept.gains[0]) < -0.05
+    switched = image_verdicts(zyz_model, frames, twin[0], truth[None], viewmats, Ks)
+    assert switched.verdicts.tolist() == [1] and float(switched.gains[0]) > 0.05
+    barred = image_verdicts(zyz_model, frames, twin[0], truth[None], viewmats, Ks, torch.zeros(1, 4, dtype=torch.bool))
+    assert barred.verdicts.tolist() == [0] and barred.compared.tolist() == [0]  # no frame may be compared
+    few = TwinImageConfig(min_pixels=200)  # the box covers ~80 of the 80 x 60 pixels: as if mostly hidden
+    hidden = image_verdicts(zyz_model, frames, twin[0], truth[None], viewmats, Ks, config=few)
+    assert hidden.verdicts.tolist() == [0] and hidden.compared.tolist() == [0]
+

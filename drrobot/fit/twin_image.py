@@ -1,0 +1,106 @@
+"""Which of a track and its kinematic twins the image sides with, judged only where their renders differ.
+
+Kinematic twins put every link in the same place (`drrobot.fit.twins`); their renders differ only where a link the
+twin turns has nothing in its place after the turn (the Panda hand's half turn: link 7's side bulge, a few hundred
+pixels of 320 x 240). At each compared frame, the track and each twin are rendered as they are (not refined) and
+composited over the observation's background; the pixels where the two composites differ by more than
+`difference` are the twin's telling region, and there the colour error of each against the image is summed. A twin
+lower at `share` of the compared frames or more, and lower in sum by `margin` of the track's error there, is
+preferred (+1); one higher by the same rule is rejected (-1); anything else is undecided (0): the image cannot tell.
+
+Why not the appearance terms over the whole image, each hypothesis refined first (as the vote did until the
+thirty-fifth session)? The whole image's error drowns the telling region's in what neither hypothesis explains
+(the hand's twin changes it by 1-4%), and refining lets the other joints make up for the telling part while the
+optimiser's own progress decides the rest: L-BFGS solves a batch as one problem, so a hypothesis' refined loss
+depends on which others share its batch. Look-alike kinect360, first 40 frames: under the refined camera the
+first pass had the hand the right way round; the refined vote took its half turn (joint 7 176 deg off), while on
+the telling region the twin is lower at 4 of 8 keyframes and 1.7% lower in sum: undecided. With the true camera and
+joints, the truth is lower on the telling region at 8 of 8 keyframes on three of seven look-alikes (5-7 of 8 on the
+others) and by 5-69% in sum; refined on the whole image, at 3 of 8 on azure (BENCHMARKS.md, thirty-fifth session).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from drrobot.fit.objectives import FitState, Observation, composite
+from drrobot.fit.optimize import render_state
+from drrobot.fit.twin_keypoints import TwinVerdicts
+from drrobot.model import RobotModel
+
+
+@dataclasses.dataclass(frozen=True)
+class TwinImageConfig:
+    """Settings of `image_verdicts`."""
+
+    difference: float = 0.15
+    """A pixel belongs to the telling region where the two composites differ by more than this (RGB in [0, 1],
+    the three channels' absolute differences summed)."""
+    min_pixels: int = 10
+    """Frames where fewer pixels tell the two apart (the telling part hidden or out of view) are not compared."""
+    share: float = 0.75
+    """Share of the compared frames that must side with one of the two."""
+    margin: float = 0.05
+    """The winner's summed error on the telling regions must undercut the loser's by this share of the loser's."""
+    min_frames: int = 3
+    """Frames that must be compared before a verdict is given."""
+
+
+@torch.no_grad()
+def image_verdicts(
+    model: RobotModel,
+    observations: list[Observation],  # [F] the compared frames (one image each, C cameras)
+    joints: Tensor,  # [F, J] the track's joints there
+    twins: Tensor,  # [M, F, J] each twin's joints there
+    viewmats: Tensor,  # [F, C, 4, 4]
+    Ks: Tensor,  # [F, C, 3, 3] at the observations' size
+    usable: Tensor | None = None,  # [M, F] bool: frames where each twin may be compared (e.g. inside the limits)
+    config: TwinImageConfig | None = None,
+    shadow: float = 1.0,  # `ObjectiveWeights.shadow`: how the composite darkens the background
+    skinning_weights: Tensor | None = None,  # [N, L] cached
+    appearance: bool = False,  # render with the appearance field
+) -> TwinVerdicts:
+    """See the module docstring."""
+    config = config or TwinImageConfig()
+    M, F = twins.shape[:2]
+    usable = torch.ones(M, F, dtype=torch.bool) if usable is None else usable.cpu()
+    track_cost, twin_cost = torch.zeros(M, F), torch.zeros(M, F)
+    compared = torch.zeros(M, F, dtype=torch.bool)
+    for f, obs in enumerate(observations):
+        error, differs = _telling_errors(model, obs, torch.cat([joints[f][None], twins[:, f]]), viewmats[f], Ks[f],
+                                         config.difference, shadow, skinning_weights, appearance)  # fmt: skip
+        track_cost[:, f] = (error[0] * differs).sum(dim=(1, 2, 3)).cpu()  # [M]
+        twin_cost[:, f] = (error[1:] * differs).sum(dim=(1, 2, 3)).cpu()
+        compared[:, f] = (differs.sum(dim=(1, 2, 3)) >= config.min_pixels).cpu() & usable[:, f]
+    count = compared.sum(dim=1)  # [M]
+    track_total = (track_cost * compared).sum(dim=1)
+    twin_total = (twin_cost * compared).sum(dim=1)
+    twin_share = ((twin_cost < track_cost) & compared).sum(dim=1) / count.clamp(min=1)
+    track_share = ((track_cost < twin_cost) & compared).sum(dim=1) / count.clamp(min=1)
+    enough = count >= config.min_frames
+    verdicts = torch.zeros(M, dtype=torch.long)
+    verdicts[enough & (twin_share >= config.share) & (twin_total <= (1 - config.margin) * track_total)] = 1
+    verdicts[enough & (track_share >= config.share) & (track_total <= (1 - config.margin) * twin_total)] = -1
+    gains = 1 - twin_total / track_total.clamp(min=1e-9)
+    return TwinVerdicts(verdicts, gains, count)
+
+
+def _telling_errors(model: RobotModel, obs: Observation, poses: Tensor, viewmats: Tensor, Ks: Tensor,
+                    difference: float, shadow: float, skin: Tensor | None,
+                    appearance: bool) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Per pixel, each pose's colour error (poses [1 + M, J]: the track, then its twins) -> [1 + M, C, H, W], and
+    where each twin's composite differs from the track's -> [M, C, H, W] bool."""
+    B = len(poses)
+    viewmats, Ks = viewmats.expand(B, -1, -1, -1), Ks.expand(B, -1, -1, -1)
+    render = render_state(model, poses, viewmats, Ks, obs.width, obs.height, skinning_weights=skin,
+                          appearance=appearance)  # fmt: skip
+    C = viewmats.shape[1]
+    neutral = poses.new_zeros(B, C, 3)  # no colour correction
+    state = FitState(render, obs, poses, model.joint_spec.normalize(poses), viewmats, Ks, neutral, neutral)
+    predicted = composite(state, shadow)  # [1 + M, C, H, W, 3]
+    error = (predicted - obs.images).abs().sum(dim=-1)
+    differs = (predicted[1:] - predicted[:1]).abs().sum(dim=-1) > difference
+    return error, differs
