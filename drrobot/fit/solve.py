@@ -148,18 +148,17 @@ class TrackConfig:
     keeps the lower loss (up to twice its evaluations): where the refined camera makes another solution the better
     one, the track can move into it instead of each frame staying where the first pass left it."""
     backward: bool = True
-    """Static camera: after the last pass, go back from the last frame to the first; where a frame differs from
-    the frame after's estimate by more than 0.1 rad in some joint, carry the frame after's solution back, each
-    frame refitted from it and from the track's own estimate, until the two end together (or the carried one
-    looks worse there by `reseed_margin`); where the carried run looks better over those frames together (the
-    appearance terms summed: photometric, edges, keypoints) by `reseed_margin`, it replaces the track's. A forward pass that
-    starts wrong (frame 0) or loses the robot stays wrong until the image pulls it back, and jumps there; carrying
-    the right solution back from that jump repairs the run before it, while frames that agree with their successor
-    cost nothing (look-alike azure seed 33, nothing known: 26.1 -> 12.0 deg judging each frame alone, 7.4 judging
-    the run as a whole). Judged by the whole objective, the wrong run would defend itself: the
-    robot-free background is computed from the track, so where the track is wrong the real robot stays in the
-    background (same video, frame 9: the truth 0.298, the wrong track's pose 0.239, all of it the coverage term;
-    photometric and edges, unweighted, 0.0258 against 0.0317)."""
+    """Static camera: after the last pass, go back from the last frame to the first; where a frame differs from the
+    frame after's estimate by more than 0.1 rad in some joint, carry the frame after's solution back, each frame
+    refitted from it and from the track's own estimate, until the two end together (or the carried one looks worse there
+    by `reseed_margin`); where the carried run looks better over those frames together (the appearance terms summed:
+    photometric, edges, keypoints) by `reseed_margin`, it replaces the track's. A forward pass that starts wrong (frame
+    0) or loses the robot stays wrong until the image pulls it back, and jumps there; carrying the right solution back
+    from that jump repairs the run before it, while frames that agree with their successor cost nothing (look-alike
+    azure seed 33, nothing known: 26.1 -> 12.0 deg judging each frame alone, 7.4 judging the run as a whole). Judged by
+    the whole objective, the wrong run would defend itself: the robot-free background is computed from the track, so
+    where the track is wrong the real robot stays in the background (same video, frame 9: the truth 0.298, the wrong
+    track's pose 0.239, all of it the coverage term; photometric and edges, unweighted, 0.0258 against 0.0317)."""
     reseeds: int = 2
     """Static camera: after the first pass, this many frames (evenly spread inside the sequence) are solved
     afresh (`track`'s `reseed`). Where the fresh solution puts the links elsewhere than the track does (not a
@@ -193,9 +192,9 @@ class TrackConfig:
     under the first pass' (look-alike realsense, 0.2-0.7 m off) it chose a shoulder twin 68 deg off the truth,
     60.4 deg over 120 frames; under the refined one 2.2."""
     twin_image: TwinImageConfig = dataclasses.field(default_factory=TwinImageConfig)
-    """How `twin_vote` judges a twin on the image (`drrobot.fit.twin_image`; its `share` is `twin_vote`'s): only
-    where the two renders differ, neither refined, by `margin` in sum (look-alike kinect360, first 40 frames: the
-    appearance terms, each hypothesis refined, took the hand's wrong half turn, 30.7 deg; see the module)."""
+    """How `twin_vote` judges a twin on the image (`drrobot.fit.twin_image`): only where the two renders differ,
+    neither refined, by `margin` in sum (look-alike kinect360, first 40 frames: the appearance terms, each
+    hypothesis refined, took the hand's wrong half turn, 30.7 deg; see the module)."""
     twin_keypoints: TwinKeypointConfig = dataclasses.field(default_factory=TwinKeypointConfig)
     """With `twins`, `twin_vote` > 0 and a keypoint detector (`track`'s `detect`), its detections at the vote's
     keyframes are asked first (`drrobot.fit.twin_keypoints`): a twin they prefer is tracked without consulting the
@@ -204,15 +203,15 @@ class TrackConfig:
     (look-alike realsense, first 40 frames: the limit rule took the shoulder's twin under the refined camera,
     75.0 deg; with the detections asked first, 6.7)."""
     gauge: float = 40.0
-    """With `refine_camera`: after it (and the twins), turn the camera about the first joint's axis and that joint
-    back by as much (`drrobot.fit.gauge`: every link but the base stays in place), by each multiple of
-    `gauge_step` up to this many degrees either way, each refined at `keyframes` frames on the appearance terms
-    (photometric, edges, keypoints); the turn lower at `twin_vote` of them or more and lowest in sum (by `gauge_margin`), and
-    not at either end of the turns tried, is taken, refined between the angles tried, and the background refitted
-    with it (0: off). The whole objective cannot see this: the robot-free background is computed from the track
-    and keeps the base where the track left it. A sum lowest at an end falls on past it: no minimum located there
-    (untuned look-alike realsense seed 47, joint 1 23 deg off: at 4 keyframes the appearance terms, nearly flat,
-    fell towards -60 deg, the end of the turns tried, while the truth lay at +23; taking -40 put it 63 off)."""
+    """With `refine_camera`: after it (and the twins), turn the camera about the first joint's axis and that joint back
+    by as much (`drrobot.fit.gauge`: every link but the base stays in place), by each multiple of `gauge_step` up to
+    this many degrees either way, each refined at `keyframes` frames on the appearance terms (photometric, edges,
+    keypoints); the turn lower at `twin_vote` of them or more and lowest in sum (by `gauge_margin`), and not at either
+    end of the turns tried, is taken, refined between the angles tried, and the background refitted with it (0: off).
+    The whole objective cannot see this: the robot-free background is computed from the track and keeps the base where
+    the track left it. A sum lowest at an end falls on past it: no minimum located there (untuned look-alike realsense
+    seed 47, joint 1 23 deg off: at 4 keyframes the appearance terms, nearly flat, fell towards -60 deg, the end of the
+    turns tried, while the truth lay at +23; taking -40 put it 63 off)."""
     gauge_step: float = 10.0
     """Degrees between the turns `gauge` tries."""
     gauge_margin: float = 0.01
@@ -710,11 +709,10 @@ def _voted_twin(model, get, tracked: Track, twins: list[Tensor], inside: list[Te
     """Of the twins (each [T, J], inside the limits at inside [T] bool), the one the image prefers on the pixels
     where it and the track differ (`drrobot.fit.twin_image`) at `twin_vote` or more of `frames` [F] where it stays
     inside the limits, by the largest share; else None."""
-    image = dataclasses.replace(config.twin_image, share=config.twin_vote, min_frames=_MIN_COMPARED)
     found = image_verdicts(model, [get(t) for t in frames.tolist()], tracked.joints[frames],
                            torch.stack([twin[frames] for twin in twins]), tracked.viewmats[frames], tracked.Ks[frames],
-                           torch.stack(inside)[:, frames], image, (weights or ObjectiveWeights()).shadow, skin,
-                           config.fit.appearance)  # fmt: skip
+                           torch.stack(inside)[:, frames], config.twin_image, config.twin_vote, _MIN_COMPARED,
+                           (weights or ObjectiveWeights()).shadow, skin, config.fit.appearance)  # fmt: skip
     if not bool((found.verdicts > 0).any()):
         return None
     return twins[int(found.gains.masked_fill(found.verdicts <= 0, -float("inf")).argmax())]

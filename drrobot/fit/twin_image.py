@@ -5,8 +5,9 @@ twin turns has nothing in its place after the turn (the Panda hand's half turn: 
 pixels of 320 x 240). At each compared frame, the track and each twin are rendered as they are (not refined) and
 composited over the observation's background; the pixels where the two composites differ by more than
 `difference` are the twin's telling region, and there the colour error of each against the image is summed. A twin
-lower at `share` of the compared frames or more, and lower in sum by `margin` of the track's error there, is
-preferred (+1); one higher by the same rule is rejected (-1); anything else is undecided (0): the image cannot tell.
+lower at `share` of the (at least `min_frames`) compared frames or more, and lower in sum by `margin` of the track's
+error there, is preferred (+1); one higher by the same rule is rejected (-1); anything else is undecided (0): the
+image cannot tell.
 
 Why not the appearance terms over the whole image, each hypothesis refined first (as the vote did until the
 thirty-fifth session)? The whole image's error drowns the telling region's in what neither hypothesis explains
@@ -41,12 +42,8 @@ class TwinImageConfig:
     the three channels' absolute differences summed)."""
     min_pixels: int = 10
     """Frames where fewer pixels tell the two apart (the telling part hidden or out of view) are not compared."""
-    share: float = 0.75
-    """Share of the compared frames that must side with one of the two."""
     margin: float = 0.05
     """The winner's summed error on the telling regions must undercut the loser's by this share of the loser's."""
-    min_frames: int = 3
-    """Frames that must be compared before a verdict is given."""
 
 
 @torch.no_grad()
@@ -59,6 +56,8 @@ def image_verdicts(
     Ks: Tensor,  # [F, C, 3, 3] at the observations' size
     usable: Tensor | None = None,  # [M, F] bool: frames where each twin may be compared (e.g. inside the limits)
     config: TwinImageConfig | None = None,
+    share: float = 0.75,  # of the compared frames that must side with one of the two
+    min_frames: int = 3,  # compared before a verdict is given
     shadow: float = 1.0,  # `ObjectiveWeights.shadow`: how the composite darkens the background
     skinning_weights: Tensor | None = None,  # [N, L] cached
     appearance: bool = False,  # render with the appearance field
@@ -80,10 +79,10 @@ def image_verdicts(
     twin_total = (twin_cost * compared).sum(dim=1)
     twin_share = ((twin_cost < track_cost) & compared).sum(dim=1) / count.clamp(min=1)
     track_share = ((track_cost < twin_cost) & compared).sum(dim=1) / count.clamp(min=1)
-    enough = count >= config.min_frames
+    enough = count >= min_frames
     verdicts = torch.zeros(M, dtype=torch.long)
-    verdicts[enough & (twin_share >= config.share) & (twin_total <= (1 - config.margin) * track_total)] = 1
-    verdicts[enough & (track_share >= config.share) & (track_total <= (1 - config.margin) * twin_total)] = -1
+    verdicts[enough & (twin_share >= share) & (twin_total <= (1 - config.margin) * track_total)] = 1
+    verdicts[enough & (track_share >= share) & (track_total <= (1 - config.margin) * twin_total)] = -1
     gains = 1 - twin_total / track_total.clamp(min=1e-9)
     return TwinVerdicts(verdicts, gains, count)
 
