@@ -38,7 +38,7 @@ from drrobot.fit.params import PoseParameters
 from drrobot.fit.placement import PlacementConfig, place_cameras, pose_library
 from drrobot.fit.proxy import coarse_proxy
 from drrobot.fit.stages import StageClock
-from drrobot.fit.twin_image import TwinImageConfig, image_verdicts
+from drrobot.fit.twin_image import TwinImageConfig, image_verdicts, telling_errors
 from drrobot.fit.twin_keypoints import TwinKeypointConfig, TwinVerdicts, keypoint_verdicts
 from drrobot.fit.twins import kinematic_twins, placement_gap, same_placement, twin_moves, twin_trajectories
 from drrobot.model import RobotModel
@@ -203,21 +203,25 @@ class TrackConfig:
     (look-alike realsense, first 40 frames: the limit rule took the shoulder's twin under the refined camera,
     75.0 deg; with the detections asked first, 6.7)."""
     gauge: float = 40.0
-    """With `refine_camera`: after it (and the twins), turn the camera about the first joint's axis and that joint back
-    by as much (`drrobot.fit.gauge`: every link but the base stays in place), by each multiple of `gauge_step` up to
-    this many degrees either way, each refined at `keyframes` frames on the appearance terms (photometric, edges,
-    keypoints); the turn lower at `twin_vote` of them or more and lowest in sum (by `gauge_margin`), and not at either
-    end of the turns tried, is taken, refined between the angles tried, and the background refitted with it (0: off).
-    The whole objective cannot see this: the robot-free background is computed from the track and keeps the base where
-    the track left it. A sum lowest at an end falls on past it: no minimum located there (untuned look-alike realsense
-    seed 47, joint 1 23 deg off: at 4 keyframes the appearance terms, nearly flat, fell towards -60 deg, the end of the
-    turns tried, while the truth lay at +23; taking -40 put it 63 off)."""
+    """With `refine_camera`: after it (and the twins), turn the camera about the first joint's axis and that joint
+    back by as much (`drrobot.fit.gauge`: every link but the base stays in place), by each multiple of `gauge_step`
+    up to this many degrees either way, and judge the turns at `keyframes` frames on the pixels where any turn's
+    render differs from the unturned one's (the base), none refined (as `twin_image`); the turn lower there at
+    `twin_vote` of them or more and lowest in sum (by `gauge_margin`), and not at either end of the turns tried,
+    is taken, refined between the angles tried, and the background refitted with it (0: off). The whole objective
+    cannot see this: the robot-free background is computed from the track and keeps the base where the track left
+    it. Judged on the appearance terms with each turn refined (until the thirty-fifth session), the joints'
+    refinement decided instead of the base (look-alike kinect360, first 40 frames: joint 1 26 deg off and no turn
+    taken; on the base, unrefined, the turn of -30 deg lower at 8 of 8 keyframes and by 35% in sum, the truth
+    21-31 deg that way). A sum lowest at an end falls on past it: no minimum located there (untuned look-alike
+    realsense seed 47, joint 1 23 deg off: at 4 keyframes the appearance terms, nearly flat, fell towards -60 deg,
+    the end of the turns tried, while the truth lay at +23; taking -40 put it 63 off)."""
     gauge_step: float = 10.0
     """Degrees between the turns `gauge` tries."""
-    gauge_margin: float = 0.01
-    """Share by which the turn's appearance terms, summed over the keyframes, must undercut the track's: a base
-    that looks alike from every side (a plain cylinder) leaves only the joints' refinement noise between turns
-    (look-alike kinect360, 20 deg off: the turn 2.7% lower)."""
+    gauge_margin: float = 0.05
+    """Share by which the turn's error on the base, summed over the keyframes, must undercut the track's: a base
+    that looks alike from every side (a plain cylinder) leaves only the model's own asymmetries between turns
+    (look-alike azure, joint 1 2 deg off: a turn of 5 deg 1.8% lower)."""
 
 
 def fast_motion_tracking() -> TrackConfig:
@@ -663,11 +667,6 @@ def _refined(model, obs: Observation, joints: Tensor, viewmats: Tensor, Ks: Tens
     return fit(model, params, obs, objective, config.fit, skin).losses.cpu()
 
 
-def _appearance_objective(weights: ObjectiveWeights | None) -> Objective:
-    """The objective without the silhouette terms that lean on the background model (`TrackConfig.twin_vote`)."""
-    return Objective(dataclasses.replace(weights or ObjectiveWeights(), coverage=0.0, exclusion=0.0, silhouette=0.0))
-
-
 def _twin_to_track(model, get, tracked: Track, config: TrackConfig, weights, skin, detect, vote: bool) -> Tensor | None:
     """The kinematic twin [T, J] to track instead of `tracked`, if any: one the keypoint detections prefer
     (`detect`: frame -> detections or None; `TrackConfig.twin_keypoints`), else, of the twins they do not reject,
@@ -730,7 +729,8 @@ def _keypoint_verdicts(model, tracked: Track, twins: list[Tensor], frames: Tenso
 
 def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin) -> Track | None:
     """The track with its camera turned about the first joint's axis and that joint turned back by the angle the
-    appearance terms prefer (`TrackConfig.gauge`); None when no turn is preferred or the robot has no such gauge."""
+    image prefers on the pixels the turns change (`TrackConfig.gauge`); None when no turn is preferred or the robot
+    has no such gauge."""
     steps = int(config.gauge // config.gauge_step)
     angles = torch.deg2rad(torch.arange(-steps, steps + 1, dtype=torch.float32) * config.gauge_step)  # [D], 0: middle
     motions = root_motions(model.kinematics, angles) if steps > 0 else None  # [D, 4, 4]
@@ -738,9 +738,10 @@ def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin
         return None
     D = len(angles)
     frames = _keyframes(len(tracked.joints), config.keyframes).tolist()
-    losses = torch.stack([_refined(model, get(t), _root_turned(model, tracked.joints[t].expand(D, -1), angles),
-                                   turned_camera(tracked.viewmats[t], motions[:, None].to(tracked.viewmats)),
-                                   tracked.Ks[t], _appearance_objective(weights), config, skin)
+    shadow = (weights or ObjectiveWeights()).shadow
+    losses = torch.stack([_gauge_errors(model, get(t), _root_turned(model, tracked.joints[t].expand(D, -1), angles),
+                                        turned_camera(tracked.viewmats[t], motions[:, None].to(tracked.viewmats)),
+                                        tracked.Ks[t], steps, config, shadow, skin)
                           for t in frames])  # fmt: skip  # [F, D]
     total = losses.sum(dim=0)  # [D]
     best = int(total.argmin())
@@ -755,6 +756,19 @@ def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin
     motion = root_motions(model.kinematics, angle.reshape(1))[0].to(tracked.viewmats)
     return dataclasses.replace(tracked, joints=_root_turned(model, tracked.joints, angle),
                                viewmats=turned_camera(tracked.viewmats, motion))  # fmt: skip
+
+
+def _gauge_errors(model, obs: Observation, joints: Tensor, viewmats: Tensor, Ks: Tensor, middle: int,
+                  config: TrackConfig, shadow: float, skin) -> Tensor:  # fmt: skip
+    """The colour error [D] of each turn (joints [D, J], viewmats [D, C, 4, 4]; `middle` the unturned one) on the
+    pixels where any turn's render differs from the unturned one's (the base), none refined (`drrobot.fit.twin_image`:
+    refining lets the other joints and the optimiser's progress, not the base, decide)."""
+    order = torch.tensor([middle] + [d for d in range(len(joints)) if d != middle])  # the unturned one first
+    error, differs = telling_errors(model, obs, joints[order], viewmats[order], Ks, config.twin_image.difference,
+                                    shadow, skin, config.fit.appearance)  # fmt: skip
+    region = differs.any(dim=0)  # [C, H, W]
+    errors = (error * region).sum(dim=(1, 2, 3)).cpu()  # [D] in `order`
+    return errors[order.argsort()]
 
 
 def _root_turned(model, joints: Tensor, angles: Tensor) -> Tensor:

@@ -69,8 +69,8 @@ def image_verdicts(
     track_cost, twin_cost = torch.zeros(M, F), torch.zeros(M, F)
     compared = torch.zeros(M, F, dtype=torch.bool)
     for f, obs in enumerate(observations):
-        error, differs = _telling_errors(model, obs, torch.cat([joints[f][None], twins[:, f]]), viewmats[f], Ks[f],
-                                         config.difference, shadow, skinning_weights, appearance)  # fmt: skip
+        error, differs = telling_errors(model, obs, torch.cat([joints[f][None], twins[:, f]]), viewmats[f], Ks[f],
+                                        config.difference, shadow, skinning_weights, appearance)  # fmt: skip
         track_cost[:, f] = (error[0] * differs).sum(dim=(1, 2, 3)).cpu()  # [M]
         twin_cost[:, f] = (error[1:] * differs).sum(dim=(1, 2, 3)).cpu()
         compared[:, f] = (differs.sum(dim=(1, 2, 3)) >= config.min_pixels).cpu() & usable[:, f]
@@ -87,11 +87,14 @@ def image_verdicts(
     return TwinVerdicts(verdicts, gains, count)
 
 
-def _telling_errors(model: RobotModel, obs: Observation, poses: Tensor, viewmats: Tensor, Ks: Tensor,
-                    difference: float, shadow: float, skin: Tensor | None,
-                    appearance: bool) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Per pixel, each pose's colour error (poses [1 + M, J]: the track, then its twins) -> [1 + M, C, H, W], and
-    where each twin's composite differs from the track's -> [M, C, H, W] bool."""
+@torch.no_grad()
+def telling_errors(model: RobotModel, obs: Observation, poses: Tensor, viewmats: Tensor, Ks: Tensor,
+                   difference: float, shadow: float = 1.0, skin: Tensor | None = None,
+                   appearance: bool = False) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Poses [B, J] (the first the reference) seen by viewmats [C, 4, 4] or, one camera each, [B, C, 4, 4] (Ks
+    likewise) and composited over the observation's background: each one's colour error per pixel [B, C, H, W],
+    and where each other one's composite differs from the reference's by more than `difference` [B - 1, C, H, W]
+    bool."""
     B = len(poses)
     viewmats, Ks = viewmats.expand(B, -1, -1, -1), Ks.expand(B, -1, -1, -1)
     render = render_state(model, poses, viewmats, Ks, obs.width, obs.height, skinning_weights=skin,
@@ -99,7 +102,7 @@ def _telling_errors(model: RobotModel, obs: Observation, poses: Tensor, viewmats
     C = viewmats.shape[1]
     neutral = poses.new_zeros(B, C, 3)  # no colour correction
     state = FitState(render, obs, poses, model.joint_spec.normalize(poses), viewmats, Ks, neutral, neutral)
-    predicted = composite(state, shadow)  # [1 + M, C, H, W, 3]
+    predicted = composite(state, shadow)  # [B, C, H, W, 3]
     error = (predicted - obs.images).abs().sum(dim=-1)
     differs = (predicted[1:] - predicted[:1]).abs().sum(dim=-1) > difference
     return error, differs

@@ -82,7 +82,7 @@ def test_a_base_that_looks_alike_from_every_side_leaves_the_track_unturned(tmp_p
 
 
 def test_a_turn_is_taken_only_where_the_image_has_a_minimum_inside_the_turns_tried(tmp_path, monkeypatch):
-    """Appearance losses falling on to the last turn tried locate nothing (a bias, e.g. of the background): no
+    """Errors falling on to the last turn tried locate nothing (a bias, e.g. of the background): no
     turn. A minimum inside the turns is taken, between the turns tried."""
     path = tmp_path / "arm.xml"
     path.write_text(TABBED_ARM)
@@ -93,7 +93,7 @@ def test_a_turn_is_taken_only_where_the_image_has_a_minimum_inside_the_turns_tri
     config = TrackConfig(gauge=40.0, gauge_step=10.0)  # turns -40, -30, ..., 40 deg
     turns = torch.arange(-40.0, 41.0, 10.0)  # [9]
     for curve, expected in (((turns - 40).abs(), None), ((turns + 22).square(), -22.0)):  # falling to +40 / a V
-        monkeypatch.setattr(solve, "_refined", lambda *args, curve=curve: 1.0 + 0.01 * curve)
+        monkeypatch.setattr(solve, "_gauge_errors", lambda *args, curve=curve: 1.0 + 0.01 * curve)
         turned = solve._turned_gauge(model, lambda t: None, tracked, config, None, None)
         if expected is None:
             assert turned is None
