@@ -45,8 +45,8 @@ def main() -> None:
     skin = cached_skinning_weights(model)
     config = ReconstructConfig()
     move = next(m for m in twin_moves(model.kinematics) if TWIN_JOINTS[args.twin] in m.turns)
-    print("| sequence | keyframes | now: truth lower | now: share | now: verdict on the truth / on the twin "
-          "| before: truth lower | before: share | seconds now / before |")
+    print("| sequence | keyframes | now: truth lower at | in sum by | verdict, track on the truth / on the twin "
+          "| before: truth lower at | in sum by | seconds now / before |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for root in args.dream:
         sequence = load_dream(root, max_frames=args.frames)
