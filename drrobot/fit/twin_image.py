@@ -74,17 +74,7 @@ def image_verdicts(
         track_cost[:, f] = (error[0] * differs).sum(dim=(1, 2, 3)).cpu()  # [M]
         twin_cost[:, f] = (error[1:] * differs).sum(dim=(1, 2, 3)).cpu()
         compared[:, f] = (differs.sum(dim=(1, 2, 3)) >= config.min_pixels).cpu() & usable[:, f]
-    count = compared.sum(dim=1)  # [M]
-    track_total = (track_cost * compared).sum(dim=1)
-    twin_total = (twin_cost * compared).sum(dim=1)
-    twin_share = ((twin_cost < track_cost) & compared).sum(dim=1) / count.clamp(min=1)
-    track_share = ((track_cost < twin_cost) & compared).sum(dim=1) / count.clamp(min=1)
-    enough = count >= min_frames
-    verdicts = torch.zeros(M, dtype=torch.long)
-    verdicts[enough & (twin_share >= share) & (twin_total <= (1 - config.margin) * track_total)] = 1
-    verdicts[enough & (track_share >= share) & (track_total <= (1 - config.margin) * twin_total)] = -1
-    gains = 1 - twin_total / track_total.clamp(min=1e-9)
-    return TwinVerdicts(verdicts, gains, count)
+    return TwinVerdicts.from_costs(track_cost, twin_cost, compared, share, min_frames, 1 - config.margin)
 
 
 @torch.no_grad()

@@ -46,11 +46,27 @@ class TwinKeypointConfig:
 
 @dataclasses.dataclass
 class TwinVerdicts:
-    """Per twin: +1 the detections prefer it, -1 they prefer the track, 0 undecided; and how strongly."""
+    """Per twin: +1 the evidence prefers it, -1 it prefers the track, 0 undecided; and how strongly."""
 
     verdicts: Tensor  # [M] long in {-1, 0, 1}
-    gains: Tensor  # [M] share by which the twin's summed distance undercuts the track's (negative: it is farther)
+    gains: Tensor  # [M] share by which the twin's summed cost undercuts the track's (negative: it is higher)
     compared: Tensor  # [M] frames compared
+
+    @classmethod
+    def from_costs(cls, track_cost: Tensor, twin_cost: Tensor, compared: Tensor, share: float, min_frames: int,
+                   ratio: float) -> "TwinVerdicts":  # fmt: skip
+        """Each twin's verdict from the track's and its costs [M, F] at the frames `compared` [M, F] bool: the side
+        lower at `share` of them or more (at least `min_frames`) and at most `ratio` times the other's in sum wins."""
+        count = compared.sum(dim=1)  # [M]
+        track_total = (track_cost * compared).sum(dim=1)
+        twin_total = (twin_cost * compared).sum(dim=1)
+        twin_share = ((twin_cost < track_cost) & compared).sum(dim=1) / count.clamp(min=1)
+        track_share = ((track_cost < twin_cost) & compared).sum(dim=1) / count.clamp(min=1)
+        enough = count >= min_frames
+        verdicts = torch.zeros(len(count), dtype=torch.long)
+        verdicts[enough & (twin_share >= share) & (twin_total <= ratio * track_total)] = 1
+        verdicts[enough & (track_share >= share) & (track_total <= ratio * twin_total)] = -1
+        return cls(verdicts, 1 - twin_total / track_total.clamp(min=1e-9), count)
 
 
 @torch.no_grad()
@@ -85,14 +101,5 @@ def keypoint_verdicts(
         track_cost[:, f] = (distance[:1] * telling).sum(dim=(1, 2)).cpu()
         twin_cost[:, f] = (distance[1:] * telling).sum(dim=(1, 2)).cpu()
         compared[:, f] = telling.flatten(1).any(dim=1).cpu() & usable[:, f]
-    count = compared.sum(dim=1)  # [M]
-    track_total = (track_cost * compared).sum(dim=1)
-    twin_total = (twin_cost * compared).sum(dim=1)
-    twin_share = ((twin_cost < track_cost) & compared).sum(dim=1) / count.clamp(min=1)
-    track_share = ((track_cost < twin_cost) & compared).sum(dim=1) / count.clamp(min=1)
-    enough = count >= config.min_frames
-    verdicts = torch.zeros(M, dtype=torch.long)
-    verdicts[enough & (twin_share >= config.share) & (config.decisive * twin_total <= track_total)] = 1
-    verdicts[enough & (track_share >= config.share) & (config.decisive * track_total <= twin_total)] = -1
-    gains = 1 - twin_total / track_total.clamp(min=1e-9)
-    return TwinVerdicts(verdicts, gains, count)
+    return TwinVerdicts.from_costs(track_cost, twin_cost, compared, config.share, config.min_frames,
+                                   1 / config.decisive)  # fmt: skip

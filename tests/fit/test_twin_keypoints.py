@@ -83,10 +83,12 @@ def test_a_track_started_on_the_wrong_twin_follows_the_detections_without_asking
     frames = [observation(f) for f in render_frames(symmetric_model, truth, camera, DARK_BACKGROUND)]
     start = FitResult(twin[:1], camera.viewmats[None, None], camera.Ks[None, None], None, torch.zeros(1), {}, [], 0)
     config = TrackConfig(fit=FitConfig(steps=(8,), scales=(1.0,), optimizer="lbfgs"), refine_camera=False, keyframes=4)
-    judged = []  # frames the image judged twins at
-    image_rule = solve._refined_losses
+    judged = []  # frames the image judged twins at: by the limit rule, by the vote
+    limit_rule, vote = solve._refined_losses, solve.image_verdicts
     monkeypatch.setattr(solve, "_refined_losses", lambda model, obs, first, t, *rest: judged.append(t) or
-                        image_rule(model, obs, first, t, *rest))  # fmt: skip
+                        limit_rule(model, obs, first, t, *rest))  # fmt: skip
+    monkeypatch.setattr(solve, "image_verdicts", lambda model, observations, *rest: judged.extend(observations) or
+                        vote(model, observations, *rest))  # fmt: skip
     found = detections(symmetric_model, truth, noise=1.0)
     result = track(symmetric_model, frames, len(truth), start, config, detect=found.__getitem__)
     assert torch.rad2deg((result.joints[:, 0] - truth[:, 0]).abs()).max() < 5.0  # the twin: 180 deg off
