@@ -22,13 +22,45 @@ from bench_pose import joint_errors_deg
 from drrobot.checkpoint import load_checkpoint
 from drrobot.data.dream import load_dream
 from drrobot.fit.cameras import scale_intrinsics
-from drrobot.fit.dream_eval import dream_truth
+from drrobot.fit.dream_eval import DreamTruth, dream_truth
 from drrobot.fit.frames import DreamFrames
 from drrobot.fit.objectives import Objective, stack_observations
 from drrobot.fit.optimize import cached_skinning_weights, fit
 from drrobot.fit.params import PoseParameters
 from drrobot.fit.reconstruct import FrameTensors, ReconstructConfig, _fitted_alphas
 from drrobot.fit.solve import Track, _keyframes, robot_extent
+from drrobot.model import RobotModel
+
+
+@dataclasses.dataclass
+class FinishedRun:
+    """A `drrobot pose` run on a DREAM look-alike, at the working size, with the background the pipeline refits."""
+
+    model: RobotModel
+    config: ReconstructConfig
+    truth: DreamTruth
+    data: FrameTensors  # the frames, the median background refitted without the run's robot
+    K: torch.Tensor  # [3, 3] at the working size
+    joints: torch.Tensor  # [T, J] the run's
+    viewmat: torch.Tensor  # [4, 4] the run's (static) camera
+
+
+def load_finished_run(checkpoint: Path, run: Path, dream: Path) -> FinishedRun:
+    """The run in `run` (trajectory.json) on the look-alike `dream`, with the model of `checkpoint`."""
+    model = load_checkpoint(checkpoint).model.eval()
+    config = ReconstructConfig()
+    trajectory = json.loads((run / "trajectory.json").read_text())["frames"]
+    T = len(trajectory)
+    sequence = load_dream(dream, max_frames=T)
+    W = config.working_width
+    H = round(sequence.height * W / sequence.width)
+    K = scale_intrinsics(torch.tensor(trajectory[0]["K"], dtype=torch.float32), W / sequence.width, H / sequence.height)
+    joints = torch.tensor([f["joints"] for f in trajectory], dtype=torch.float32)  # [T, J]
+    viewmat = torch.tensor(trajectory[0]["viewmat"], dtype=torch.float32)
+    data = FrameTensors(DreamFrames(sequence), None, W, H, "median", model.device, config.median_frames)
+    data.exclude_robot(_fitted_alphas(model, Track(joints, viewmat.expand(T, 1, 4, 4), K.expand(T, 1, 3, 3),
+                                                   torch.zeros(T)), W, H))  # as the pipeline refits it  # fmt: skip
+    return FinishedRun(model, config, dream_truth(sequence, model), data, K, joints, viewmat)
 
 
 def main() -> None:
@@ -38,22 +70,12 @@ def main() -> None:
     parser.add_argument("--dream", type=Path, required=True, help="the look-alike it was run on")
     parser.add_argument("--full-steps", type=int, nargs="+", default=[120, 240], help="full-size step budgets")
     args = parser.parse_args()
-    model = load_checkpoint(args.checkpoint).model.eval()
-    config = ReconstructConfig()
-    trajectory = json.loads((args.run / "trajectory.json").read_text())["frames"]
-    T = len(trajectory)
-    sequence = load_dream(args.dream, max_frames=T)
-    truth = dream_truth(sequence, model)
-    W = config.working_width
-    H = round(sequence.height * W / sequence.width)
-    K = scale_intrinsics(torch.tensor(trajectory[0]["K"], dtype=torch.float32), W / sequence.width, H / sequence.height)
-    joints = torch.tensor([f["joints"] for f in trajectory], dtype=torch.float32)  # [T, J]
-    viewmat = torch.tensor(trajectory[0]["viewmat"], dtype=torch.float32)
+    run = load_finished_run(args.checkpoint, args.run, args.dream)
+    model, config, truth, data, K, joints, viewmat = (run.model, run.config, run.truth, run.data, run.K, run.joints,
+                                                      run.viewmat)  # fmt: skip
+    T, W, H = len(joints), data.size[0], data.size[1]
     true_viewmat = torch.tensor(json.loads((args.dream / "_ground_truth_camera.json").read_text())["viewmat"])
     true_joints = torch.as_tensor(np.nan_to_num(truth.joints, nan=0.02), dtype=torch.float32)
-    data = FrameTensors(DreamFrames(sequence), None, W, H, "median", model.device, config.median_frames)
-    data.exclude_robot(_fitted_alphas(model, Track(joints, viewmat.expand(T, 1, 4, 4), K.expand(T, 1, 3, 3),
-                                                   torch.zeros(T)), W, H))  # as the pipeline refits it  # fmt: skip
     skin = cached_skinning_weights(model)
     index = _keyframes(T, config.track.keyframes)
     observation = stack_observations([data[int(t)] for t in index])

@@ -9,22 +9,16 @@ angle each keyframe prefers, against the turn that would put joint 1 on the trut
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from drrobot.checkpoint import load_checkpoint
-from drrobot.data.dream import load_dream
-from drrobot.fit.cameras import scale_intrinsics
-from drrobot.fit.dream_eval import dream_truth
-from drrobot.fit.frames import DreamFrames
+from bench_camera_refinement import load_finished_run
 from drrobot.fit.gauge import root_motions, turned_camera
 from drrobot.fit.objectives import ObjectiveWeights
 from drrobot.fit.optimize import cached_skinning_weights
-from drrobot.fit.reconstruct import FrameTensors, ReconstructConfig, _fitted_alphas
-from drrobot.fit.solve import Track, _gauge_errors, _keyframes, _root_turned
+from drrobot.fit.solve import _gauge_errors, _keyframes, _root_turned
 
 
 def main() -> None:
@@ -35,20 +29,10 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=5.0, help="degrees between the turns tried")
     parser.add_argument("--most", type=float, default=40.0, help="the largest turn tried either way (degrees)")
     args = parser.parse_args()
-    model = load_checkpoint(args.checkpoint).model.eval()
-    config = ReconstructConfig()
-    trajectory = json.loads((args.run / "trajectory.json").read_text())["frames"]
-    T = len(trajectory)
-    sequence = load_dream(args.dream, max_frames=T)
-    truth = torch.as_tensor(np.nan_to_num(dream_truth(sequence, model).joints, nan=0.02), dtype=torch.float32)
-    W = config.working_width
-    H = round(sequence.height * W / sequence.width)
-    K = scale_intrinsics(torch.tensor(trajectory[0]["K"], dtype=torch.float32), W / sequence.width, H / sequence.height)
-    joints = torch.tensor([f["joints"] for f in trajectory], dtype=torch.float32)  # [T, J]
-    viewmat = torch.tensor(trajectory[0]["viewmat"], dtype=torch.float32)
-    data = FrameTensors(DreamFrames(sequence), None, W, H, "median", model.device, config.median_frames)
-    data.exclude_robot(_fitted_alphas(model, Track(joints, viewmat.expand(T, 1, 4, 4), K.expand(T, 1, 3, 3),
-                                                   torch.zeros(T)), W, H))  # as the pipeline refits it  # fmt: skip
+    run = load_finished_run(args.checkpoint, args.run, args.dream)
+    model, config, data, K, joints, viewmat = run.model, run.config, run.data, run.K, run.joints, run.viewmat
+    T = len(joints)
+    truth = torch.as_tensor(np.nan_to_num(run.truth.joints, nan=0.02), dtype=torch.float32)
     skin = cached_skinning_weights(model)
     steps = int(args.most // args.step)
     angles = torch.deg2rad(torch.arange(-steps, steps + 1, dtype=torch.float32) * args.step)  # [D]

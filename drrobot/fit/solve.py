@@ -680,8 +680,8 @@ def _twin_to_track(model, get, tracked: Track, config: TrackConfig, weights, ski
     if detect is not None and frames is not None and config.twin_vote > 0:
         found = _keypoint_verdicts(model, tracked, twins, frames, torch.stack(inside)[:, frames], detect,
                                    get(0).width, config)  # fmt: skip
-        if bool((found.verdicts > 0).any()):
-            return twins[int(found.gains.masked_fill(found.verdicts <= 0, -float("inf")).argmax())]
+        if (preferred := found.preferred()) is not None:
+            return twins[preferred]
         undecided = [m for m in undecided if int(found.verdicts[m]) == 0]
     if not undecided:
         return None
@@ -712,9 +712,8 @@ def _voted_twin(model, get, tracked: Track, twins: list[Tensor], inside: list[Te
                            torch.stack([twin[frames] for twin in twins]), tracked.viewmats[frames], tracked.Ks[frames],
                            torch.stack(inside)[:, frames], config.twin_image, config.twin_vote, _MIN_COMPARED,
                            (weights or ObjectiveWeights()).shadow, skin, config.fit.appearance)  # fmt: skip
-    if not bool((found.verdicts > 0).any()):
-        return None
-    return twins[int(found.gains.masked_fill(found.verdicts <= 0, -float("inf")).argmax())]
+    best = found.preferred()
+    return None if best is None else twins[best]
 
 
 def _keypoint_verdicts(model, tracked: Track, twins: list[Tensor], frames: Tensor, usable: Tensor, detect,

@@ -52,6 +52,12 @@ class TwinVerdicts:
     gains: Tensor  # [M] share by which the twin's summed cost undercuts the track's (negative: it is higher)
     compared: Tensor  # [M] frames compared
 
+    def preferred(self) -> int | None:
+        """The twin preferred (+1) by the largest gain, if any."""
+        if not bool((self.verdicts > 0).any()):
+            return None
+        return int(self.gains.masked_fill(self.verdicts <= 0, -float("inf")).argmax())
+
     @classmethod
     def from_costs(cls, track_cost: Tensor, twin_cost: Tensor, compared: Tensor, share: float, min_frames: int,
                    ratio: float) -> "TwinVerdicts":  # fmt: skip
