@@ -150,12 +150,15 @@ class TrackConfig:
     backward: bool = True
     """Static camera: after the last pass, go back from the last frame to the first; where a frame differs from the
     frame after's estimate by more than 0.1 rad in some joint, carry the frame after's solution back, each frame
-    refitted from it and from the track's own estimate, until the two end together (or the carried one looks worse there
-    by `reseed_margin`); where the carried run looks better over those frames together (the appearance terms summed:
-    photometric, edges, keypoints) by `reseed_margin`, it replaces the track's. A forward pass that starts wrong (frame
-    0) or loses the robot stays wrong until the image pulls it back, and jumps there; carrying the right solution back
-    from that jump repairs the run before it, while frames that agree with their successor cost nothing (look-alike
-    azure seed 33, nothing known: 26.1 -> 12.0 deg judging each frame alone, 7.4 judging the run as a whole). Judged by
+    refitted from it and from the track's own estimate (and its kinematic twin on the carried side), until the two end
+    together, the carried one looks worse by `reseed_margin` (the appearance terms: photometric, edges, keypoints) or
+    frame 0 is passed; the carried run replaces the track's over those frames. A forward pass that starts wrong (frame
+    0), loses the robot or follows a kinematic twin into its limit stays wrong until the image or the limit pulls it
+    back, and jumps there; carrying the right solution back from that jump repairs the run before it, while frames
+    that agree with their successor cost nothing. The image only vetoes: between twins it is biased by a few percent
+    either way, and a joint does not jump in one frame (untuned look-alike azure seed 33, 60 frames: the hand's twin
+    over frames 0-40, 24.6 deg; carried back from frame 41, where that twin met joint 7's limit, 7.5 deg; until the
+    thirty-sixth session the carried run had to look 5% better in sum, and looked 0.1% better). Judged by
     the whole objective, the wrong run would defend itself: the robot-free background is computed from the track, so
     where the track is wrong the real robot stays in the background (same video, frame 9: the truth 0.298, the wrong
     track's pose 0.239, all of it the coverage term; photometric and edges, unweighted, 0.0258 against 0.0317)."""
@@ -512,9 +515,8 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
 def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights, skin, progress) -> Track:
     """`tracked` (static camera) repaired from its last frame back to its first: where a frame's joints differ
     from the frame after's (as repaired) by more than `_REJOIN_TOLERANCE`, the frame after's solution is carried
-    back (`_carried_back`) and replaces the track's over the frames it was carried through when it looks better
-    there as a whole (the appearance terms, summed) by `reseed_margin` (`TrackConfig.backward`; `tracked` itself
-    when that is off or the camera moves). Ctrl-C: `tracked`, marked interrupted."""
+    back (`_carried_back`) and replaces the track's over the frames it was carried through (`TrackConfig.backward`;
+    `tracked` itself when that is off or the camera moves). Ctrl-C: `tracked`, marked interrupted."""
     if not (config.backward and config.static_camera):
         return tracked
     joints, losses = tracked.joints.clone(), tracked.losses.clone()  # [T, J], [T]
@@ -526,10 +528,9 @@ def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights,
         while t >= 0:
             span = 1
             if float((joints[t] - joints[t + 1]).abs().amax()) > _REJOIN_TOLERANCE:
-                carried, carried_losses, as_tracked, as_carried = _carried_back(model, get, tracked, joints, t, keep,
-                                                                                w, config, skin)  # fmt: skip
+                carried, carried_losses = _carried_back(model, get, tracked, joints, t, keep, w, config, skin)
                 span = max(len(carried), 1)  # frames t-span+1..t were carried through (at least frame t was tried)
-                if len(carried) and as_carried < keep * as_tracked:
+                if len(carried):
                     joints[t + 1 - span : t + 1], losses[t + 1 - span : t + 1] = carried, carried_losses
             bar.update(span)
             t -= span
@@ -541,33 +542,56 @@ def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights,
 
 
 def _carried_back(model, get, tracked: Track, joints: Tensor, t: int, keep: float, weights, config: TrackConfig,
-                  skin) -> tuple[Tensor, Tensor, float, float]:  # fmt: skip
+                  skin) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Frame t+1's joints carried back from frame t: each frame refitted from the track's joints [T, J] there and
     from the carried solution of the frame after, pulled towards the latter, until the two end together, the
-    carried one looks worse by the margin (`keep` times its appearance above the track's) or frame 0 is passed. Returns
-    the carried joints [n, J] and losses [n] of frames t-n+1..t (in frame order) and both solutions' appearance
-    summed over them (the track's, the carried). The sum decides, not each frame: next to the frame where the
-    forward track turned right the two solutions look nearly alike, and the frames further back, where they
-    part, are the ones that tell them apart."""
+    carried run looks worse (its appearance terms, summed over the frames carried through, above `1 / keep` times
+    the track's) or frame 0 is passed. Returns the carried joints [n, J] and losses [n] of frames t-n+1..t (in frame
+    order).
+
+    A joint does not jump in one frame: of two runs the image cannot tell apart (kinematic twins, a hand's roll;
+    their appearance differs by a few percent either way), the one without the jump is kept. The forward track
+    jumps where its own run cannot go on (a twin meeting its limit), so the run after the jump is carried back.
+    Where a kinematic twin of the track's joints lies nearer the carried solution than they do, the carried one is
+    also refitted from that twin and the lower loss kept: across a twin the track's own fit of the other joints
+    carries over, where the carried solution alone drifts on what the image barely constrains (untuned look-alike
+    azure seed 33: the hand's roll 36 deg off at the frame that stopped the carry back)."""
     spec = model.joint_spec
+    moves = twin_moves(model.kinematics)
     carried, found = joints[t + 1], []
+    as_tracked = as_carried = 0.0  # appearance summed over the frames carried through
     for s in range(t, -1, -1):
         obs = get(s)
-        viewmats, Ks = (x[s : s + 1].expand(2, -1, -1, -1) for x in (tracked.viewmats, tracked.Ks))
-        params = PoseParameters(spec, torch.stack([joints[s], carried]), viewmats, Ks, (obs.width, obs.height),
+        starts = [joints[s], carried] + _twin_towards(model, joints[s], carried, moves)  # [2 or 3] x [J]
+        B = len(starts)
+        viewmats, Ks = (x[s : s + 1].expand(B, -1, -1, -1) for x in (tracked.viewmats, tracked.Ks))
+        params = PoseParameters(spec, torch.stack(starts), viewmats, Ks, (obs.width, obs.height),
                                 optimize_camera=False)  # fmt: skip
         result = fit(model, params, obs, Objective(weights, previous_joints=spec.normalize(carried)[None]), config.fit,
                      skin)  # fmt: skip
-        as_tracked, as_carried = _appearance(result, weights).tolist()
-        apart = float((result.joints[0] - result.joints[1]).abs().amax()) > _REJOIN_TOLERANCE
+        c = 1 + int(result.losses[1:].argmin())  # the carried solution
+        appearance = _appearance(result, weights)
+        as_tracked, as_carried = as_tracked + float(appearance[0]), as_carried + float(appearance[c])
+        apart = float((result.joints[0] - result.joints[c]).abs().amax()) > _REJOIN_TOLERANCE
         if not apart or keep * as_carried > as_tracked:
             break
-        carried = result.joints[1]
-        found.append((carried, result.losses[1], as_tracked, as_carried))
+        carried = result.joints[c]
+        found.append((carried, result.losses[c]))
     if not found:
-        return joints.new_zeros(0, spec.dof), joints.new_zeros(0), 0.0, 0.0
-    carried_joints, losses, as_tracked, as_carried = zip(*reversed(found))
-    return torch.stack(carried_joints), torch.stack(losses), sum(as_tracked), sum(as_carried)
+        return joints.new_zeros(0, spec.dof), joints.new_zeros(0)
+    carried_joints, losses = zip(*reversed(found))
+    return torch.stack(carried_joints), torch.stack(losses)
+
+
+def _twin_towards(model, joints: Tensor, target: Tensor, moves) -> list[Tensor]:
+    """[the kinematic twin of joints [J] (inside the limits) nearest `target` [J]] when it lies nearer `target` than
+    `joints` does (largest joint difference), else []."""
+    twins = kinematic_twins(model.kinematics, joints, moves)  # [M, J]
+    if not len(twins):
+        return []
+    gaps = (twins - target).abs().amax(dim=-1)  # [M]
+    nearest = int(gaps.argmin())
+    return [twins[nearest]] if float(gaps[nearest]) < float((joints - target).abs().amax()) else []
 
 
 def _appearance(result: FitResult, weights: ObjectiveWeights) -> Tensor:

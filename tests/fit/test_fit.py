@@ -403,10 +403,10 @@ def test_a_track_that_started_wrong_is_repaired_backwards_from_where_it_turned_r
     assert torch.equal(kept.joints, forward.joints)
 
 
-def test_the_backward_repair_is_judged_over_all_the_frames_carried_through(toy_model, monkeypatch):
+def test_the_backward_repair_goes_on_through_frames_that_barely_tell_the_solutions_apart(toy_model, monkeypatch):
     """Next to the frame where the forward track turned right, its wrong solution and the one carried back look
     nearly alike; the frames further back tell them apart. A frame that barely does (here the first carried back,
-    made to look only 1% better) must not stop the repair: the frames carried through decide together."""
+    made to look only 1% better) must not stop the repair: only a carried solution that looks worse does."""
     from drrobot.fit import solve
     from drrobot.fit.optimize import cached_skinning_weights
 
