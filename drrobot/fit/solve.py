@@ -151,14 +151,17 @@ class TrackConfig:
     """Static camera: after the last pass, go back from the last frame to the first; where a frame differs from the
     frame after's estimate by more than 0.1 rad in some joint, carry the frame after's solution back, each frame
     refitted from it and from the track's own estimate (and its kinematic twin on the carried side), until the two end
-    together, the carried one looks worse by `reseed_margin` (the appearance terms: photometric, edges, keypoints) or
-    frame 0 is passed; the carried run replaces the track's over those frames. A forward pass that starts wrong (frame
-    0), loses the robot or follows a kinematic twin into its limit stays wrong until the image or the limit pulls it
-    back, and jumps there; carrying the right solution back from that jump repairs the run before it, while frames
-    that agree with their successor cost nothing. The image only vetoes: between twins it is biased by a few percent
-    either way, and a joint does not jump in one frame (untuned look-alike azure seed 33, 60 frames: the hand's twin
-    over frames 0-40, 24.6 deg; carried back from frame 41, where that twin met joint 7's limit, 7.5 deg; until the
-    thirty-sixth session the carried run had to look 5% better in sum, and looked 0.1% better). Judged by
+    together, the carried run looks worse by `reseed_margin` (the appearance terms summed: photometric, edges,
+    keypoints) or frame 0 is passed; where the carried run looks better over those frames together by `reseed_margin`,
+    it replaces the track's. A forward pass that starts wrong (frame 0) or loses the robot stays wrong until the image
+    pulls it back, and jumps there; carrying the right solution back from that jump repairs the run before it, while
+    frames that agree with their successor cost nothing (look-alike azure seed 33, nothing known: 26.1 -> 12.0 deg
+    judging each frame alone, 7.4 judging the run as a whole). A jump between kinematic twins (the frame after nearer
+    a twin of the frame than the frame itself) is repaired unless the image vetoes it: between twins the image is
+    biased by a few percent either way, a joint does not jump a half turn in one frame, and a track on the wrong twin
+    jumps where that twin meets a limit (untuned look-alike azure seed 33, 60 frames: the hand's twin over frames
+    0-40, 24.6 deg; carried back from frame 41, 7.6; the rule for other jumps left a 0.1% gain unused; for every jump,
+    it took a worse run on realsense's last frames, 3.9 -> 4.7 deg). Judged by
     the whole objective, the wrong run would defend itself: the robot-free background is computed from the track, so
     where the track is wrong the real robot stays in the background (same video, frame 9: the truth 0.298, the wrong
     track's pose 0.239, all of it the coverage term; photometric and edges, unweighted, 0.0258 against 0.0317)."""
@@ -515,8 +518,10 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
 def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights, skin, progress) -> Track:
     """`tracked` (static camera) repaired from its last frame back to its first: where a frame's joints differ
     from the frame after's (as repaired) by more than `_REJOIN_TOLERANCE`, the frame after's solution is carried
-    back (`_carried_back`) and replaces the track's over the frames it was carried through (`TrackConfig.backward`;
-    `tracked` itself when that is off or the camera moves). Ctrl-C: `tracked`, marked interrupted."""
+    back (`_carried_back`) and replaces the track's over the frames it was carried through where it looks better
+    there as a whole (the appearance terms, summed) by `reseed_margin`, or, where it crossed to the other side of a
+    kinematic twin of the track (which the image cannot tell apart), in any case (`TrackConfig.backward`; `tracked`
+    itself when that is off or the camera moves). Ctrl-C: `tracked`, marked interrupted."""
     if not (config.backward and config.static_camera):
         return tracked
     joints, losses = tracked.joints.clone(), tracked.losses.clone()  # [T, J], [T]
@@ -528,10 +533,10 @@ def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights,
         while t >= 0:
             span = 1
             if float((joints[t] - joints[t + 1]).abs().amax()) > _REJOIN_TOLERANCE:
-                carried, carried_losses = _carried_back(model, get, tracked, joints, t, keep, w, config, skin)
-                span = max(len(carried), 1)  # frames t-span+1..t were carried through (at least frame t was tried)
-                if len(carried):
-                    joints[t + 1 - span : t + 1], losses[t + 1 - span : t + 1] = carried, carried_losses
+                carried = _carried_back(model, get, tracked, joints, t, keep, w, config, skin)
+                span = max(len(carried.joints), 1)  # frames t-span+1..t were carried through (at least t was tried)
+                if len(carried.joints) and (carried.across_twin or carried.as_carried < keep * carried.as_tracked):
+                    joints[t + 1 - span : t + 1], losses[t + 1 - span : t + 1] = carried.joints, carried.losses
             bar.update(span)
             t -= span
     except KeyboardInterrupt:
@@ -541,17 +546,26 @@ def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights,
     return dataclasses.replace(tracked, joints=joints, losses=losses)
 
 
+@dataclasses.dataclass
+class _CarriedRun:
+    """A solution carried back over frames t-n+1..t (`_carried_back`)."""
+
+    joints: Tensor  # [n, J] in frame order
+    losses: Tensor  # [n]
+    as_tracked: float  # the track's appearance terms, summed over those frames (both refitted side by side)
+    as_carried: float  # the carried solution's
+    across_twin: bool  # at some frame the carried solution lay nearer a kinematic twin of the track than the track
+
+
 def _carried_back(model, get, tracked: Track, joints: Tensor, t: int, keep: float, weights, config: TrackConfig,
-                  skin) -> tuple[Tensor, Tensor]:  # fmt: skip
+                  skin) -> _CarriedRun:  # fmt: skip
     """Frame t+1's joints carried back from frame t: each frame refitted from the track's joints [T, J] there and
     from the carried solution of the frame after, pulled towards the latter, until the two end together, the
     carried run looks worse (its appearance terms, summed over the frames carried through, above `1 / keep` times
-    the track's) or frame 0 is passed. Returns the carried joints [n, J] and losses [n] of frames t-n+1..t (in frame
-    order).
+    the track's) or frame 0 is passed. The sum decides, not each frame: next to the frame where the forward track
+    turned right the two solutions look nearly alike, and the frames further back, where they part, are the ones
+    that tell them apart.
 
-    A joint does not jump in one frame: of two runs the image cannot tell apart (kinematic twins, a hand's roll;
-    their appearance differs by a few percent either way), the one without the jump is kept. The forward track
-    jumps where its own run cannot go on (a twin meeting its limit), so the run after the jump is carried back.
     Where a kinematic twin of the track's joints lies nearer the carried solution than they do, the carried one is
     also refitted from that twin and the lower loss kept: across a twin the track's own fit of the other joints
     carries over, where the carried solution alone drifts on what the image barely constrains (untuned look-alike
@@ -560,10 +574,12 @@ def _carried_back(model, get, tracked: Track, joints: Tensor, t: int, keep: floa
     spec = model.joint_spec
     moves = twin_moves(model.kinematics)
     carried, found = joints[t + 1], []
-    as_tracked = as_carried = 0.0  # appearance summed over the frames carried through
+    as_tracked = as_carried = 0.0  # appearance summed over the frames tried
+    run = _CarriedRun(joints.new_zeros(0, spec.dof), joints.new_zeros(0), 0.0, 0.0, False)
     for s in range(t, -1, -1):
         obs = get(s)
-        starts = [joints[s], carried] + _twin_towards(model, joints[s], carried, moves)  # [2 or 3] x [J]
+        twin = _twin_towards(model, joints[s], carried, moves)
+        starts = [joints[s], carried] + twin  # [2 or 3] x [J]
         B = len(starts)
         viewmats, Ks = (x[s : s + 1].expand(B, -1, -1, -1) for x in (tracked.viewmats, tracked.Ks))
         params = PoseParameters(spec, torch.stack(starts), viewmats, Ks, (obs.width, obs.height),
@@ -578,10 +594,11 @@ def _carried_back(model, get, tracked: Track, joints: Tensor, t: int, keep: floa
             break
         carried = result.joints[c]
         found.append((carried, result.losses[c]))
-    if not found:
-        return joints.new_zeros(0, spec.dof), joints.new_zeros(0)
-    carried_joints, losses = zip(*reversed(found))
-    return torch.stack(carried_joints), torch.stack(losses)
+        run = dataclasses.replace(run, as_tracked=as_tracked, as_carried=as_carried,
+                                  across_twin=run.across_twin or bool(twin))  # fmt: skip
+    if found:
+        run.joints, run.losses = (torch.stack(x[::-1]) for x in zip(*found))
+    return run
 
 
 def _twin_towards(model, joints: Tensor, target: Tensor, moves) -> list[Tensor]:
