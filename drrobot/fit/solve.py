@@ -156,13 +156,13 @@ class TrackConfig:
     it replaces the track's. A forward pass that starts wrong (frame 0) or loses the robot stays wrong until the image
     pulls it back, and jumps there; carrying the right solution back from that jump repairs the run before it, while
     frames that agree with their successor cost nothing (look-alike azure seed 33, nothing known: 26.1 -> 12.0 deg
-    judging each frame alone, 7.4 judging the run as a whole). A jump between kinematic twins (the frame after nearer
-    a twin of the frame than the frame itself) is repaired unless the image vetoes it: between twins the image is
-    biased by a few percent either way, a joint does not jump a half turn in one frame, and a track on the wrong twin
-    jumps where that twin meets a limit (untuned look-alike azure seed 33, 60 frames: the hand's twin over frames
-    0-40, 24.6 deg; carried back from frame 41, 7.6; the rule for other jumps left a 0.1% gain unused; for every jump,
-    it took a worse run on realsense's last frames, 3.9 -> 4.7 deg). Judged by
-    the whole objective, the wrong run would defend itself: the robot-free background is computed from the track, so
+    judging each frame alone, 7.4 judging the run as a whole). A carried run that crosses to the other side of a
+    kinematic twin of the track (nearer a twin of it than it at some frame) replaces it unless the image vetoes it
+    as above: between twins the image is biased by a few percent either way, a joint does not jump a half turn in
+    one frame, and a track on the wrong twin jumps where that twin meets a limit (untuned look-alike azure seed 33, 60
+    frames: the hand's twin over frames 0-40, 24.6 deg; carried back from frame 41, 7.6; the rule for other runs left
+    a 0.1% gain unused; for every run, it took a worse one on realsense's last frames, 3.9 -> 4.7 deg). Judged by the
+    whole objective, the wrong run would defend itself: the robot-free background is computed from the track, so
     where the track is wrong the real robot stays in the background (same video, frame 9: the truth 0.298, the wrong
     track's pose 0.239, all of it the coverage term; photometric and edges, unweighted, 0.0258 against 0.0317)."""
     reseeds: int = 2
@@ -573,9 +573,9 @@ def _carried_back(model, get, tracked: Track, joints: Tensor, t: int, keep: floa
     alone, 7.5 with the twin: joints 1 and 3 9.0 and 7.0 deg off carried alone, 5.9 and 4.8 with it)."""
     spec = model.joint_spec
     moves = twin_moves(model.kinematics)
-    carried, found = joints[t + 1], []
+    carried, found, across = joints[t + 1], [], False
     as_tracked = as_carried = 0.0  # appearance summed over the frames tried
-    run = _CarriedRun(joints.new_zeros(0, spec.dof), joints.new_zeros(0), 0.0, 0.0, False)
+    sums = (0.0, 0.0)  # the same over the frames carried through
     for s in range(t, -1, -1):
         obs = get(s)
         twin = _twin_towards(model, joints[s], carried, moves)
@@ -592,13 +592,12 @@ def _carried_back(model, get, tracked: Track, joints: Tensor, t: int, keep: floa
         apart = float((result.joints[0] - result.joints[c]).abs().amax()) > _REJOIN_TOLERANCE
         if not apart or keep * as_carried > as_tracked:
             break
-        carried = result.joints[c]
+        carried, across, sums = result.joints[c], across or bool(twin), (as_tracked, as_carried)
         found.append((carried, result.losses[c]))
-        run = dataclasses.replace(run, as_tracked=as_tracked, as_carried=as_carried,
-                                  across_twin=run.across_twin or bool(twin))  # fmt: skip
-    if found:
-        run.joints, run.losses = (torch.stack(x[::-1]) for x in zip(*found))
-    return run
+    if not found:
+        return _CarriedRun(joints.new_zeros(0, spec.dof), joints.new_zeros(0), 0.0, 0.0, False)
+    carried_joints, losses = zip(*reversed(found))
+    return _CarriedRun(torch.stack(carried_joints), torch.stack(losses), *sums, across)
 
 
 def _twin_towards(model, joints: Tensor, target: Tensor, moves) -> list[Tensor]:
