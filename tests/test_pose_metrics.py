@@ -109,3 +109,21 @@ def test_pose_metrics_and_report():
 def test_bad_shapes_raise(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_a_logged_joint_tied_to_a_pose_entry_gives_that_entry():
+    """DREAM logs the Panda's `panda_finger_joint1`; the pose vector carries `finger_joint2`, which the model ties
+    it to (finger_joint1 = finger_joint2): the entry is read through the tie. Its own name wins when both are logged."""
+    from drrobot.fit.dream_eval import logged_pose_vectors
+    from drrobot.kinematics import RobotKinematics
+
+    spec = RobotKinematics.from_robot("panda").joint_spec
+    assert spec.names[-1] == "finger_joint2"
+    arm = [f"panda/panda_joint{i}" for i in range(1, 8)]
+    positions = np.array([[0.1 * i for i in range(1, 8)] + [0.02], [0.0] * 7 + [0.035]])  # [T = 2, N = 8]
+    joints = logged_pose_vectors(spec, arm + ["panda/panda_finger_joint1"], positions)
+    np.testing.assert_allclose(joints, positions)
+    both = np.concatenate([positions, [[0.01], [0.01]]], axis=1)  # finger_joint2 logged too
+    joints = logged_pose_vectors(spec, arm + ["panda/panda_finger_joint1", "panda/panda_finger_joint2"], both)
+    np.testing.assert_allclose(joints[:, -1], [0.01, 0.01])
+    assert np.isnan(logged_pose_vectors(spec, arm, positions[:, :7])[:, -1]).all()  # nothing logged: NaN

@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import mujoco
 import numpy as np
 import torch
 
 from drrobot.data.dream import DreamFormatError, DreamSequence, match_names
+from drrobot.joints import JointSpec
 from drrobot.fit.metrics import PoseMetrics, inside_image, pose_metrics
 from drrobot.model import RobotModel
 
@@ -36,18 +38,14 @@ def dream_truth(sequence: DreamSequence, model: RobotModel) -> DreamTruth:
     both lists when nothing matches (e.g. a checkpoint of another robot)."""
     spec = model.joint_spec
     frames = sequence.frames
-    joint_index = match_names(frames[0].joint_names, spec.names, what="joint")  # file joint -> pose entry
-    matched = sum(j is not None for j in joint_index)
+    joints = logged_pose_vectors(spec, frames[0].joint_names, np.array([f.joint_positions for f in frames]))
+    matched = int((~np.isnan(joints).all(axis=0)).sum())
     if matched < spec.dof / 2:
         raise DreamFormatError(
             f"{sequence.root}: only {matched} of the model's {spec.dof} joints ({', '.join(spec.names)}) match the "
             f"sequence's ({', '.join(frames[0].joint_names)}): is the checkpoint for this robot "
             f"({model.robot.name!r})?"
         )
-    joints = np.full((len(frames), spec.dof), np.nan)
-    for k, j in enumerate(joint_index):
-        if j is not None:
-            joints[:, j] = [f.joint_positions[k] for f in frames]
     mj = model.robot.mj_model()
     revolute = np.array([int(mj.jnt_type[mj.joint(n).id]) == int(mujoco.mjtJoint.mjJNT_HINGE) for n in spec.names])
     link_index = match_names(frames[0].keypoint_names, model.link_names, what="keypoint")
@@ -62,6 +60,30 @@ def dream_truth(sequence: DreamSequence, model: RobotModel) -> DreamTruth:
         width=sequence.width,
         height=sequence.height,
     )
+
+
+def logged_pose_vectors(spec: JointSpec, names: Sequence[str], positions: np.ndarray) -> np.ndarray:
+    """The pose vectors [T, J] of logged joints (names [N], positions [T, N]; NaN where nothing is logged): each
+    entry logged under its own name (`match_names`' suffix rule) or, failing that, through a joint tied to it
+    linearly (the Panda's `finger_joint1`, which follows the pose vector's `finger_joint2`)."""
+    tied = [c for c in spec.couplings if c.source is not None and len(c.coef) > 1 and c.coef[1] != 0
+            and not any(c.coef[2:])]  # fmt: skip
+    targets = list(spec.names) + [spec.joint_names[c.dependent] for c in tied]
+    entry = {int(j): i for i, j in enumerate(spec.independent)}  # joint_names index -> pose entry
+    joints = np.full((len(positions), spec.dof), np.nan)
+    index = match_names(names, targets, what="joint")  # logged joint -> target
+    for k, j in enumerate(index):  # entries logged under their own names
+        if j is not None and j < spec.dof:
+            joints[:, j] = positions[:, k]
+    for k, j in enumerate(index):  # entries logged only through a joint tied to them
+        if j is None or j < spec.dof:
+            continue
+        c = tied[j - spec.dof]
+        target = entry.get(c.source)
+        if target is not None and np.isnan(joints[:, target]).all():
+            q0 = spec.joint_qpos0
+            joints[:, target] = q0[c.source] + (positions[:, k] - q0[c.dependent] - c.coef[0]) / c.coef[1]
+    return joints
 
 
 def predicted_keypoints(model: RobotModel, joints, viewmats, Ks, link_ids) -> tuple[np.ndarray, np.ndarray]:
