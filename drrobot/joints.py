@@ -62,6 +62,12 @@ class Coupling:
             value = value * x + c
         return value
 
+    def inverted(self) -> "Coupling | None":
+        """The same tie read the other way (the source as the dependent), when it is linear with a source; else None."""
+        if self.source is None or len(self.coef) < 2 or self.coef[1] == 0.0 or any(self.coef[2:]):
+            return None
+        return Coupling(self.source, self.dependent, (-self.coef[0] / self.coef[1], 1.0 / self.coef[1], 0.0, 0.0, 0.0))
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class JointSpec:
@@ -258,12 +264,10 @@ def _joint_equality_couplings(model: mujoco.MjModel, index: dict[int, int]) -> l
     couplings = []
     for e in _active_equalities(model, mujoco.mjtEq.mjEQ_JOINT):
         joint1, joint2 = int(model.eq_obj1id[e]), int(model.eq_obj2id[e])
-        coef = tuple(float(c) for c in model.eq_data[e, :5])
-        linear = coef[1] != 0.0 and not any(coef[2:])
-        if joint2 >= 0 and linear and joint1 in actuated and joint2 not in actuated:
-            couplings.append(Coupling(index[joint2], index[joint1], (-coef[0] / coef[1], 1.0 / coef[1], 0.0, 0.0, 0.0)))
-        else:
-            couplings.append(Coupling(index[joint1], index[joint2] if joint2 >= 0 else None, coef))
+        coupling = Coupling(index[joint1], index[joint2] if joint2 >= 0 else None,
+                            tuple(float(c) for c in model.eq_data[e, :5]))  # fmt: skip
+        inverted = coupling.inverted()
+        couplings.append(inverted if inverted and joint1 in actuated and joint2 not in actuated else coupling)
     return couplings
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from drrobot.fit.dream_eval import logged_pose_vectors
 from drrobot.fit.metrics import (
     add_auc,
     add_distances,
@@ -16,6 +17,7 @@ from drrobot.fit.metrics import (
     pck_auc,
     pose_metrics,
 )
+from drrobot.kinematics import RobotKinematics
 
 
 def _dream_style_auc(values: np.ndarray, threshold: float, step: float, strict: bool) -> float:
@@ -114,9 +116,6 @@ def test_bad_shapes_raise(call, message):
 def test_a_logged_joint_tied_to_a_pose_entry_gives_that_entry():
     """DREAM logs the Panda's `panda_finger_joint1`; the pose vector carries `finger_joint2`, which the model ties
     it to (finger_joint1 = finger_joint2): the entry is read through the tie. Its own name wins when both are logged."""
-    from drrobot.fit.dream_eval import logged_pose_vectors
-    from drrobot.kinematics import RobotKinematics
-
     spec = RobotKinematics.from_robot("panda").joint_spec
     assert spec.names[-1] == "finger_joint2"
     arm = [f"panda/panda_joint{i}" for i in range(1, 8)]

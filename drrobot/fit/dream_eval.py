@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from drrobot.data.dream import DreamFormatError, DreamSequence, match_names
-from drrobot.joints import JointSpec
 from drrobot.fit.metrics import PoseMetrics, inside_image, pose_metrics
+from drrobot.joints import JointSpec
 from drrobot.model import RobotModel
 
 
@@ -66,10 +66,11 @@ def logged_pose_vectors(spec: JointSpec, names: Sequence[str], positions: np.nda
     """The pose vectors [T, J] of logged joints (names [N], positions [T, N]; NaN where nothing is logged): each
     entry logged under its own name (`match_names`' suffix rule) or, failing that, through a joint tied to it
     linearly (the Panda's `finger_joint1`, which follows the pose vector's `finger_joint2`)."""
-    tied = [c for c in spec.couplings if c.source is not None and len(c.coef) > 1 and c.coef[1] != 0
-            and not any(c.coef[2:])]  # fmt: skip
-    targets = list(spec.names) + [spec.joint_names[c.dependent] for c in tied]
+    readings = [c.inverted() for c in spec.couplings]
+    readings = [r for r in readings if r is not None]  # pose entries read from the joints tied to them
+    targets = list(spec.names) + [spec.joint_names[r.source] for r in readings]
     entry = {int(j): i for i, j in enumerate(spec.independent)}  # joint_names index -> pose entry
+    q0 = spec.joint_qpos0
     joints = np.full((len(positions), spec.dof), np.nan)
     index = match_names(names, targets, what="joint")  # logged joint -> target
     for k, j in enumerate(index):  # entries logged under their own names
@@ -78,11 +79,10 @@ def logged_pose_vectors(spec: JointSpec, names: Sequence[str], positions: np.nda
     for k, j in enumerate(index):  # entries logged only through a joint tied to them
         if j is None or j < spec.dof:
             continue
-        c = tied[j - spec.dof]
-        target = entry.get(c.source)
+        r = readings[j - spec.dof]
+        target = entry.get(r.dependent)
         if target is not None and np.isnan(joints[:, target]).all():
-            q0 = spec.joint_qpos0
-            joints[:, target] = q0[c.source] + (positions[:, k] - q0[c.dependent] - c.coef[0]) / c.coef[1]
+            joints[:, target] = q0[r.dependent] + r.evaluate(positions[:, k] - q0[r.source])
     return joints
 
 
