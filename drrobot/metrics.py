@@ -10,6 +10,8 @@ import functools
 import numpy as np
 import torch
 
+from drrobot.render.extension import fused_kernels, load_extension
+
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image.
@@ -69,10 +71,13 @@ class _ValidFilter(torch.autograd.Function):
         return _shifted_sum(torch.nn.functional.pad(grad, padding), ctx.taps, ctx.dim), None, None
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma: float = 1.5,
+         impl: str = "auto") -> torch.Tensor:  # fmt: skip
     """Structural similarity (Wang et al. 2004, Gaussian window 11 / sigma 1.5, valid region) per image.
 
-    pred, target: [..., H, W, C] in [0, 1]. Returns [...].
+    pred, target: [..., H, W, C] in [0, 1]. Returns [...]. impl: "torch" (the separable filter below),
+    "cpp" (one fused C++ pass forward and backward, `render/csrc/ssim_cpu.cpp`: CPU tensors) or "auto" (cpp where
+    it applies and the extension is available); the tests compare the two.
     """
     batch_shape = pred.shape[:-3]
     h, w, c = pred.shape[-3:]
@@ -80,6 +85,12 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma:
     y = target.reshape(-1, h, w, c).permute(0, 3, 1, 2)
     size = min(window_size, h, w)
     taps = _gaussian_taps(size, sigma)
+    applies = pred.device.type == "cpu" and target.device.type == "cpu"
+    if fused_kernels(impl, applies, "CPU tensors") is not None:
+        dtype = torch.promote_types(pred.dtype, target.dtype)
+        planes = [z.to(dtype).reshape(-1, h, w).contiguous() for z in (x, y)]  # [B C, H, W]
+        ssim_map = _SsimCpp.apply(*planes, torch.tensor(taps, dtype=dtype))  # [B C, h', w']
+        return ssim_map.reshape(x.shape[0], -1).mean(dim=1).reshape(batch_shape)
 
     def blur(z: torch.Tensor) -> torch.Tensor:  # [5B, C, H, W] -> valid region, separable: rows, then columns
         return _filter_valid(_filter_valid(z, taps, -1), taps, -2)
@@ -91,6 +102,23 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma:
     c1, c2 = 0.01**2, 0.03**2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.mean(dim=(1, 2, 3)).reshape(batch_shape)
+
+
+class _SsimCpp(torch.autograd.Function):
+    """The fused C++ SSIM map of planes x, y [P, H, W] with window taps [n]; its backward reuses the filtered
+    moments."""
+
+    @staticmethod
+    def forward(ctx, x, y, taps):
+        ssim_map, stats = load_extension().ssim_forward(x, y, taps)
+        ctx.save_for_backward(x, y, taps, stats)
+        return ssim_map
+
+    @staticmethod
+    def backward(ctx, v_map):
+        x, y, taps, stats = ctx.saved_tensors
+        v_x, v_y = load_extension().ssim_backward(x, y, taps, stats, v_map.contiguous(), ctx.needs_input_grad[1])
+        return v_x, (v_y if ctx.needs_input_grad[1] else None), None
 
 
 def l1_dssim_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:

@@ -13,6 +13,7 @@ from drrobot.metrics import (
     silhouette_iou,
     ssim,
 )
+from drrobot.render.extension import load_extension
 
 
 def test_psnr_of_known_error():
@@ -55,15 +56,36 @@ def _ssim_by_conv2d(pred, target, size=11, sigma=1.5):
     return (num / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))).mean(dim=(1, 2, 3))
 
 
-def test_ssim_matches_the_textbook_2d_window_in_value_and_gradient():
+needs_ext = pytest.mark.skipif(load_extension() is None, reason="C++ extension unavailable")
+
+
+@pytest.mark.parametrize("impl", ["torch", pytest.param("cpp", marks=needs_ext)])
+def test_ssim_matches_the_textbook_2d_window_in_value_and_gradient(impl):
     torch.manual_seed(0)
     target = torch.rand(2, 24, 31, 3)
     pred = (target + 0.2 * torch.randn_like(target)).clamp(0, 1).requires_grad_(True)
-    fast, reference = ssim(pred, target), _ssim_by_conv2d(pred, target)
+    fast, reference = ssim(pred, target, impl=impl), _ssim_by_conv2d(pred, target)
     assert torch.allclose(fast, reference, atol=1e-5)
     (grad_fast,) = torch.autograd.grad(fast.sum(), pred)
     (grad_reference,) = torch.autograd.grad(reference.sum(), pred)
     assert torch.allclose(grad_fast, grad_reference, atol=1e-6)
+
+
+@needs_ext
+@pytest.mark.parametrize("size", [(9, 14), (30, 23)])  # the first narrower than the window: the window shrinks
+def test_fused_ssim_matches_its_torch_twin_for_both_inputs(size):
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, *size, 3, dtype=torch.float64, requires_grad=True)  # batch shape [2, 3]
+    pred = (target.detach() + 0.1 * torch.randn_like(target)).clamp(0, 1).requires_grad_(True)
+    fused, twin = ssim(pred, target, impl="cpp"), ssim(pred, target, impl="torch")
+    assert fused.shape == twin.shape == (2, 3)
+    torch.testing.assert_close(fused, twin, rtol=0, atol=1e-12)
+    weights = torch.rand(2, 3, dtype=torch.float64)  # a loss that weighs the images differently
+    for got, want in zip(torch.autograd.grad((fused * weights).sum(), (pred, target)),
+                         torch.autograd.grad((twin * weights).sum(), (pred, target))):  # fmt: skip
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    with torch.no_grad():  # a target without gradient (the usual loss) takes the same values
+        torch.testing.assert_close(ssim(pred, target.detach(), impl="cpp"), twin, rtol=0, atol=1e-12)
 
 
 def test_l1_dssim_loss_zero_at_target_and_differentiable():

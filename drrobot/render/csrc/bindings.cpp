@@ -10,5 +10,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("covar_backward", &covar_backward, "3D covariances' backward (CPU)");
     m.def("skin_forward", &skin_forward, "linear-blend skinning of Gaussians (CPU)");
     m.def("skin_backward", &skin_backward, "linear-blend skinning's backward (CPU)");
+    m.def("ssim_forward", &ssim_forward, "SSIM map of image planes (CPU)");
+    m.def("ssim_backward", &ssim_backward, "SSIM map's backward (CPU)");
     m.def("isect_tiles", &isect_tiles_cpu, "tile binning, front to back (CPU)");
 }

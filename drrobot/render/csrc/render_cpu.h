@@ -50,3 +50,8 @@ std::vector<at::Tensor> skin_backward(const at::Tensor& weights, const at::Tenso
 // tiles_cpu.cpp: binning of projected Gaussians into tiles, each tile's list sorted front to back.
 std::vector<at::Tensor> isect_tiles_cpu(const at::Tensor& means2d, const at::Tensor& radii, const at::Tensor& depths,
                                         int64_t width, int64_t height, int64_t tile_size);
+
+// ssim_cpu.cpp: the structural similarity map of image planes over the valid region of a separable window.
+std::vector<at::Tensor> ssim_forward(const at::Tensor& x, const at::Tensor& y, const at::Tensor& taps);
+std::vector<at::Tensor> ssim_backward(const at::Tensor& x, const at::Tensor& y, const at::Tensor& taps,
+                                      const at::Tensor& stats, const at::Tensor& v_map, bool need_y);
