@@ -3,7 +3,7 @@
 The evaluation is the one the tracker repeats ~27 times per frame: a frame of a DREAM-format look-alike, warm
 started from the truth (`bench_tracking.py`'s set-up, 320x240, the box around the robot), captured from a short
 tracking run and then timed in isolation. The kernels compared are the covariances (`quat_scale_to_covar`), the
-skinning blend (`skin_gaussians`) and the tile binning (`isect_tiles`); both variants alternate in blocks so that
+skinning blend (`skin_gaussians`), the tile binning (`isect_tiles`) and the photometric term's SSIM (`ssim`); both variants alternate in blocks so that
 a busy machine slows both alike. First the two variants' loss and gradients at the same parameters are compared.
 
     python benchmarks/bench_fit_eval.py --root outputs/lookalike-slow --camera kinect360
@@ -14,7 +14,6 @@ from __future__ import annotations
 import drrobot.apps  # noqa: F401  (first: the CLI's OpenMP waiting policy, set before torch loads)
 import argparse
 import copy
-import functools
 import statistics
 import sys
 import time
@@ -26,14 +25,9 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import drrobot.fit.solve as solve  # noqa: E402
-import drrobot.model as model_module  # noqa: E402
-import drrobot.render.api as render_api  # noqa: E402
-from bench_tracking import parse_fit, track_known_start  # noqa: E402
+from bench_tracking import parse_fit, track_known_start, use_kernels  # noqa: E402
 from drrobot.checkpoint import load_checkpoint  # noqa: E402
 from drrobot.fit.optimize import _level_loss, frozen  # noqa: E402
-from drrobot.render.projection import quat_scale_to_covar  # noqa: E402
-from drrobot.render.tiles import isect_tiles  # noqa: E402
-from drrobot.skinning import skin_gaussians  # noqa: E402
 
 
 def captured_fit(model, directory: Path, frame: int, fit_text: str):
@@ -51,13 +45,6 @@ def captured_fit(model, directory: Path, frame: int, fit_text: str):
     finally:
         solve.fit = real_fit
     return calls[frame]
-
-
-def use(impl: str) -> None:
-    """Route the three call sites to one implementation ("torch" or "cpp")."""
-    render_api.quat_scale_to_covar = functools.partial(quat_scale_to_covar, impl=impl)
-    render_api.isect_tiles = functools.partial(isect_tiles, impl=impl)
-    model_module.skin_gaussians = functools.partial(skin_gaussians, impl=impl)
 
 
 def main() -> None:
@@ -92,14 +79,14 @@ def main() -> None:
 
         results = {}
         for impl in times:
-            use(impl)
+            use_kernels(impl)
             results[impl] = loss_and_gradients()
         (loss_cpp, grad_cpp), (loss_torch, grad_torch) = results["cpp"], results["torch"]
         print(f"loss {loss_torch:.7f} (torch) vs {loss_cpp:.7f} (cpp); gradients differ by at most "
               f"{float((grad_cpp - grad_torch).abs().max() / grad_torch.abs().max()):.1e} of their largest")  # fmt: skip
         for _ in range(args.blocks):
             for impl in times:
-                use(impl)
+                use_kernels(impl)
                 for _ in range(3):  # warm-up
                     evaluate()
                 times[impl] += [evaluate() for _ in range(args.per_block)]

@@ -11,6 +11,7 @@ default 0: the whole image), or Adam steps at that joint learning rate decaying 
 `--stride S` tracks every S-th frame (a subsampled video: S times the motion per frame); `--velocity V` is
 `TrackConfig.velocity` (the constant-velocity start), `--velocity-and-still` `TrackConfig.velocity_and_still`.
 `--plain` times the forward pass alone (no kinematic twins, no backward repair), the README's "one tracking pass".
+`--kernels torch` routes the four call sites with fused C++ kernels to their torch twins (`cpp`: to the kernels).
 The median background is computed before the clock starts.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import drrobot.apps  # noqa: F401  (first: the CLI's OpenMP waiting policy, set before torch loads)
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -25,6 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import drrobot.fit.objectives as objectives
+import drrobot.model as model_module
+import drrobot.render.api as render_api
 from drrobot.checkpoint import load_checkpoint
 from drrobot.data.dream import load_dream
 from drrobot.fit.cameras import scale_intrinsics
@@ -34,6 +39,19 @@ from drrobot.fit.optimize import FitConfig, FitResult
 from drrobot.fit.params import LearningRates
 from drrobot.fit.reconstruct import FrameTensors
 from drrobot.fit.solve import TrackConfig, track
+from drrobot.metrics import ssim
+from drrobot.render.projection import quat_scale_to_covar
+from drrobot.render.tiles import isect_tiles
+from drrobot.skinning import skin_gaussians
+
+
+def use_kernels(impl: str) -> None:
+    """Route the four call sites with fused C++ kernels (covariances, tile binning, skinning blend, the photometric
+    term's SSIM) to one implementation ("torch" or "cpp")."""
+    render_api.quat_scale_to_covar = functools.partial(quat_scale_to_covar, impl=impl)
+    render_api.isect_tiles = functools.partial(isect_tiles, impl=impl)
+    model_module.skin_gaussians = functools.partial(skin_gaussians, impl=impl)
+    objectives.ssim = functools.partial(ssim, impl=impl)
 
 
 def parse_fit(text: str) -> FitConfig:
@@ -90,7 +108,10 @@ def main() -> None:
     parser.add_argument("--velocity", type=float, default=0.0, help="TrackConfig.velocity")
     parser.add_argument("--velocity-and-still", action="store_true", help="TrackConfig.velocity_and_still")
     parser.add_argument("--plain", action="store_true", help="the forward pass alone: no twins, no backward repair")
+    parser.add_argument("--kernels", choices=["cpp", "torch"], help="route the fused kernels' call sites to one side")
     args = parser.parse_args()
+    if args.kernels:
+        use_kernels(args.kernels)
     fits = args.fit or ["lbfgs:25"]
     model = load_checkpoint(args.checkpoint).model.eval()
     print("| sequence | per-frame fit | joint error (deg) | error at frames 0, 5, ..., 35 | frames/s |")
