@@ -10,6 +10,7 @@ from torch import Tensor
 
 from . import gsplat_backend
 from .composite import composite
+from .extension import fused_kernels, load_extension
 from .projection import project_gaussians, quat_scale_to_covar, camera_centres
 from .sh import MAX_SH_DEGREE, spherical_harmonics
 from .tiles import isect_tiles
@@ -97,12 +98,36 @@ def _choose_backend(backend: str, means: Tensor) -> str:
     return "gsplat" if on_cuda and gsplat_backend.unavailable_reason() is None else "torch"
 
 
-def sh_colors(means: Tensor, coeffs: Tensor, viewmats: Tensor, sh_degree: int) -> Tensor:
+def sh_colors(means: Tensor, coeffs: Tensor, viewmats: Tensor, sh_degree: int, impl: str = "auto") -> Tensor:
     """RGB of SH coefficients as `rasterize` evaluates them: in the direction camera centre -> mean, plus 0.5,
-    clamped at 0. means [N, 3], coeffs [N, K, 3] or [C, N, K, 3], viewmats [C, 4, 4] -> [C, N, 3]."""
+    clamped at 0. means [N, 3], coeffs [N, K, 3] or [C, N, K, 3], viewmats [C, 4, 4] -> [C, N, 3].
+
+    impl: "torch" (`spherical_harmonics`), "cpp" (one fused C++ loop forward and backward, `csrc/sh_cpu.cpp`: CPU
+    tensors) or "auto" (cpp where it applies and the extension is available); the tests compare the two."""
     dirs = means[None] - camera_centres(viewmats)[:, None]  # [C, N, 3]
+    applies = dirs.device.type == "cpu" and coeffs.device.type == "cpu" and 0 <= sh_degree <= MAX_SH_DEGREE
+    if fused_kernels(impl, applies, "CPU tensors and an SH degree of 0 to 3") is not None:
+        shs = coeffs if coeffs.dim() == 4 else coeffs[None]  # [C or 1, N, K, 3]
+        return _ShCpp.apply(dirs.contiguous(), shs.to(dirs.dtype).contiguous(), sh_degree)
     shs = coeffs if coeffs.dim() == 4 else coeffs[None].expand((viewmats.shape[0],) + coeffs.shape)  # [C, N, K, 3]
     return torch.clamp_min(spherical_harmonics(sh_degree, dirs, shs) + 0.5, 0.0)
+
+
+class _ShCpp(torch.autograd.Function):
+    """The fused C++ SH colours of directions [C, N, 3] and coefficients [C or 1, N, K, 3]."""
+
+    @staticmethod
+    def forward(ctx, dirs, coeffs, degree):
+        ctx.degree = degree
+        ctx.save_for_backward(dirs, coeffs)
+        return load_extension().sh_forward(dirs, coeffs, degree)
+
+    @staticmethod
+    def backward(ctx, v_colors):
+        dirs, coeffs = ctx.saved_tensors
+        v_dirs, v_coeffs = load_extension().sh_backward(dirs, coeffs, ctx.degree, v_colors.contiguous(),
+                                                        ctx.needs_input_grad[1])  # fmt: skip
+        return v_dirs, (v_coeffs if ctx.needs_input_grad[1] else None), None
 
 
 def _rasterize_torch(

@@ -1,5 +1,5 @@
-"""JIT build of the optional C++ CPU kernels (compositing, projection, covariances, tile binning, the
-skinning blend of `drrobot.skinning` and the SSIM of `drrobot.metrics`), with a clean fall-back to pure torch.
+"""JIT build of the optional C++ CPU kernels (compositing, projection, covariances, SH colours, tile binning,
+the skinning blend of `drrobot.skinning` and the SSIM of `drrobot.metrics`), with a clean fall-back to pure torch.
 
 Built once per machine with `torch.utils.cpp_extension.load` (needs a C++ compiler and the `ninja`
 package from PyPI) into torch's extension cache. Set ``DRROBOT_RENDER_NO_EXT=1`` to force the
@@ -17,7 +17,7 @@ from pathlib import Path
 ENV_DISABLE = "DRROBOT_RENDER_NO_EXT"
 _CSRC = Path(__file__).parent / "csrc"
 _SOURCES = [_CSRC / name for name in ("bindings.cpp", "composite_cpu.cpp", "project_cpu.cpp", "covar_cpu.cpp",
-                                      "skin_cpu.cpp", "tiles_cpu.cpp", "ssim_cpu.cpp")]
+                                      "skin_cpu.cpp", "tiles_cpu.cpp", "ssim_cpu.cpp", "sh_cpu.cpp")]
 _NAME = "drrobot_render_cpu"
 
 
@@ -48,7 +48,7 @@ def fused_kernels(impl: str, applies: bool, needs: str):
 def load_extension():
     """The compiled module (compositing `forward` / `backward`, `project_forward` / `project_backward`,
     `covar_forward` / `covar_backward`, `skin_forward` / `skin_backward`, `ssim_forward` / `ssim_backward`,
-    `isect_tiles`), or None when disabled or
+    `sh_forward` / `sh_backward`, `isect_tiles`), or None when disabled or
     unbuildable."""
     return None if extension_disabled() else _build()
 

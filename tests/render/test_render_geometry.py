@@ -8,7 +8,7 @@ import pytest
 import torch
 from render_reference import intrinsics, look_at
 
-from drrobot.render import isect_tiles, project_gaussians, quat_scale_to_covar, spherical_harmonics
+from drrobot.render import isect_tiles, project_gaussians, quat_scale_to_covar, sh_colors, spherical_harmonics
 from drrobot.render.extension import load_extension
 
 gsplat_torch = pytest.importorskip("gsplat.cuda._torch_impl")
@@ -244,3 +244,25 @@ def test_fused_tile_binning_matches_its_torch_twin(dtype):
         assert torch.equal(getattr(fused, name), getattr(twin, name)), name
     with pytest.raises(ValueError, match="impl must be"):
         isect_tiles(means2d, radii, depths, W, H, ts, impl="cuda")
+
+
+@needs_ext
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+@pytest.mark.parametrize("per_camera", [False, True])
+def test_fused_sh_colours_match_their_torch_twin_with_gradients(degree, per_camera):
+    """Values and gradients to means, coefficients and cameras; some colours clamped at 0."""
+    g = torch.Generator().manual_seed(degree)
+    means = torch.randn(60, 3, generator=g, dtype=torch.float64).requires_grad_(True)
+    shape = (3, 60, 16, 3) if per_camera else (60, 16, 3)
+    coeffs = (torch.randn(shape, generator=g, dtype=torch.float64) * 0.6).requires_grad_(True)
+    viewmats, _ = _cameras(40, 30)  # [3, 4, 4]
+    viewmats = viewmats.double().requires_grad_(True)
+    weights = torch.randn(3, 60, 3, generator=g, dtype=torch.float64)
+    fused, twin = (sh_colors(means, coeffs, viewmats, degree, impl=impl) for impl in ("cpp", "torch"))
+    torch.testing.assert_close(fused, twin, rtol=0, atol=1e-12)
+    if degree > 0:
+        assert 0.05 < (twin == 0).double().mean() < 0.6
+        inputs = (means, coeffs, viewmats)
+        for got, want in zip(torch.autograd.grad((fused * weights).sum(), inputs),
+                             torch.autograd.grad((twin * weights).sum(), inputs)):  # fmt: skip
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-11)

@@ -12,5 +12,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("skin_backward", &skin_backward, "linear-blend skinning's backward (CPU)");
     m.def("ssim_forward", &ssim_forward, "SSIM map of image planes (CPU)");
     m.def("ssim_backward", &ssim_backward, "SSIM map's backward (CPU)");
+    m.def("sh_forward", &sh_forward, "colours of SH coefficients (CPU)");
+    m.def("sh_backward", &sh_backward, "colours of SH coefficients' backward (CPU)");
     m.def("isect_tiles", &isect_tiles_cpu, "tile binning, front to back (CPU)");
 }

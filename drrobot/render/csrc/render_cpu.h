@@ -55,3 +55,8 @@ std::vector<at::Tensor> isect_tiles_cpu(const at::Tensor& means2d, const at::Ten
 std::vector<at::Tensor> ssim_forward(const at::Tensor& x, const at::Tensor& y, const at::Tensor& taps);
 std::vector<at::Tensor> ssim_backward(const at::Tensor& x, const at::Tensor& y, const at::Tensor& taps,
                                       const at::Tensor& stats, const at::Tensor& v_map, bool need_y);
+
+// sh_cpu.cpp: colours of spherical-harmonics coefficients in the view directions (gradients to both).
+at::Tensor sh_forward(const at::Tensor& dirs, const at::Tensor& coeffs, int64_t degree);
+std::vector<at::Tensor> sh_backward(const at::Tensor& dirs, const at::Tensor& coeffs, int64_t degree,
+                                    const at::Tensor& v_colors, bool need_coeffs);
