@@ -3,7 +3,8 @@
 The evaluation is the one the tracker repeats ~27 times per frame: a frame of a DREAM-format look-alike, warm
 started from the truth (`bench_tracking.py`'s set-up, 320x240, the box around the robot), captured from a short
 tracking run and then timed in isolation. The kernels compared are the covariances (`quat_scale_to_covar`), the
-skinning blend (`skin_gaussians`), the tile binning (`isect_tiles`) and the photometric term's SSIM (`ssim`); both variants alternate in blocks so that
+skinning blend (`skin_gaussians`), the tile binning (`isect_tiles`), the SH colours (`sh_colors`) and the photometric
+term's SSIM (`ssim`); both variants alternate in blocks so that
 a busy machine slows both alike. First the two variants' loss and gradients at the same parameters are compared.
 
     python benchmarks/bench_fit_eval.py --root outputs/lookalike-slow --camera kinect360

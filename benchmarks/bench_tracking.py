@@ -11,7 +11,8 @@ default 0: the whole image), or Adam steps at that joint learning rate decaying 
 `--stride S` tracks every S-th frame (a subsampled video: S times the motion per frame); `--velocity V` is
 `TrackConfig.velocity` (the constant-velocity start), `--velocity-and-still` `TrackConfig.velocity_and_still`.
 `--plain` times the forward pass alone (no kinematic twins, no backward repair), the README's "one tracking pass".
-`--kernels torch` routes the four call sites with fused C++ kernels to their torch twins (`cpp`: to the kernels).
+`--kernels torch` routes the covariance, tile-binning, skinning, SH and SSIM kernels' call sites to their torch twins
+(`cpp`: to the kernels; compositing and projection keep their kernels either way).
 The median background is computed before the clock starts.
 """
 
@@ -40,18 +41,20 @@ from drrobot.fit.params import LearningRates
 from drrobot.fit.reconstruct import FrameTensors
 from drrobot.fit.solve import TrackConfig, track
 from drrobot.metrics import ssim
+from drrobot.render.api import sh_colors
 from drrobot.render.projection import quat_scale_to_covar
 from drrobot.render.tiles import isect_tiles
 from drrobot.skinning import skin_gaussians
 
 
 def use_kernels(impl: str) -> None:
-    """Route the four call sites with fused C++ kernels (covariances, tile binning, skinning blend, the photometric
-    term's SSIM) to one implementation ("torch" or "cpp")."""
+    """Route the call sites with fused C++ kernels (covariances, tile binning, skinning blend, SH colours, the
+    photometric term's SSIM) to one implementation ("torch" or "cpp")."""
     render_api.quat_scale_to_covar = functools.partial(quat_scale_to_covar, impl=impl)
     render_api.isect_tiles = functools.partial(isect_tiles, impl=impl)
     model_module.skin_gaussians = functools.partial(skin_gaussians, impl=impl)
     objectives.ssim = functools.partial(ssim, impl=impl)
+    render_api.sh_colors = model_module.sh_colors = functools.partial(sh_colors, impl=impl)
 
 
 def parse_fit(text: str) -> FitConfig:
