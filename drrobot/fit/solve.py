@@ -171,7 +171,10 @@ class TrackConfig:
     kinematic twin: those are `twins`' to settle) and its loss is lower by `reseed_margin`, the frames are tracked
     from it both ways, and the new track replaces the old over the one run of frames around the fresh frame where
     its loss, less that margin, sums lowest. A wrong frame 0 then costs only the frames before the track that
-    started right takes over."""
+    started right takes over. A fresh solution on another twin than the track (placed otherwise as well) is first
+    turned to the track's twin (`track_side_twin`): one image does not tell twins apart, and a run taken from it
+    would put part of the track on the other twin (look-alike kinect360, first 40 frames: the fresh solves' runs
+    took 27 frames onto the hand's twin)."""
     reseed_margin: float = 0.05
     """Share by which a fresh solution's loss (and then a frame's on the new track) must undercut the track's: the
     image objective's own bias between placements is a few percent (look-alike azure: a wrist twin 6.5% lower than
@@ -626,7 +629,7 @@ def _reseeded(model, get, first: Track, reseed, config: TrackConfig, weights, sk
     keep = 1 - config.reseed_margin
     for t in torch.linspace(0, T - 1, config.reseeds + 2)[1:-1].round().long().unique().tolist():
         fresh, tracked = reseed(t, merged.joints[t])
-        found = fresh.joints[0]  # [J]
+        found = track_side_twin(model, fresh.joints[0], merged.joints[t])  # [J]
         better = float(fresh.losses[0]) < keep * float(tracked.losses[0])
         if not better or same_placement(model.kinematics, found, merged.joints[t]):
             continue
@@ -643,6 +646,14 @@ def _reseeded(model, get, first: Track, reseed, config: TrackConfig, weights, sk
         merged = dataclasses.replace(merged, joints=torch.where(take[:, None], joints, merged.joints),
                                      losses=torch.where(take, losses, merged.losses))  # fmt: skip
     return merged
+
+
+def track_side_twin(model: RobotModel, found: Tensor, track: Tensor) -> Tensor:
+    """Of joints `found` [J] and their kinematic twins, the one nearest the track's joints `track` [J] (largest
+    joint difference): a fresh solution corrects where the links are, while which twin the track is on is the
+    twins' stages' to settle (`TrackConfig.reseeds`)."""
+    candidates = torch.cat([found[None], kinematic_twins(model.kinematics, found, twin_moves(model.kinematics))])
+    return candidates[int((candidates - track).abs().amax(dim=-1).argmin())]
 
 
 def _switched_span(gain: Tensor, rejoins: Tensor, t: int) -> Tensor:

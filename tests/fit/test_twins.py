@@ -231,6 +231,18 @@ def test_twins_share_a_placement_that_another_pose_does_not(zyz_model):
     assert not same_placement(zyz_model.kinematics, truth, truth + torch.tensor([0.0, 0.4, 0.0, 0.0]))
 
 
+def test_a_fresh_solution_keeps_the_tracks_side_of_each_twin(zyz_model):
+    """Tracking's reseeding corrects where the links are and leaves the choice between twins to the twin stages:
+    a fresh solution found on the track's twin (and elsewhere) is turned back to the track's side."""
+    track = torch.tensor([0.6, 0.5, -0.8, 0.7])
+    elsewhere = track + torch.tensor([0.0, 0.3, 0.0, -0.2])  # the links placed otherwise, the same side
+    found = kinematic_twins(zyz_model.kinematics, elsewhere, twin_moves(zyz_model.kinematics))
+    assert len(found) and not same_placement(zyz_model.kinematics, found[0], track)
+    for other in found:  # each twin of it comes back as the same-side solution
+        torch.testing.assert_close(solve.track_side_twin(zyz_model, other, track), elsewhere)
+    assert torch.equal(solve.track_side_twin(zyz_model, elsewhere, track), elsewhere)  # already there: itself
+
+
 def zyz_sequence(model, photo_model, truth: Tensor) -> tuple[list, Tensor, Tensor, Tensor]:
     """Observations of `truth` [T, J] drawn by `photo_model`, the shoulder twin [1, T, J], viewmats [T, 1, 4, 4]
     and Ks [T, 1, 3, 3] of the zyz camera."""
