@@ -85,9 +85,9 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma:
     y = target.reshape(-1, h, w, c).permute(0, 3, 1, 2)
     size = min(window_size, h, w)
     taps = _gaussian_taps(size, sigma)
-    applies = pred.device.type == "cpu" and target.device.type == "cpu"
-    if fused_kernels(impl, applies, "CPU tensors") is not None:
-        dtype = torch.promote_types(pred.dtype, target.dtype)
+    dtype = torch.promote_types(pred.dtype, target.dtype)
+    applies = pred.device.type == "cpu" and target.device.type == "cpu" and dtype in (torch.float32, torch.float64)
+    if fused_kernels(impl, applies, "float32 or float64 CPU tensors") is not None:
         planes = [z.to(dtype).reshape(-1, h, w).contiguous() for z in (x, y)]  # [B C, H, W]
         ssim_map = _SsimCpp.apply(*planes, torch.tensor(taps, dtype=dtype))  # [B C, h', w']
         return ssim_map.reshape(x.shape[0], -1).mean(dim=1).reshape(batch_shape)

@@ -86,6 +86,10 @@ def test_fused_ssim_matches_its_torch_twin_for_both_inputs(size):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
     with torch.no_grad():  # a target without gradient (the usual loss) takes the same values
         torch.testing.assert_close(ssim(pred, target.detach(), impl="cpp"), twin, rtol=0, atol=1e-12)
+    half = pred.detach().bfloat16()  # a dtype the kernel lacks: "auto" takes the twin, "cpp" says why not
+    torch.testing.assert_close(ssim(half, half), torch.ones(2, 3, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="impl='cpp' needs float32 or float64 CPU tensors"):
+        ssim(half, half, impl="cpp")
 
 
 def test_l1_dssim_loss_zero_at_target_and_differentiable():

@@ -105,8 +105,9 @@ def sh_colors(means: Tensor, coeffs: Tensor, viewmats: Tensor, sh_degree: int, i
     impl: "torch" (`spherical_harmonics`), "cpp" (one fused C++ loop forward and backward, `csrc/sh_cpu.cpp`: CPU
     tensors) or "auto" (cpp where it applies and the extension is available); the tests compare the two."""
     dirs = means[None] - camera_centres(viewmats)[:, None]  # [C, N, 3]
-    applies = dirs.device.type == "cpu" and coeffs.device.type == "cpu" and 0 <= sh_degree <= MAX_SH_DEGREE
-    if fused_kernels(impl, applies, "CPU tensors and an SH degree of 0 to 3") is not None:
+    applies = (dirs.device.type == "cpu" and coeffs.device.type == "cpu" and 0 <= sh_degree <= MAX_SH_DEGREE
+               and dirs.dtype in (torch.float32, torch.float64))  # fmt: skip
+    if fused_kernels(impl, applies, "float32 or float64 CPU tensors and an SH degree of 0 to 3") is not None:
         shs = coeffs if coeffs.dim() == 4 else coeffs[None]  # [C or 1, N, K, 3]
         return _ShCpp.apply(dirs.contiguous(), shs.to(dirs.dtype).contiguous(), sh_degree)
     shs = coeffs if coeffs.dim() == 4 else coeffs[None].expand((viewmats.shape[0],) + coeffs.shape)  # [C, N, K, 3]
