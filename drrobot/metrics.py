@@ -118,7 +118,7 @@ class _SsimCpp(torch.autograd.Function):
     def backward(ctx, v_map):
         x, y, taps, stats = ctx.saved_tensors
         v_x, v_y = load_extension().ssim_backward(x, y, taps, stats, v_map.contiguous(), ctx.needs_input_grad[1])
-        return v_x, (v_y if ctx.needs_input_grad[1] else None), None
+        return v_x, v_y, None  # v_y: None unless y needs it
 
 
 def l1_dssim_loss(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:

@@ -128,7 +128,7 @@ class _ShCpp(torch.autograd.Function):
         dirs, coeffs = ctx.saved_tensors
         v_dirs, v_coeffs = load_extension().sh_backward(dirs, coeffs, ctx.degree, v_colors.contiguous(),
                                                         ctx.needs_input_grad[1])  # fmt: skip
-        return v_dirs, (v_coeffs if ctx.needs_input_grad[1] else None), None
+        return v_dirs, v_coeffs, None  # v_coeffs: None unless the coefficients need it
 
 
 def _rasterize_torch(

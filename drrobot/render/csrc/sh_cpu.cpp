@@ -58,6 +58,14 @@ inline scalar_t unit(const scalar_t* d, scalar_t* u) {
     return norm;
 }
 
+// Colour channel ch before the +0.5 and the clamp: basis values b [n_bases] times the coefficients sh [K, 3].
+template <typename scalar_t>
+inline scalar_t raw_colour(const scalar_t* b, const scalar_t* sh, int64_t n_bases, int ch) {
+    scalar_t raw = 0;
+    for (int64_t k = 0; k < n_bases; ++k) raw += b[k] * sh[k * 3 + ch];
+    return raw;
+}
+
 template <typename scalar_t>
 void forward_kernel(const scalar_t* dirs, const scalar_t* coeffs, int64_t C, int64_t N, int64_t K, bool per_camera,
                     int degree, scalar_t* colors) {
@@ -68,11 +76,8 @@ void forward_kernel(const scalar_t* dirs, const scalar_t* coeffs, int64_t C, int
         unit(dirs + i * 3, u);
         bases(degree, u[0], u[1], u[2], b);
         const scalar_t* sh = coeffs + (per_camera ? i : i % N) * K * 3;
-        for (int ch = 0; ch < 3; ++ch) {
-            scalar_t raw = 0;
-            for (int64_t k = 0; k < n_bases; ++k) raw += b[k] * sh[k * 3 + ch];
-            colors[i * 3 + ch] = std::max(raw + scalar_t(0.5), scalar_t(0));
-        }
+        for (int ch = 0; ch < 3; ++ch)
+            colors[i * 3 + ch] = std::max(raw_colour(b, sh, n_bases, ch) + scalar_t(0.5), scalar_t(0));
     }
 }
 
@@ -91,11 +96,8 @@ void backward_kernel(const scalar_t* dirs, const scalar_t* coeffs, const scalar_
             bases(degree, u[0], u[1], u[2], b);
             const scalar_t* sh = coeffs + s * K * 3;
             scalar_t v_raw[3];
-            for (int ch = 0; ch < 3; ++ch) {  // clamp_min's gradient passes where its input is >= 0
-                scalar_t raw = 0;
-                for (int64_t k = 0; k < n_bases; ++k) raw += b[k] * sh[k * 3 + ch];
-                v_raw[ch] = raw + scalar_t(0.5) >= 0 ? v_colors[i * 3 + ch] : scalar_t(0);
-            }
+            for (int ch = 0; ch < 3; ++ch)  // clamp_min's gradient passes where its input is >= 0
+                v_raw[ch] = raw_colour(b, sh, n_bases, ch) + scalar_t(0.5) >= 0 ? v_colors[i * 3 + ch] : scalar_t(0);
             for (int64_t k = 0; k < n_bases; ++k) {
                 v_b[k] = v_raw[0] * sh[k * 3] + v_raw[1] * sh[k * 3 + 1] + v_raw[2] * sh[k * 3 + 2];
                 if (v_coeffs != nullptr)

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 
-
 namespace {
 
 constexpr double C1 = 0.01 * 0.01;
@@ -88,14 +87,22 @@ void filter_adjoint(const scalar_t* grads, const scalar_t* taps, int64_t n, int6
         }
 }
 
+// The map's four factors at one pixel of the moments: (a b) / (c d) is its SSIM.
+template <typename scalar_t>
+inline void factors(scalar_t mx, scalar_t my, scalar_t xx, scalar_t yy, scalar_t xy, scalar_t& a, scalar_t& b,
+                    scalar_t& c, scalar_t& d) {
+    a = 2 * mx * my + C1, b = 2 * (xy - mx * my) + C2;
+    c = mx * mx + my * my + C1, d = (xx - mx * mx) + (yy - my * my) + C2;
+}
+
 template <typename scalar_t>
 void map_kernel(const scalar_t* stats, int64_t count, scalar_t* map) {
     const scalar_t *mx = stats, *my = stats + count, *xx = stats + 2 * count, *yy = stats + 3 * count,
                    *xy = stats + 4 * count;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < count; ++i) {
-        const scalar_t a = 2 * mx[i] * my[i] + C1, b = 2 * (xy[i] - mx[i] * my[i]) + C2;
-        const scalar_t c = mx[i] * mx[i] + my[i] * my[i] + C1, d = (xx[i] - mx[i] * mx[i]) + (yy[i] - my[i] * my[i]) + C2;
+        scalar_t a, b, c, d;
+        factors(mx[i], my[i], xx[i], yy[i], xy[i], a, b, c, d);
         map[i] = (a * b) / (c * d);
     }
 }
@@ -107,8 +114,8 @@ void moment_grads(const scalar_t* stats, const scalar_t* v_map, int64_t count, s
                    *xy = stats + 4 * count;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < count; ++i) {
-        const scalar_t a = 2 * mx[i] * my[i] + C1, b = 2 * (xy[i] - mx[i] * my[i]) + C2;
-        const scalar_t c = mx[i] * mx[i] + my[i] * my[i] + C1, d = (xx[i] - mx[i] * mx[i]) + (yy[i] - my[i] * my[i]) + C2;
+        scalar_t a, b, c, d;
+        factors(mx[i], my[i], xx[i], yy[i], xy[i], a, b, c, d);
         const scalar_t g = v_map[i], s = (a * b) / (c * d);
         const scalar_t da = g * b / (c * d), db = g * a / (c * d), dc = -g * s / c, dd = -g * s / d;
         grads[i] = 2 * my[i] * (da - db) + 2 * mx[i] * (dc - dd);  // mu_x
