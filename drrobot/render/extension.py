@@ -3,7 +3,9 @@ the skinning blend of `drrobot.skinning` and the SSIM of `drrobot.metrics`), wit
 
 Built once per machine with `torch.utils.cpp_extension.load` (needs a C++ compiler and the `ninja`
 package from PyPI) into torch's extension cache. Set ``DRROBOT_RENDER_NO_EXT=1`` to force the
-pure-torch path; a failed build warns once and falls back.
+pure-torch path; a failed build warns once and falls back. While another process builds (torch's `lock` file in
+the build directory), this one says so and waits; a lock older than any build (left by a killed one, on which torch
+would wait forever) is removed with a warning.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -19,6 +22,7 @@ _CSRC = Path(__file__).parent / "csrc"
 _SOURCES = [_CSRC / name for name in ("bindings.cpp", "composite_cpu.cpp", "project_cpu.cpp", "covar_cpu.cpp",
                                       "skin_cpu.cpp", "tiles_cpu.cpp", "ssim_cpu.cpp", "sh_cpu.cpp")]
 _NAME = "drrobot_render_cpu"
+_STALE_LOCK_SECONDS = 600.0  # a build takes one to two minutes; a lock this old was left by one that was killed
 
 
 def extension_disabled() -> bool:
@@ -58,6 +62,9 @@ def _build():
     try:
         from torch.utils.cpp_extension import load
 
+        directory = _build_directory()
+        if directory is not None:
+            wait_for_other_build(directory / "lock")
         if not _already_built():
             print("drrobot: compiling the C++ CPU kernels (first use on this machine, one to two minutes; "
                   f"set {ENV_DISABLE}=1 to skip it)...", file=sys.stderr, flush=True)  # fmt: skip
@@ -78,11 +85,38 @@ def _build():
         return None
 
 
-def _already_built() -> bool:
-    """Whether torch's extension cache holds a build of the kernel (then loading it takes a moment)."""
+def wait_for_other_build(lock: Path, stale: float = _STALE_LOCK_SECONDS, poll: float = 1.0) -> None:
+    """Return once torch's build `lock` is gone (another process finished building), saying once that this one
+    waits; remove it with a warning when it is older than `stale` seconds (a killed build's)."""
+    announced = False
+    while True:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > stale:
+            lock.unlink(missing_ok=True)
+            warnings.warn(f"drrobot.render: removed the build lock {lock}, left {age / 60:.0f} minutes ago by a build "
+                          "that did not finish", RuntimeWarning, stacklevel=2)  # fmt: skip
+            return
+        if not announced:
+            print(f"drrobot: waiting for another process compiling the C++ kernels (if none is, delete {lock})...",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            announced = True
+        time.sleep(poll)
+
+
+def _build_directory() -> Path | None:
+    """torch's cache directory for the kernel's build (None when its layout is unknown)."""
     try:
         from torch.utils.cpp_extension import _get_build_directory  # torch's cache layout, not a public API
 
-        return (Path(_get_build_directory(_NAME, False)) / f"{_NAME}.so").is_file()
-    except Exception:  # noqa: BLE001 - unknown layout: assume a build is needed (only the notice depends on it)
-        return False
+        return Path(_get_build_directory(_NAME, False))
+    except Exception:  # noqa: BLE001 - unknown layout: no lock check, and the build notice assumes a build
+        return None
+
+
+def _already_built() -> bool:
+    """Whether torch's extension cache holds a build of the kernel (then loading it takes a moment)."""
+    directory = _build_directory()
+    return directory is not None and (directory / f"{_NAME}.so").is_file()

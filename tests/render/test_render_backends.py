@@ -1,6 +1,12 @@
-"""The compositing implementations agree with each other; meta, dispatch and fall-back; CUDA vs gsplat."""
+"""The compositing implementations agree with each other; meta, dispatch and fall-back (and the build's lock);
+CUDA vs gsplat."""
 
 from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
 
 import pytest
 import torch
@@ -8,7 +14,7 @@ from render_fixtures import one_thread  # noqa: F401  (fixture)
 from render_scenes import cluster_scene
 
 from drrobot.render import composite, rasterize
-from drrobot.render.extension import ENV_DISABLE, load_extension
+from drrobot.render.extension import ENV_DISABLE, load_extension, wait_for_other_build
 
 DIFF = ("means", "quats", "scales", "opacities", "colors", "viewmats")
 needs_ext = pytest.mark.skipif(load_extension() is None, reason="C++ compositing extension unavailable")
@@ -156,3 +162,25 @@ def test_failed_extension_build_falls_back_with_a_warning(monkeypatch):
     monkeypatch.setattr(cpp_extension, "load", broken_load)
     with pytest.warns(RuntimeWarning, match="using the pure-torch path"):
         assert extension._build.__wrapped__() is None
+
+
+def test_a_build_lock_left_by_a_killed_build_is_removed_with_a_warning(tmp_path):
+    lock = tmp_path / "lock"
+    lock.touch()
+    an_hour_ago = time.time() - 3600
+    os.utime(lock, (an_hour_ago, an_hour_ago))
+    with pytest.warns(RuntimeWarning, match="did not finish"):
+        wait_for_other_build(lock, stale=600, poll=0.01)
+    assert not lock.exists()
+
+
+def test_a_build_in_progress_is_waited_for_and_its_lock_left_alone(tmp_path, capsys):
+    lock = tmp_path / "lock"
+    lock.touch()
+    threading.Timer(0.3, lock.unlink).start()  # the other process finishes its build
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a live build's lock is not removed
+        wait_for_other_build(lock, stale=600, poll=0.01)
+    assert time.perf_counter() - start >= 0.25
+    assert "waiting for another process" in capsys.readouterr().err
