@@ -125,8 +125,9 @@ def spread_lines(results: dict) -> list[str]:
     """Per sequence, the nudged runs' joint error and ADD-AUC (mean, lowest, highest) and how many meet the goals."""
     lines = ["", "| sequence | runs | joint error (deg) mean, range | ADD-AUC mean, range | <= 4 deg | ADD-AUC >= 0.85 |",
              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for sequence in dict.fromkeys(name.split(",")[0] for name in results):
-        runs = [m for name, m in results.items() if name.split(",")[0] == sequence]
+    nudged = {name: m for name, m in results.items() if ", nudge " in name}  # the --spread runs only
+    for sequence in dict.fromkeys(name.split(",")[0] for name in nudged):
+        runs = [m for name, m in nudged.items() if name.split(",")[0] == sequence]
         error = np.array([m["joint_error_deg"] for m in runs])
         auc = np.array([m["add_auc"] for m in runs])
         lines.append(f"| {sequence} | {len(runs)} | {error.mean():.2f}, {error.min():.2f}-{error.max():.2f} "

@@ -65,7 +65,7 @@ def _build():
         directory = _build_directory()
         if directory is not None:
             wait_for_other_build(directory / "lock")
-        if not _already_built():
+        if not _already_built(directory):
             print("drrobot: compiling the C++ CPU kernels (first use on this machine, one to two minutes; "
                   f"set {ENV_DISABLE}=1 to skip it)...", file=sys.stderr, flush=True)  # fmt: skip
         return load(
@@ -116,7 +116,7 @@ def _build_directory() -> Path | None:
         return None
 
 
-def _already_built() -> bool:
-    """Whether torch's extension cache holds a build of the kernel (then loading it takes a moment)."""
-    directory = _build_directory()
+def _already_built(directory: Path | None) -> bool:
+    """Whether torch's extension cache (`_build_directory`) holds a build of the kernel (then loading it takes a
+    moment)."""
     return directory is not None and (directory / f"{_NAME}.so").is_file()

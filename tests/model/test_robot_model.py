@@ -171,7 +171,7 @@ def test_first_build_of_the_cpu_kernel_is_announced(monkeypatch, capsys):
 
     from drrobot.render import extension
 
-    monkeypatch.setattr(extension, "_already_built", lambda: False)
+    monkeypatch.setattr(extension, "_already_built", lambda directory: False)
     monkeypatch.setattr(torch.utils.cpp_extension, "load", lambda **kwargs: "module")
     extension._build.cache_clear()
     try:
