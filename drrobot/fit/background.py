@@ -117,7 +117,12 @@ def moving_foreground(image: Tensor, background: Tensor, threshold: float = FORE
 def unchanged(image: Tensor, background: Tensor, threshold: float = STILL_THRESHOLD) -> Tensor:
     """[..., H, W] bool: pixels within `threshold` of the background in every channel, in a 3x3 neighbourhood
     (the background for sure: no robot, no shadow)."""
-    close = ((image - background).abs().amax(dim=-1) < threshold).float()
-    lead, (h, w) = close.shape[:-2], close.shape[-2:]
-    eroded = -torch.nn.functional.max_pool2d(-close.reshape(-1, 1, h, w), 3, stride=1, padding=1)  # 3x3 minimum
-    return (eroded > 0.5).reshape(*lead, h, w)
+    return interior((image - background).abs().amax(dim=-1) < threshold) > 0.5
+
+
+def interior(mask: Tensor) -> Tensor:
+    """[..., H, W] float: the pixels of `mask` [..., H, W] (bool or [0, 1]) whose 3x3 neighbourhood is all in it
+    (a one-pixel erosion; the image border does not erode)."""
+    lead, (h, w) = mask.shape[:-2], mask.shape[-2:]
+    eroded = -torch.nn.functional.max_pool2d(-mask.float().reshape(-1, 1, h, w), 3, stride=1, padding=1)
+    return eroded.reshape(*lead, h, w)

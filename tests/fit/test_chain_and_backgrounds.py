@@ -3,7 +3,7 @@
 import torch
 from fit_helpers import DARK_BACKGROUND, render_frames, toy_camera
 
-from drrobot.fit.background import border_background, moving_foreground
+from drrobot.fit.background import border_background, interior, moving_foreground
 from drrobot.fit.chain import ChainConfig, chain_search, joint_grid, joint_stages
 from drrobot.fit.objectives import Objective, Observation, coverage_loss, shadowed_background, stack_observations
 from drrobot.fit.optimize import cached_skinning_weights
@@ -61,6 +61,25 @@ def test_shadows_are_background_and_coverage_is_one_sided():
     alphas[1, 0, 3:, 3:] = 1.0  # covers the robot and more
     loss = coverage_loss(alphas, moving[None, None])
     assert loss[0] == 1.0 and loss[1] == 0.0
+
+
+def test_the_foregrounds_interior_asks_no_more_than_the_true_robot():
+    """A robot's edge pixels are partly background, yet a thresholded foreground counts them whole: the coverage
+    of the whole foreground pulls even the true render outward, that of its interior does not."""
+    background = torch.full((12, 12, 3), 0.2)
+    alpha = torch.zeros(12, 12)
+    alpha[3:9, 3:9] = 0.5  # the true robot's rim: half of each pixel
+    alpha[4:8, 4:8] = 1.0
+    image = background + alpha[..., None] * (0.9 - background)
+    moving = moving_foreground(image, background)
+    assert moving[3:9, 4:8].all() and moving[4:8, 3:9].all()  # the rim counts whole (the corners fail the majority)
+    inside = interior(moving)
+    assert inside.sum() >= 12 and (inside <= (alpha == 1.0)).all()
+    assert coverage_loss(alpha[None, None], moving[None, None]) > 0.1
+    assert coverage_loss(alpha[None, None], inside[None, None]) == 0.0
+    edge = torch.ones(4, 5)
+    edge[0, 0] = 0
+    assert interior(edge)[2:, 2:].all() and interior(edge)[:2, :2].sum() == 0  # the image border does not erode
 
 
 def test_stacked_observations_keep_their_fields():
