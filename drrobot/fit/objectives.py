@@ -141,7 +141,9 @@ class ObjectiveWeights:
     (shadows, reflections, unmodelled lighting) stop dominating the gradient."""
     coverage: float = 1.0
     """Share of the background model's foreground (`Observation.moving`) the render leaves uncovered. One-sided:
-    parts that never move are in the background, so rendering robot outside that foreground is not penalised."""
+    parts that never move are in the background, so rendering robot outside that foreground is not penalised.
+    Being one-sided, it pulls the render outward wherever the foreground reaches past the robot, as at its rim
+    (see `TrackConfig.polish`)."""
     edges: float = 2.0
     """L1 between the image gradients of the composite and of the image (grey): structure that survives shading
     the model never saw (on the look-alike benchmark it halved the drift from a perturbed start)."""

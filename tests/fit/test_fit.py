@@ -426,3 +426,45 @@ def test_the_backward_repair_goes_on_through_frames_that_barely_tell_the_solutio
     assert len(judged) >= 4  # frames 3, 2, 1, 0 carried through
     errors = torch.rad2deg((repaired.joints - truth).abs())
     assert errors.max() < 2.0, errors
+
+
+def test_the_last_pass_tracks_under_a_camera_refined_on_the_foregrounds_interior(toy_model, monkeypatch):
+    """`TrackConfig.polish`: after the second pass the camera is refined once more and every frame tracked again,
+    the coverage term on each frame's foreground without its rim (whose pixels the robot covers only partly);
+    the track returned is that last pass, under that camera. Without it, the second pass is returned."""
+    import drrobot.fit.solve as solve
+    from drrobot.fit.background import interior
+    from drrobot.fit.optimize import FitResult
+
+    cam = toy_camera(80, 60)
+    truth = TRUE + torch.linspace(0, 1, 4)[:, None] * torch.tensor([[0.2, -0.2, 0.2]])  # [T, 3]
+    frames = render_frames(toy_model, truth, cam, DARK)
+    with torch.no_grad():
+        alphas = render_state(toy_model, truth, cam.viewmats.expand(4, 1, 4, 4), cam.Ks.expand(4, 1, 3, 3), 80,
+                              60).alphas[:, 0, ..., 0]  # fmt: skip
+    observations = [dataclasses.replace(observation(frame), moving=(alpha > 0.02).float()[None, None])
+                    for frame, alpha in zip(frames, alphas)]  # fmt: skip
+    refined = []  # (frame 0's foreground, the camera) of each camera refinement
+
+    def spy(model, get, *args):
+        out = solve._refine_camera.__wrapped__(model, get, *args)
+        refined.append((get(0).moving, out[0]))
+        return out
+
+    spy.__wrapped__ = solve._refine_camera
+    monkeypatch.setattr(solve, "_refine_camera", spy)
+    start = FitResult(truth[:1], cam.viewmats[None, None], cam.Ks[None, None], None, torch.zeros(1), {}, [], 0)
+    fast = FitConfig(steps=(5,), scales=(1.0,), optimizer="lbfgs")
+    results = {}
+    for polish in (False, True):
+        config = TrackConfig(polish=polish, reseeds=0, twins=False, gauge=0.0, fit=fast,
+                             camera_fit=FitConfig(steps=(5,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
+        refined.clear()
+        results[polish] = solve.track(toy_model, observations, 4, start, config)
+        assert len(refined) == (2 if polish else 1)
+    whole, _ = refined[0]
+    polished, camera = refined[1]
+    assert torch.equal(whole, observations[0].moving)  # the earlier stages keep the rim
+    assert torch.equal(polished, interior(observations[0].moving)) and polished.sum() < whole.sum()
+    assert torch.allclose(results[True].viewmats, camera.expand_as(results[True].viewmats))
+    assert "polish" in results[True].seconds and "polish" not in results[False].seconds
