@@ -230,6 +230,10 @@ class TrackConfig:
     the end of the turns tried, while the truth lay at +23; taking -40 put it 63 off)."""
     gauge_step: float = 10.0
     """Degrees between the turns `gauge` tries."""
+    gauge_margin: float = 0.05
+    """Share by which the turn's error on the base, summed over the keyframes, must undercut the track's: a base
+    that looks alike from every side (a plain cylinder) leaves only the model's own asymmetries between turns
+    (look-alike azure, joint 1 2 deg off: a turn of 5 deg 1.8% lower)."""
     polish: bool = True
     """With `refine_camera`: after the second pass (and its backward repair), refine the camera on the keyframes
     again and track every frame once more from its own joints, with the coverage term on the foreground's interior
@@ -239,10 +243,6 @@ class TrackConfig:
     on the interior; the goal runs ended with their cameras 0.8-1% off in depth (ADD 17-22 mm). The earlier stages
     keep the whole foreground: its rim is what draws a fit from far off (look-alike realsense, the interior
     everywhere: the camera refined 0.40 m from the truth after a first pass 21 deg off, instead of 0.15 m)."""
-    gauge_margin: float = 0.05
-    """Share by which the turn's error on the base, summed over the keyframes, must undercut the track's: a base
-    that looks alike from every side (a plain cylinder) leaves only the model's own asymmetries between turns
-    (look-alike azure, joint 1 2 deg off: a turn of 5 deg 1.8% lower)."""
 
 
 def fast_motion_tracking() -> TrackConfig:

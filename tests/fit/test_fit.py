@@ -445,13 +445,13 @@ def test_the_last_pass_tracks_under_a_camera_refined_on_the_foregrounds_interior
     observations = [dataclasses.replace(observation(frame), moving=(alpha > 0.02).float()[None, None])
                     for frame, alpha in zip(frames, alphas)]  # fmt: skip
     refined = []  # (frame 0's foreground, the camera) of each camera refinement
+    refine_camera = solve._refine_camera
 
     def spy(model, get, *args):
-        out = solve._refine_camera.__wrapped__(model, get, *args)
+        out = refine_camera(model, get, *args)
         refined.append((get(0).moving, out[0]))
         return out
 
-    spy.__wrapped__ = solve._refine_camera
     monkeypatch.setattr(solve, "_refine_camera", spy)
     start = FitResult(truth[:1], cam.viewmats[None, None], cam.Ks[None, None], None, torch.zeros(1), {}, [], 0)
     fast = FitConfig(steps=(5,), scales=(1.0,), optimizer="lbfgs")
