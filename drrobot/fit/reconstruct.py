@@ -235,8 +235,16 @@ def reconstruct(
     def detect(t: int) -> Keypoints | None:  # frame t's detections at the working size
         return data.with_keypoints(t).keypoints
 
+    def relocate(t: int, previous: Tensor, viewmats: Tensor) -> Tensor | None:  # frame t's joints [M, J] fitted to
+        #   its detections under the track's camera (viewmats [1, 1, 4, 4]), the previous frame's [J] the first start
+        obs = data.with_keypoints(t)
+        if not has_keypoints(obs):
+            return None
+        return keypoint_hypotheses(model, obs, K_work, previous, config.scratch.keypoints, viewmat=viewmats[0, 0])[0]
+
     result = track(model, data, len(frames), start, track_config, config.weights, progress, on_frame,
-                   refit_background if use_refit else None, reseed, None if observer is None else detect)  # fmt: skip
+                   refit_background if use_refit else None, reseed, None if observer is None else detect,
+                   None if observer is None else relocate)  # fmt: skip
     T = len(result.joints)  # fewer than the frames when tracking was interrupted
     names = list(frames.names) if hasattr(frames, "names") else [f"{t:06d}" for t in range(len(frames))]
     return Reconstruction(

@@ -234,6 +234,13 @@ class TrackConfig:
     """Share by which the turn's error on the base, summed over the keyframes, must undercut the track's: a base
     that looks alike from every side (a plain cylinder) leaves only the model's own asymmetries between turns
     (look-alike azure, joint 1 2 deg off: a turn of 5 deg 1.8% lower)."""
+    relocalize: float = 1.5
+    """A frame whose loss exceeds this many times the frame before's (the track lost the robot: a motion faster than
+    the warm start reaches, or a pose the image pulled elsewhere) is fitted again from the constant-velocity
+    prediction and from the starts `track`'s `relocate` gives (a keypoint detector's fit of that frame under the
+    camera), and the lowest loss kept; frames whose loss holds cost nothing more (0: off)."""
+    relocalize_starts: int = 2
+    """Of `relocate`'s starts (best first), how many are fitted."""
     polish: bool = True
     """With `refine_camera`: after the second pass (and its backward repair), refine the camera on the keyframes
     again and track every frame once more from its own joints, with the coverage term on the foreground's interior
@@ -405,6 +412,8 @@ def track(
     #   (the frame solved afresh, the track's joints refined the same way), each B = 1
     detect: Callable[[int], Keypoints | None] | None = None,  # frame -> a keypoint detector's detections (working
     #   size, Bo = 1) or None: they settle kinematic twins (`TrackConfig.twin_keypoints`)
+    relocate: Callable[[int, Tensor, Tensor], Tensor | None] | None = None,  # (frame, previous joints [J],
+    #   viewmats [1, C, 4, 4]) -> starts [M, J] best first, or None (`TrackConfig.relocalize`)
 ) -> Track:
     """Warm-started tracking of a static-camera sequence (see the module docstring). Ctrl-C stops it and returns
     the frames tracked so far (`interrupted`; during the second pass, the whole first pass). With `reseed` (one
@@ -418,18 +427,18 @@ def track(
     get = frames if callable(frames) else frames.__getitem__
     clock = StageClock(announce=progress)
     tracked = _staged_track(model, get, num_frames, start, config, weights, progress, on_frame, before_second_pass,
-                            reseed, detect, clock)  # fmt: skip
+                            reseed, detect, relocate, clock)  # fmt: skip
     return dataclasses.replace(tracked, seconds=clock.seconds)
 
 
 def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig, weights, progress, on_frame,
-                  before_second_pass, reseed, detect, clock: StageClock) -> Track:  # fmt: skip
+                  before_second_pass, reseed, detect, relocate, clock: StageClock) -> Track:  # fmt: skip
     """`track`'s stages, each timed by `clock`."""
     skin = cached_skinning_weights(model)
     viewmats, Ks = start.viewmats[:1], start.Ks[:1]  # [1, C, 4, 4], [1, C, 3, 3]
     with clock("first pass"):
         first = _track_pass(model, get, num_frames, start.joints[0], viewmats, Ks, config, weights, skin, progress,
-                            on_frame)  # fmt: skip
+                            on_frame, relocate)  # fmt: skip
     refine = config.static_camera and config.refine_camera
     if first.interrupted or num_frames < 2:
         return first
@@ -469,7 +478,7 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
         return dataclasses.replace(first, interrupted=True)
     with clock("second pass"):
         second = _track_pass(model, get, num_frames, earlier.joints, viewmats, Ks, config, weights, skin, progress,
-                             on_frame)  # fmt: skip
+                             on_frame, relocate)  # fmt: skip
     if second.interrupted:
         return dataclasses.replace(first, interrupted=True)
     with clock("backward repair"):
@@ -477,10 +486,10 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
     if not (refine and config.polish) or repaired.interrupted:
         return repaired
     with clock("polish"):
-        return _polished(model, get, repaired, config, weights, skin, progress, on_frame)
+        return _polished(model, get, repaired, config, weights, skin, progress, on_frame, relocate)
 
 
-def _polished(model, get, tracked: Track, config: TrackConfig, weights, skin, progress, on_frame) -> Track:
+def _polished(model, get, tracked: Track, config: TrackConfig, weights, skin, progress, on_frame, relocate) -> Track:
     """The camera refined on the keyframes and every frame tracked again from its own joints, the coverage term
     on the foreground's interior (`TrackConfig.polish`). Ctrl-C: `tracked`."""
 
@@ -493,7 +502,7 @@ def _polished(model, get, tracked: Track, config: TrackConfig, weights, skin, pr
     except KeyboardInterrupt:
         return tracked
     again = _track_pass(model, on_interior, len(tracked.joints), tracked.joints, viewmats, Ks, config, weights, skin,
-                        progress, on_frame)  # fmt: skip
+                        progress, on_frame, relocate)  # fmt: skip
     return tracked if again.interrupted else again
 
 
@@ -507,9 +516,11 @@ def _keyframes(num_frames: int, count: int) -> Tensor:
     return torch.linspace(0, num_frames - 1, min(count, num_frames)).round().long().unique()
 
 
-def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weights, skin, progress, on_frame) -> Track:
+def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weights, skin, progress, on_frame,
+                relocate=None) -> Track:  # fmt: skip
     """One pass over the frames with a fixed camera. init: [J] (warm start from the previous frame) or [T, J]
-    (each frame from its own earlier estimate)."""
+    (each frame from its own earlier estimate). A frame whose loss jumps is fitted again from more starts
+    (`TrackConfig.relocalize`)."""
     spec = model.joint_spec
     joints, cameras, losses = [], [], []
     previous = before = init if init.ndim == 1 else init[0]
@@ -527,14 +538,21 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
             if config.carry_over and init.ndim == 2 and t and not torch.equal(init[t], previous):
                 starts.append(previous)
             objective = Objective(w, previous_joints=spec.normalize(predicted)[None] if t else None)
-            fits = []
-            for start in starts:
+
+            def fit_from(start: Tensor) -> tuple[FitResult, PoseParameters]:  # start [J]
                 params = PoseParameters(spec, start[None], viewmats, Ks, (obs.width, obs.height), pivots=pivot,
                                         optimize_camera=not config.static_camera)  # fmt: skip
                 if color is not None:
                     params.color_gain.data[:], params.color_bias.data[:] = color
-                fits.append((fit(model, params, obs, objective, config.fit, skin), params))
-            result, params = min(fits, key=lambda pair: float(pair[0].losses[0]))
+                return fit(model, params, obs, objective, config.fit, skin), params
+
+            fits = [fit_from(start) for start in starts]
+            best = min(fits, key=lambda pair: float(pair[0].losses[0]))
+            if t and config.relocalize and float(best[0].losses[0]) > config.relocalize * losses[-1]:
+                rescue = _rescue_starts(t, previous, before, viewmats, config, relocate)
+                rescue = [start for start in rescue if not any(torch.equal(start, tried) for tried in starts)]
+                best = min([best] + [fit_from(start) for start in rescue], key=lambda pair: float(pair[0].losses[0]))
+            result, params = best
             before, previous, viewmats = previous, result.joints[0], result.viewmats
             color = (params.color_gain.detach().clone(), params.color_bias.detach().clone())
             joints.append(previous)
@@ -549,6 +567,17 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
     T = len(joints)
     return Track(torch.stack(joints), torch.stack(cameras), Ks.expand(T, -1, -1, -1), torch.tensor(losses),
                  interrupted=interrupted)  # fmt: skip
+
+
+def _rescue_starts(t: int, previous: Tensor, before: Tensor, viewmats: Tensor, config: TrackConfig,
+                   relocate) -> list[Tensor]:  # fmt: skip
+    """Frame t's starts (each [J]) after its loss jumped (`TrackConfig.relocalize`): the previous frame's joints
+    moved on at the last frame-to-frame velocity (from `before` [J]), and `relocate`'s best starts."""
+    starts = [previous + (previous - before)]
+    found = None if relocate is None else relocate(t, previous, viewmats)
+    if found is not None:
+        starts += list(found[: config.relocalize_starts].to(previous))
+    return starts
 
 
 def _repaired_backward(model, get, tracked: Track, config: TrackConfig, weights, skin, progress) -> Track:

@@ -161,6 +161,36 @@ def test_fast_motion_that_stops_is_fitted_from_both_starts_and_keeps_the_better(
         assert losses[t] == pytest.approx(min(a, b), rel=1e-5)
 
 
+def test_a_frame_whose_loss_jumps_is_fitted_again_from_the_detections(toy_model):
+    """`TrackConfig.relocalize`: the arm stands still, then jumps further in one frame than the warm start reaches.
+    The frame's loss jumps, so it is fitted again from `relocate`'s starts (a detector's keypoint fit; here the
+    truth, as a perfect detector's would be) and the track follows; frames whose loss holds never ask."""
+    from drrobot.fit.optimize import cached_skinning_weights
+    from drrobot.fit.solve import _track_pass
+
+    cam = toy_camera(80, 60)
+    jumped = torch.tensor([0.0, 0.0, 1.0, 1.0])[:, None]
+    truth = TRUE + jumped * torch.tensor([[1.5, 0.0, 0.8]])  # [4, 3]
+    get = [observation(frame) for frame in render_frames(toy_model, truth, cam, DARK)].__getitem__  # a backdrop the
+    #   border colour explains: the loss at the truth is near 0, a lost frame's far above it
+    asked = []
+
+    def relocate(t: int, previous: Tensor, viewmats: Tensor) -> Tensor:
+        asked.append(t)
+        return truth[t][None]  # [1, J]
+
+    errors = {}
+    for relocalize in (0.0, 1.5):
+        asked.clear()
+        config = TrackConfig(relocalize=relocalize, fit=FitConfig(steps=(20,), scales=(1.0,), optimizer="lbfgs"))
+        result = _track_pass(toy_model, get, len(truth), truth[0], cam.viewmats[None, None], cam.Ks[None, None],
+                             config, None, cached_skinning_weights(toy_model), False, None, relocate)  # fmt: skip
+        errors[relocalize] = torch.rad2deg((result.joints - truth).abs())
+    assert errors[0.0][2].mean() > 20.0  # the premise: the warm start does not reach the jump
+    assert errors[1.5].max() < 2.0, errors[1.5]
+    assert asked == [2]
+
+
 def test_median_background_removes_what_moves():
     static = torch.rand(20, 16, 3)
     frames = static.expand(9, 20, 16, 3).clone()
