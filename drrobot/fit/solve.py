@@ -7,7 +7,9 @@ The best placements start the joint-by-joint beam search of `drrobot.fit.chain` 
 finalists are refined with the whole robot; the lowest loss wins, and so do its kinematic twins (the same link
 placements reached with other joints, `drrobot.fit.twins`), refined and compared with it on the image.
 
-Video (`track`): each frame starts from the previous one and optimises the joints (the camera is held, static);
+Video (`track`): each frame starts from the previous one and optimises the joints (the camera is held, static),
+and a frame whose loss jumps is fitted again from the motion's extrapolation and a detector's keypoints
+(`TrackConfig.relocalize`);
 a few frames are then solved afresh and tracks from clearly better solutions merged in (`TrackConfig.reseeds`);
 optionally the camera is refined jointly with the joints of keyframes spread over the sequence, and the
 frames are re-tracked with it (`TrackConfig.refine_camera`). Kinematic twins of the first pass that a keypoint
@@ -240,7 +242,7 @@ class TrackConfig:
     prediction and from the starts `track`'s `relocate` gives (a keypoint detector's fit of that frame under the
     camera), and the lowest loss kept; frames whose loss holds cost nothing more (0: off)."""
     relocalize_starts: int = 2
-    """Of `relocate`'s starts (best first), how many are fitted."""
+    """How many of the detector's keypoint fits (best first) `relocalize` fits the frame from."""
     polish: bool = True
     """With `refine_camera`: after the second pass (and its backward repair), refine the camera on the keyframes
     again and track every frame once more from its own joints, with the coverage term on the foreground's interior
