@@ -549,12 +549,11 @@ def _track_pass(model, get, num_frames, init: Tensor, viewmats, Ks, config, weig
                 return fit(model, params, obs, objective, config.fit, skin), params
 
             fits = [fit_from(start) for start in starts]
-            best = min(fits, key=lambda pair: float(pair[0].losses[0]))
-            if t and config.relocalize and float(best[0].losses[0]) > config.relocalize * losses[-1]:
+            lowest = min(float(found.losses[0]) for found, _ in fits)
+            if t and config.relocalize and lowest > config.relocalize * losses[-1]:
                 rescue = _rescue_starts(t, previous, before, viewmats, config, relocate)
-                rescue = [start for start in rescue if not any(torch.equal(start, tried) for tried in starts)]
-                best = min([best] + [fit_from(start) for start in rescue], key=lambda pair: float(pair[0].losses[0]))
-            result, params = best
+                fits += [fit_from(start) for start in rescue if not any(torch.equal(start, s) for s in starts)]
+            result, params = min(fits, key=lambda pair: float(pair[0].losses[0]))
             before, previous, viewmats = previous, result.joints[0], result.viewmats
             color = (params.color_gain.detach().clone(), params.color_bias.detach().clone())
             joints.append(previous)
