@@ -150,7 +150,7 @@ class FrameTensors:
         moving = still = None
         if self.mode == "median":
             background = self.median
-            lit = 1.0 if self.seen is not None else LINGERING_SHADOWS  # the robot-free median keeps none
+            lit = 1.0 if self.seen is not None else LINGERING_SHADOWS  # the robot-free background keeps none
             moving = moving_foreground(image, background, lit=lit)[None, None]
             if self.seen is not None:
                 still = (unchanged(image, background) & self.seen).float()[None, None]

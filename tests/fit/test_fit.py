@@ -222,6 +222,18 @@ def test_robot_free_background_where_the_robot_lingers():
         robot_free_background(frames, robot[:, :10], fallback)
 
 
+def test_robot_free_background_drops_the_shadow_a_slow_robot_leaves_lingering():
+    static = torch.rand(20, 16, 3) * 0.5 + 0.5
+    frames = static.expand(9, 20, 16, 3).clone()
+    robot = torch.zeros(9, 20, 16)
+    robot[:, 8:12] = 1.0
+    frames[robot > 0] = 1.0
+    frames[:6, 14:18] *= 0.4  # the robot's shadow on the floor in 6 of 9 frames, where the robot never is
+    assert torch.allclose(median_background(frames)[14:18], static[14:18] * 0.4)  # the median keeps it
+    clean, seen = robot_free_background(frames, robot, torch.zeros(20, 16, 3), margin=1)
+    assert seen[14:18].all() and torch.allclose(clean[14:18], static[14:18])  # the lit floor
+
+
 def test_fill_from_surroundings_spreads_the_known_colours_inwards():
     image = torch.zeros(9, 9, 3)
     image[:, :3] = torch.tensor([1.0, 0.0, 0.0])  # known: red on the left, blue on the right
