@@ -54,8 +54,9 @@ def robot_free_background(frames: Tensor, robot: Tensor, fallback: Tensor, margi
 
     Above the median (0.5) because what moves there once the robot is left out is mostly its shadow, which only
     darkens: a slow robot's shadow lingers on the floor in half the frames or more, and a median that keeps it
-    shows the floor lit where a later frame has it dark no more (look-alike azure seed 21, 40 frames: 3428 such
-    pixels of 76800 in frame 39 against 801 with 0.75), which the coverage term then pulls the robot onto."""
+    shows it dark where a later frame has the floor lit, which the coverage term then pulls the robot onto (look-alike
+    azure, 40 frames at 320x240, the fitted track left out: foreground off the true robot in frames 0, 20 and 39
+    1168, 210 and 1674 px with the median, 151, 75 and 492 with 0.75; on it 1-3% less)."""
     if frames.ndim != 4 or robot.shape != frames.shape[:3] or fallback.shape != frames.shape[1:]:
         raise ValueError(f"frames [T, H, W, 3] {tuple(frames.shape)}, robot [T, H, W] {tuple(robot.shape)} and "
                          f"fallback [H, W, 3] {tuple(fallback.shape)} do not match")  # fmt: skip
