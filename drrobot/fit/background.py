@@ -6,12 +6,11 @@ Which one applies:
   A slow robot covers some pixels in most frames, so the plain median still shows it there:
   `robot_free_background` takes a bright quantile over only the frames a first fit says the robot leaves free
   (the robot's shadows, which only darken, linger in the median too), and fills the pixels it never leaves (the
-  base) from their surroundings. A base left in the background hides its
-  own orientation: where the render leaves it uncovered the background shows it anyway, so turning the camera
-  about the base's axis against joint 1 (which changes only the base in the image) cost nearly nothing, and on
-  look-alike kinect360 (truth, 320x240, the box around the base) the loss was lowest 0.8 rad from the truth, at
-  the end of the range tried. Filled from the floor around it, the loss is lowest 0.1 rad from the truth, also
-  when the region is taken from a fit 0.3 rad off.
+  base) from their surroundings. A base left in the background hides its own orientation: where the render
+  leaves it uncovered the background shows it anyway, so turning the camera about the base's axis against joint 1
+  (which changes only the base in the image) cost nearly nothing, and on look-alike kinect360 (truth, 320x240, the
+  box around the base) the loss was lowest 0.8 rad from the truth, at the end of the range tried. Filled from the
+  floor around it, the loss is lowest 0.1 rad from the truth, also when the region is taken from a fit 0.3 rad off.
 - `masked_background`: the user has robot masks (or a segmentation model, see `Segmenter`): the image outside
   the mask, the mask filled with the median colour of the rest.
 - `border_background`: one image, no mask, a roughly uniform backdrop (renders, studio shots): the median colour

@@ -104,12 +104,12 @@ class FrameTensors:
         self.frames, self.masks, self.size, self.mode, self.device = frames, masks, (width, height), mode, device
         self.keypoints, self.keypoint_frames = keypoints, keypoint_frames
         self._cache: dict[int, Observation] = {}
-        self.median = None
+        self.static_background = None  # median mode: the plain median, then the robot-free background
         self.seen: Tensor | None = None  # [H, W] pixels whose background was seen free of the robot (exclude_robot)
         spread = np.linspace(0, len(frames) - 1, min(median_frames, len(frames)))
         self.median_index = np.unique(spread.round().astype(int))  # frames the median is taken over
         if mode == "median":
-            self.median = median_background(self._median_frames())
+            self.static_background = median_background(self._median_frames())
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -134,7 +134,8 @@ class FrameTensors:
         if self.mode != "median":
             raise ValueError(f"exclude_robot refits a median background; this one is {self.mode!r}")
         alphas = torch.stack([robot(int(t)) for t in self.median_index])  # [M, H, W]
-        self.median, self.seen = robot_free_background(self._median_frames(), alphas, self.median)
+        self.static_background, self.seen = robot_free_background(self._median_frames(), alphas,
+                                                                  self.static_background)
         self._cache.clear()
 
     def _median_frames(self) -> Tensor:
@@ -150,7 +151,7 @@ class FrameTensors:
             mask = shrink(self.masks(index)[..., None], *self.size)[..., 0].to(self.device)
         moving = still = None
         if self.mode == "median":
-            background = self.median
+            background = self.static_background
             lit = 1.0 if self.seen is not None else LINGERING_SHADOWS  # the robot-free background keeps none
             moving = moving_foreground(image, background, lit=lit)[None, None]
             if self.seen is not None:
