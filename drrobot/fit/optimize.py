@@ -44,6 +44,8 @@ class FitConfig:
     its answer (a video frame). L-BFGS ignores `lr` and treats several hypotheses as one problem."""
     max_evals: float = 1.5
     """L-BFGS: objective evaluations per level at most, per step in `steps`."""
+    history: int = 10
+    """L-BFGS: past steps its curvature estimate is built from (torch's `history_size`)."""
     converged: float = 0.0
     """L-BFGS: a level ends once an iteration lowers the objective (summed over hypotheses) by less than this
     fraction of its value at the level's start, or moves no parameter by more than that much (0: only the budget
@@ -70,6 +72,8 @@ class FitConfig:
             raise ValueError(f"steps must be >= 0 and scales in (0, 4], got {self.steps}, {self.scales}")
         if self.optimizer not in ("adam", "lbfgs"):
             raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {self.optimizer!r}")
+        if self.history < 1:
+            raise ValueError(f"history must be >= 1, got {self.history}")
         if self.crop < 0:
             raise ValueError(f"crop must be >= 0 (0: no crop), got {self.crop}")
 
@@ -189,8 +193,9 @@ class _LbfgsLevels:
         if steps == 0:
             return
         budget = self.config.evaluations(steps)
-        optimizer = torch.optim.LBFGS(self.trainable, lr=1.0, max_iter=steps, max_eval=budget, history_size=10,
-                                      line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-7)  # fmt: skip
+        optimizer = torch.optim.LBFGS(self.trainable, lr=1.0, max_iter=steps, max_eval=budget,
+                                      history_size=self.config.history, line_search_fn="strong_wolfe",
+                                      tolerance_grad=1e-9, tolerance_change=1e-7)  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
         pending = evaluate().sum()  # the start's objective: L-BFGS's first evaluation, and the scale of `converged`
         pending.backward()
