@@ -234,6 +234,13 @@ def test_robot_free_background_drops_the_shadow_a_slow_robot_leaves_lingering():
     assert seen[14:18].all() and torch.allclose(clean[14:18], static[14:18])  # the lit floor
 
 
+def test_fit_config_names_the_setting_it_rejects():
+    for bad, name in [(dict(steps=(10,), scales=(0.5, 1.0)), "steps"), (dict(optimizer="sgd"), "optimizer"),
+                      (dict(history=0), "history"), (dict(scales=(0.5, 5.0)), "scales")]:  # fmt: skip
+        with pytest.raises(ValueError, match=name):
+            FitConfig(**bad)
+
+
 def test_fill_from_surroundings_spreads_the_known_colours_inwards():
     image = torch.zeros(9, 9, 3)
     image[:, :3] = torch.tensor([1.0, 0.0, 0.0])  # known: red on the left, blue on the right
