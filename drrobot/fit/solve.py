@@ -137,7 +137,7 @@ class TrackConfig:
     keyframes: int = 8
     """Frames (evenly spread) the camera is refined on."""
     camera_fit: FitConfig = dataclasses.field(
-        default_factory=lambda: FitConfig(steps=(60, 240), scales=(0.5, 1.0), optimizer="lbfgs", history=100)
+        default_factory=lambda: FitConfig(steps=(60, 240), scales=(0.5, 1.0), optimizer="lbfgs")
     )
     """The keyframes' shared camera and joints, fitted together after the first pass. L-BFGS: Adam's first steps
     threw the keyframes' joints far off and 30 steps never brought the loss back below its start, so the camera
@@ -147,11 +147,10 @@ class TrackConfig:
     more; goal run 6.74 -> 3.89 deg, ADD 84 -> 35 mm; BENCHMARKS.md, thirty-fourth session). On the whole image: with
     `crop=0.1` each keyframe is judged on the box around its own robot, which halves this stage (look-alikes, first
     40 frames: 116 -> 53 s on azure, 108 -> 57 s on kinect360) but left joint 1 further off (azure 2.18 -> 2.33 deg
-    mean, kinect360 2.40 -> 2.80; crop 0.25: 3.02). L-BFGS builds its curvature from the last 100 steps
-    (`FitConfig.history`; 10 elsewhere): continued from a goal run's end (look-alike realsense, camera 0.131 m off,
-    the truth's own minimum 0.026 m off), 240 steps more ended 0.089 m off with 10 and 0.063 m with 100; end to end
-    within the runs' spread (realsense 2.16 -> 2.42 deg, ADD-AUC 0.845 -> 0.848; kinect360 27.38 -> 25.29, 0.834 ->
-    0.813, the hand's twin in both)."""
+    mean, kinect360 2.40 -> 2.80; crop 0.25: 3.02). A longer L-BFGS memory (`FitConfig.history` 100) went further
+    from a goal run's end (look-alike realsense, camera 0.131 m off, the truth's own minimum 0.026 m off: 240 steps
+    more ended 0.089 m off with 10, 0.063 m with 100) but not end to end: realsense 2.42 and 4.00 deg in two draws
+    (joint 1 3.1 and 4.8) against 2.16, 3.51 and 2.57 with 10 (joint 1 0.9-2.2); azure 1.73 against 1.79."""
     carry_over: bool = True
     """The second pass fits each frame from its own first-pass estimate and from the frame before's new one, and
     keeps the lower loss (up to twice its evaluations): where the refined camera makes another solution the better
