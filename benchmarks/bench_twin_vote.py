@@ -1,6 +1,6 @@
 """How well the image tells a pose from its kinematic twin, at the truth: on DREAM-format look-alikes
 (`_ground_truth_camera.json`), the true joints and camera of keyframes spread over the frames where the twin stays
-inside the limits, judged as `TrackConfig.twin_vote` judges them now (`drrobot.fit.twin_image`: the colour error
+inside the limits, judged as `TrackConfig.twin_vote` judges them now (`drrobot.fit.twin_image`: the edge error
 on the pixels where the two renders differ, neither refined) and as it did until the thirty-fifth session (the
 appearance terms over the whole image, both refined with `TrackConfig.fit` together). For each sequence: at how
 many keyframes the truth is lower, and by what share in sum; the twin vote's verdict either way round (the track

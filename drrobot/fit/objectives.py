@@ -249,10 +249,15 @@ def photometric_loss(pred: Tensor, target: Tensor, ssim_weight: float = 0.2, rob
 def edge_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Mean L1 between the finite-difference gradients of the grey composite `pred` [B, C, H, W, 3] and the grey
     image `target` [Bo, C, H, W, 3] (Bo = 1 or B) -> [B]."""
+    dx, dy = edge_differences(pred, target)
+    return dx.abs().mean(dim=(1, 2, 3)) + dy.abs().mean(dim=(1, 2, 3))
+
+
+def edge_differences(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """The grey `pred` [B, C, H, W, 3]'s finite-difference gradients less the grey `target`'s ([Bo, C, H, W, 3],
+    Bo = 1 or B): along x [B, C, H, W - 1] and along y [B, C, H - 1, W]."""
     pred, target = pred.mean(dim=-1), target.mean(dim=-1)  # [B, C, H, W], [Bo, C, H, W]
-    dx = (pred.diff(dim=-1) - target.diff(dim=-1)).abs().mean(dim=(1, 2, 3))
-    dy = (pred.diff(dim=-2) - target.diff(dim=-2)).abs().mean(dim=(1, 2, 3))
-    return dx + dy
+    return pred.diff(dim=-1) - target.diff(dim=-1), pred.diff(dim=-2) - target.diff(dim=-2)
 
 
 def coverage_loss(alphas: Tensor, foreground: Tensor) -> Tensor:

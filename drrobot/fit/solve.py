@@ -201,16 +201,16 @@ class TrackConfig:
     where the twin stays inside the limits, on the pixels where their renders differ (`twin_image`); a twin lower
     at this share of them or more, and lower in sum by `twin_image.margin`, is tracked instead (0: off). One
     frame rarely tells the twins apart (single images keep the one nearest the prior, `ScratchConfig.twin_margin`),
-    a sequence may. Colours alone: twins share their link placements, so where the silhouette terms (coverage,
-    exclusion, masks) differ it is the skinning's blend across a half-turned joint and the shadows in the background
-    model's foreground, not evidence (look-alike azure, true camera and joints, every 20th frame, the whole
-    objective: the shoulder's twin lower than the truth at 11 of 13 frames, by 12% on average, the coverage term
-    making the difference at the frames inspected). With `refine_camera` the vote waits for the refined camera:
+    a sequence may. The image's edges alone: twins share their link placements, so where the silhouette terms
+    (coverage, exclusion, masks) differ it is the skinning's blend across a half-turned joint and the shadows in the
+    background model's foreground, not evidence (look-alike azure, true camera and joints, every 20th frame, the
+    whole objective: the shoulder's twin lower than the truth at 11 of 13 frames, by 12% on average, the coverage
+    term making the difference at the frames inspected). With `refine_camera` the vote waits for the refined camera:
     under the first pass' (look-alike realsense, 0.2-0.7 m off) it chose a shoulder twin 68 deg off the truth,
     60.4 deg over 120 frames; under the refined one 2.2."""
     twin_image: TwinImageConfig = dataclasses.field(default_factory=TwinImageConfig)
-    """How `twin_vote` judges a twin on the image (`drrobot.fit.twin_image`): only where the two renders differ,
-    neither refined, by `margin` in sum (look-alike kinect360, first 40 frames: the appearance terms, each
+    """How `twin_vote` and `gauge` judge on the image (`drrobot.fit.twin_image`): by the edges, only where the
+    renders differ, none refined, by `margin` in sum (look-alike kinect360, first 40 frames: the appearance terms, each
     hypothesis refined, took the hand's wrong half turn, 30.7 deg; see the module)."""
     twin_keypoints: TwinKeypointConfig = dataclasses.field(default_factory=TwinKeypointConfig)
     """With `twins`, `twin_vote` > 0 and a keypoint detector (`track`'s `detect`), its detections at the vote's
@@ -877,7 +877,7 @@ def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin
 
 def _gauge_errors(model, obs: Observation, joints: Tensor, viewmats: Tensor, Ks: Tensor, middle: int,
                   config: TrackConfig, shadow: float, skin) -> Tensor:  # fmt: skip
-    """The colour error [D] of each turn (joints [D, J], viewmats [D, C, 4, 4]; `middle` the unturned one) on the
+    """The edge error [D] of each turn (joints [D, J], viewmats [D, C, 4, 4]; `middle` the unturned one) on the
     pixels where any turn's render differs from the unturned one's (the base), none refined (`drrobot.fit.twin_image`:
     refining lets the other joints and the optimiser's progress, not the base, decide)."""
     order = torch.tensor([middle] + [d for d in range(len(joints)) if d != middle])  # the unturned one first
