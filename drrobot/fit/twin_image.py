@@ -25,9 +25,9 @@ optimiser's own progress decides the rest: L-BFGS solves a batch as one problem,
 depends on which others share its batch. Look-alike kinect360, first 40 frames: under the refined camera the
 first pass had the hand the right way round; the refined vote took its half turn (joint 7 176 deg off), while on
 the telling region (by the colour error, then) the twin is lower at 4 of 8 keyframes and 1.7% lower in sum:
-undecided. With the true camera and joints (first 40 frames), the truth is lower there at 7-8 of 8 keyframes on four of seven
-look-alikes (5 of 8 on the others) and by 3-68% in sum; refined on the whole image, by 0-3% and at 3 of 8 keyframes
-on azure (`benchmarks/bench_twin_vote.py`; BENCHMARKS.md, thirty-fifth session).
+undecided. With the true camera and joints (first 40 frames), the truth is lower there at 7-8 of 8 keyframes on
+four of seven look-alikes (5 of 8 on the others) and by 3-68% in sum; refined on the whole image, by 0-3% and at 3
+of 8 keyframes on azure (`benchmarks/bench_twin_vote.py`; BENCHMARKS.md, thirty-fifth session).
 """
 
 from __future__ import annotations
