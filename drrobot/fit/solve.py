@@ -209,9 +209,10 @@ class TrackConfig:
     under the first pass' (look-alike realsense, 0.2-0.7 m off) it chose a shoulder twin 68 deg off the truth,
     60.4 deg over 120 frames; under the refined one 2.2."""
     twin_image: TwinImageConfig = dataclasses.field(default_factory=TwinImageConfig)
-    """How `twin_vote` and `gauge` judge on the image (`drrobot.fit.twin_image`): by the edges, only where the
-    renders differ, none refined, by `margin` in sum (look-alike kinect360, first 40 frames: the appearance terms, each
-    hypothesis refined, took the hand's wrong half turn, 30.7 deg; see the module)."""
+    """How `twin_vote` judges a twin, and `gauge` a turn, on the image (`drrobot.fit.twin_image`): by the edges,
+    only where the renders differ by `difference`, none refined; the vote by `margin` in sum (`gauge_margin` the
+    gauge's; look-alike kinect360, first 40 frames: the appearance terms, each hypothesis refined, took the hand's
+    wrong half turn, 30.7 deg; see the module)."""
     twin_keypoints: TwinKeypointConfig = dataclasses.field(default_factory=TwinKeypointConfig)
     """With `twins`, `twin_vote` > 0 and a keypoint detector (`track`'s `detect`), its detections at the vote's
     keyframes are asked first (`drrobot.fit.twin_keypoints`): a twin they prefer is tracked without consulting the
