@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from drrobot.fit.dream_eval import logged_pose_vectors
+from types import SimpleNamespace
+
+from drrobot.data.dream import load_dream, write_camera_settings, write_frame
+from drrobot.fit.dream_eval import dream_truth, logged_pose_vectors
 from drrobot.fit.metrics import (
     add_auc,
     add_distances,
@@ -18,6 +21,7 @@ from drrobot.fit.metrics import (
     pose_metrics,
 )
 from drrobot.kinematics import RobotKinematics
+from drrobot.robots import load_robot
 
 
 def _dream_style_auc(values: np.ndarray, threshold: float, step: float, strict: bool) -> float:
@@ -89,6 +93,18 @@ def test_pose_metrics_and_report():
     assert "| joint3 | 2.000 |" in table
     bare = pose_metrics(names, pred, gt)
     assert bare.add_mm is None and bare.pck_auc is None and "| ADD AUC (0-100 mm) | n/a |" in bare.to_markdown("x")
+    assert bare.per_slide_joint_mm == {} and "sliding joint" not in bare.to_markdown("x")
+
+
+def test_sliding_joints_are_reported_in_mm_apart_from_the_angles():
+    names = [f"joint{i}" for i in range(1, 8)]
+    gt = np.zeros((2, 7))
+    fingers = np.array([[0.010], [0.030]])  # metres
+    m = pose_metrics(names, gt, gt, slide_joints=(["finger_joint2"], fingers + [[0.004], [-0.002]], fingers))
+    assert m.per_slide_joint_mm == pytest.approx({"finger_joint2": 3.0}) and m.joint_error_deg == 0.0
+    assert "| finger_joint2 | 3.00 |" in m.to_markdown("x")
+    with pytest.raises(ValueError, match="slide joints"):
+        pose_metrics(names, gt, gt, slide_joints=(["a", "b"], fingers, fingers))
 
 
 @pytest.mark.parametrize(
@@ -126,3 +142,18 @@ def test_a_logged_joint_tied_to_a_pose_entry_gives_that_entry():
     joints = logged_pose_vectors(spec, arm + ["panda/panda_finger_joint1", "panda/panda_finger_joint2"], both)
     np.testing.assert_allclose(joints[:, -1], [0.01, 0.01])
     assert np.isnan(logged_pose_vectors(spec, arm, positions[:, :7])[:, -1]).all()  # nothing logged: NaN
+
+
+def test_dream_truth_scores_the_arm_in_degrees_and_the_fingers_apart(tmp_path):
+    kin = RobotKinematics.from_robot("panda")
+    model = SimpleNamespace(joint_spec=kin.joint_spec, robot=load_robot("panda"), link_names=kin.link_names)
+    K = np.array([[10.0, 0.0, 4.0], [0.0, 10.0, 3.0], [0.0, 0.0, 1.0]])
+    write_camera_settings(tmp_path, K, 8, 6)
+    names = ("panda_link0", "panda_link2", "panda_link3", "panda_link4", "panda_link6", "panda_link7", "panda_hand")
+    joints = [f"panda/panda_joint{i}" for i in range(1, 8)] + ["panda/panda_finger_joint1"]
+    write_frame(tmp_path, 0, np.zeros((6, 8, 3), np.uint8), names, np.ones((7, 3)), np.ones((7, 2)), joints,
+                np.array([0.1] * 7 + [0.03]))  # fmt: skip
+    truth = dream_truth(load_dream(tmp_path), model)
+    assert [n for n, s in zip(kin.joint_spec.names, truth.scored) if s] == [f"joint{i}" for i in range(1, 8)]
+    assert [n for n, s in zip(kin.joint_spec.names, truth.sliding) if s] == ["finger_joint2"]
+    assert truth.joints[0, -1] == pytest.approx(0.03)

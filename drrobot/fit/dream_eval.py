@@ -25,6 +25,7 @@ class DreamTruth:
 
     joints: np.ndarray  # [T, J] pose-vector order; NaN where the file has no matching joint
     scored: np.ndarray  # [J] bool: matched revolute joints (the ones joint errors are reported over)
+    sliding: np.ndarray  # [J] bool: matched sliding joints (a gripper's fingers: errors in mm, apart)
     link_ids: np.ndarray  # [K] model link of each matched keypoint
     keypoint_names: list[str]  # [K]
     keypoints_3d: np.ndarray  # [T, K, 3] metres, camera frame
@@ -47,12 +48,14 @@ def dream_truth(sequence: DreamSequence, model: RobotModel) -> DreamTruth:
             f"({model.robot.name!r})?"
         )
     mj = model.robot.mj_model()
-    revolute = np.array([int(mj.jnt_type[mj.joint(n).id]) == int(mujoco.mjtJoint.mjJNT_HINGE) for n in spec.names])
+    types = np.array([int(mj.jnt_type[mj.joint(n).id]) for n in spec.names])
+    logged = ~np.isnan(joints).any(0)  # [J]
     link_index = match_names(frames[0].keypoint_names, model.link_names, what="keypoint")
     keep = [k for k, i in enumerate(link_index) if i is not None]
     return DreamTruth(
         joints=joints,
-        scored=revolute & ~np.isnan(joints).any(0),
+        scored=(types == int(mujoco.mjtJoint.mjJNT_HINGE)) & logged,
+        sliding=(types == int(mujoco.mjtJoint.mjJNT_SLIDE)) & logged,
         link_ids=np.array([link_index[k] for k in keep], dtype=np.int64),
         keypoint_names=[frames[0].keypoint_names[k] for k in keep],
         keypoints_3d=np.stack([f.keypoints_3d[keep] for f in frames]),
@@ -98,11 +101,14 @@ def predicted_keypoints(model: RobotModel, joints, viewmats, Ks, link_ids) -> tu
 
 
 def score_reconstruction(model: RobotModel, joints, viewmats, Ks, truth: DreamTruth, fps: float | None = None) -> PoseMetrics:
-    """Joint errors over the scored joints, ADD / ADD-AUC over the keypoints, 2D PCK-AUC (in-image truth)."""
+    """Joint errors over the scored joints, ADD / ADD-AUC over the keypoints, 2D PCK-AUC (in-image truth), and
+    the sliding joints' errors in mm."""
     joints = np.asarray(joints, dtype=np.float64)
     kp3d, kp2d = predicted_keypoints(model, joints, viewmats, Ks, truth.link_ids)
     names = [n for n, s in zip(model.joint_spec.names, truth.scored) if s]
+    slides = [n for n, s in zip(model.joint_spec.names, truth.sliding) if s]
     return pose_metrics(
         names, joints[:, truth.scored], truth.joints[:, truth.scored], kp3d, truth.keypoints_3d, kp2d,
         truth.keypoints_2d, fps=fps, valid_2d=inside_image(truth.keypoints_2d, truth.width, truth.height),
+        slide_joints=(slides, joints[:, truth.sliding], truth.joints[:, truth.sliding]),
     )  # fmt: skip

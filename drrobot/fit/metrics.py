@@ -14,7 +14,7 @@ about the grid step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -90,6 +90,7 @@ class PoseMetrics:
     pck_auc: float | None  # threshold PCK_AUC_THRESHOLD_PX
     frames: int
     fps: float | None
+    per_slide_joint_mm: dict[str, float] = field(default_factory=dict)  # sliding joints (a gripper's fingers)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +110,9 @@ class PoseMetrics:
         lines += [f"| {name} | {value} |" for name, value in rows]
         lines += ["", "| joint | error (deg) |", "|---|---|"]
         lines += [f"| {name} | {_fmt(value, 3)} |" for name, value in self.per_joint_deg.items()]
+        if self.per_slide_joint_mm:
+            lines += ["", "| sliding joint | error (mm) |", "|---|---|"]
+            lines += [f"| {name} | {_fmt(value, 2)} |" for name, value in self.per_slide_joint_mm.items()]
         return "\n".join(lines) + "\n"
 
 
@@ -122,9 +126,11 @@ def pose_metrics(
     gt_kp2d: ArrayLike | None = None,
     fps: float | None = None,
     valid_2d: ArrayLike | None = None,
+    slide_joints: tuple[Sequence[str], ArrayLike, ArrayLike] | None = None,
 ) -> PoseMetrics:
     """All metrics for T frames: joints [T, J] radians, keypoints [T, K, 3] metres and [T, K, 2] pixels
-    (optional, in pairs), valid_2d [T, K] bool for the PCK (see `inside_image`)."""
+    (optional, in pairs), valid_2d [T, K] bool for the PCK (see `inside_image`); `slide_joints`: names [S],
+    estimates and truth [T, S] metres of sliding joints, reported apart (mm)."""
     joints = joint_errors_deg(pred_joints, gt_joints)
     if len(joint_names) != len(joints["per_joint"]):
         raise ValueError(f"{len(joint_names)} joint names for {len(joints['per_joint'])} joints")
@@ -148,7 +154,16 @@ def pose_metrics(
         pck_auc=pck,
         frames=frames,
         fps=None if fps is None else float(fps),
+        per_slide_joint_mm={} if slide_joints is None else _slide_errors_mm(*slide_joints),
     )
+
+
+def _slide_errors_mm(names: Sequence[str], pred: ArrayLike, gt: ArrayLike) -> dict[str, float]:
+    """Mean absolute error (mm) of each sliding joint: names [S], pred and gt [T, S] metres."""
+    pred, gt = _array(pred, "slide pred"), _array(gt, "slide gt")
+    if pred.shape != gt.shape or pred.shape[1:] != (len(names),):
+        raise ValueError(f"slide joints: estimates {pred.shape} and truth {gt.shape} for {len(names)} names")
+    return dict(zip(names, (np.abs(pred - gt).mean(axis=0) * 1000).tolist()))
 
 
 def _auc(values: np.ndarray, threshold: float) -> float:
