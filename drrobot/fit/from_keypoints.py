@@ -10,6 +10,12 @@ reprojection error (detections that belong to another start's arm stop pulling).
 together by an iteratively reweighted Levenberg-Marquardt on the joints (kept in their limits) and the camera
 against the same robust error, pure kinematics with no rendering (~1 s for 256 starts on 2 CPU cores). The `keep`
 best with different joints are returned for the image-based refinement to choose from.
+
+Joints whose whole travel moves no detected keypoint by `robust_scale` or more (the Panda's fingers: 40 mm of
+travel, 8-13 px of 640 at 1-2 m, where the detector's finger keypoints are 15-18 px off) are held at the prior
+(`hold_unseen`): the least squares would send them to whichever limit the detections' noise favours, where the
+refinement's tanh parameterisation barely moves them (slope 0.04 at 0.98 of the way), and the image, which can see
+them, would never get the chance.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class KeypointSolveConfig:
     keep: int = 6
     """Hypotheses returned (best first), each differing from the better ones by > `distinct` rad in some joint."""
     distinct: float = 0.3
+    hold_unseen: bool = True
+    """Hold the joints that move no detected keypoint by `robust_scale` over their whole travel at the prior."""
     seed: int = 0
 
 
@@ -50,6 +58,7 @@ class KeypointHypotheses:
     joints: Tensor  # [M, J]
     viewmats: Tensor  # [M, 1, 4, 4]
     errors: Tensor  # [M] robust cost: mean Cauchy loss of the reprojection errors in units of the robust scale; ascending
+    held: Tensor  # [J] bool: joints held at the prior (`KeypointSolveConfig.hold_unseen`)
 
 
 def poses_from_keypoints(
@@ -79,24 +88,66 @@ def poses_from_keypoints(
     joints = first[None] if known_joints else torch.cat([first[None], random[1:]])  # [S, J]
     uv, K = uv.to(device).float(), K.to(device).float()
     scale = config.robust_scale * width
+    problem = _Reprojection(model, link_ids, local_points, uv, weight, K, scale)
+
+    def placed(joints: Tensor) -> tuple[Tensor, Tensor]:  # [S, J] -> world keypoints [S, K, 3], viewmats [S, 4, 4]
+        points = _keypoints_world(model, joints, link_ids, local_points)
+        if viewmat is not None:
+            return points, viewmat.to(device).float().expand(len(joints), 4, 4).clone()
+        return points, robust_dlt(points, uv, weight, K, scale)
+
+    held = torch.zeros(spec.dof, dtype=torch.bool, device=device)
     with torch.no_grad():
-        points = _keypoints_world(model, joints, link_ids, local_points)  # [S, K, 3]
-        if viewmat is None:
-            viewmats = robust_dlt(points, uv, weight, K, scale)  # [S, 4, 4]
-        else:
-            viewmats = viewmat.to(device).float().expand(len(joints), 4, 4).clone()
+        points, viewmats = placed(joints)
+        if config.hold_unseen and not known_joints:  # swept from the start the detections fit best as placed
+            best = int(problem.cost(problem.errors(joints, viewmats)).nan_to_num(float("inf")).argmin())
+            held = unseen_joints(model, link_ids, local_points, weight, joints[best], viewmats[best], K, scale)
+            if held.any():
+                joints = torch.where(held, first, joints)
+                points, viewmats = placed(joints)
     pivots = points.mean(1)  # [S, 3]
     depth = (viewmats[:, :3, :3] @ pivots[..., None])[:, 2, 0] + viewmats[:, 2, 3]
     usable = (depth > 0.05) & viewmats.flatten(1).isfinite().all(1)  # the DLT put the robot in front
     if not usable.any():
         raise ValueError("no start placed the robot in front of the camera; are the detections of this robot?")
-    problem = _Reprojection(model, link_ids, local_points, uv, weight, K, scale)
     with torch.no_grad():
         joints, viewmats, costs = levenberg_marquardt(problem, joints[usable], viewmats[usable], config.steps,
-                                                      fixed_joints=known_joints, fixed_camera=viewmat is not None)  # fmt: skip
+                                                      fixed_joints=known_joints, fixed_camera=viewmat is not None,
+                                                      held=held)  # fmt: skip
     apart = torch.cdist(joints, joints, p=float("inf")) > config.distinct  # [M, M] some joint differs
     order = torch.tensor(distinct_best(costs, apart, config.keep), device=joints.device)
-    return KeypointHypotheses(joints[order], viewmats[order][:, None], costs[order])
+    return KeypointHypotheses(joints[order], viewmats[order][:, None], costs[order], held)
+
+
+def unseen_joints(
+    model: RobotModel,
+    link_ids: Tensor,  # [K]
+    local_points: Tensor,  # [K, 3] link frame
+    weight: Tensor,  # [K] the detections' weights: 0 where not detected
+    pose: Tensor,  # [J] the pose each joint is swept from
+    viewmat: Tensor,  # [4, 4]
+    K: Tensor,  # [3, 3]
+    threshold: float,  # pixels
+    samples: int = 5,
+) -> Tensor:
+    """Joints [J] bool whose sweep over their whole travel (`samples` points, the others at `pose`) moves no
+    detected keypoint's projection by `threshold` or more: the detections cannot place them. Never a continuous
+    joint, nor anything when `viewmat` does not put the keypoints in front of the camera."""
+    spec = model.joint_spec
+    J = spec.dof
+    levels = torch.linspace(-1, 1, samples, device=pose.device)  # [S] normalised positions along the travel
+    swept = spec.normalize(pose).expand(J, samples, J).clone()  # [J, S, J]
+    swept[torch.arange(J), :, torch.arange(J)] = levels
+    points = _keypoints_world(model, spec.denormalize(swept.reshape(J * samples, J)), link_ids, local_points)
+    projected, _, in_front = project_points(points, viewmat.reshape(1, 1, 4, 4).expand(J * samples, 1, 4, 4),
+                                            K.reshape(1, 1, 3, 3).expand(J * samples, 1, 3, 3))  # fmt: skip
+    projected = projected[:, 0].reshape(J, samples, -1, 2)  # [J, S, K, 2]
+    detected = weight > 0
+    if not bool(in_front[:, 0][:, detected].all()) or not bool(projected[:, :, detected].isfinite().all()):
+        return torch.zeros(J, dtype=torch.bool, device=pose.device)
+    extent = (projected.amax(dim=1) - projected.amin(dim=1)).norm(dim=-1)  # [J, K] each keypoint's sweep
+    moves = (extent * detected).amax(dim=-1) >= threshold  # [J]
+    return ~moves & ~torch.as_tensor(spec.continuous, device=pose.device)
 
 
 class _Reprojection:
@@ -135,17 +186,21 @@ class _Reprojection:
 
 
 def levenberg_marquardt(problem: _Reprojection, joints: Tensor, viewmats: Tensor, steps: int, eps: float = 1e-3,
-                        fixed_joints: bool = False, fixed_camera: bool = False) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+                        fixed_joints: bool = False, fixed_camera: bool = False,
+                        held: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     """Batched, iteratively reweighted Levenberg-Marquardt on the joints (kept in their limits) and a camera
     correction (rotation about the keypoints' centre and translation, camera frame): joints [S, F J] (the
     problem's F frames' poses), viewmats [S, 4, 4] -> refined joints, viewmats and costs [S]. Jacobians by
-    forward differences of `eps`; `fixed_joints`: the camera alone, `fixed_camera`: the joints alone."""
+    forward differences of `eps`; `fixed_joints`: the camera alone, `fixed_camera`: the joints alone; `held` [F J]
+    or [J] (the same in every frame) bool: joints never moved."""
     spec, F = problem.model.joint_spec, problem.frames
     lower, upper = (torch.as_tensor(v, dtype=joints.dtype, device=joints.device).repeat(F) for v in (spec.lower, spec.upper))
     continuous = torch.as_tensor(spec.continuous, device=joints.device).repeat(F)  # [F J] unlimited: wrapped
     S, J = joints.shape
     P = J + 6
     free = torch.cat([torch.full((J,), float(not fixed_joints)), torch.full((6,), float(not fixed_camera))]).to(joints.device)
+    if held is not None:
+        free[:J] *= (~held.to(joints.device)).float().repeat(J // len(held))
     damping = torch.full((S,), 1e-2, device=joints.device)
     errors = problem.errors(joints, viewmats)
     cost = problem.cost(errors)

@@ -89,31 +89,36 @@ def static_camera_candidates(
         raise ValueError(f"no frame has {MIN_KEYPOINTS} keypoints detected with confidence >= {single.min_confidence}")
     scale = single.robust_scale * width
     problems = [_Reprojection(model, link_ids, local_points, uv[f], weight[f], K, scale) for f in used]
-    cameras, starts = [], []
+    cameras, starts, held = [], [], []
     for f in used:
         found = poses_from_keypoints(model, link_ids, local_points, uv[f], confidence[f], K, width, prior, single)
         cameras.append(found.viewmats[: config.per_frame, 0])
         starts.append(found.joints)
+        held.append(found.held)
     first = model.joint_spec.denormalize(torch.zeros(model.joint_spec.dof, device=device)) if prior is None else prior
+    first = first.to(device)
     cameras = torch.cat(cameras)  # [C, 4, 4]
-    starts = torch.cat([first.to(device)[None], *starts])  # [S, J]
-    best_joints, scores = _joints_under(problems, cameras, starts, config.score_steps)  # [C, F', J], [C]
+    starts = torch.cat([first[None], *starts])  # [S, J]
+    best_joints, scores = _joints_under(problems, cameras, starts, config.score_steps, first, held)  # [C, F', J], [C]
     top = scores.argsort()[: config.finalists]
     joint = _Reprojection(model, link_ids, local_points, uv[used], weight[used], K, scale)
-    joints, viewmats, costs = levenberg_marquardt(joint, best_joints[top].flatten(1), cameras[top], config.steps)
+    joints, viewmats, costs = levenberg_marquardt(joint, best_joints[top].flatten(1), cameras[top], config.steps,
+                                                  held=torch.cat(held))  # fmt: skip
     centres = torch.linalg.inv(viewmats)[:, :3, 3]  # [C', 3]
     chosen = distinct_best(costs, torch.cdist(centres, centres) > config.distinct, config.candidates)
     return [StaticCameraSolution(viewmats[i], joints[i].reshape(len(used), -1), used, float(costs[i])) for i in chosen]
 
 
-def _joints_under(problems: list[_Reprojection], cameras: Tensor, starts: Tensor, steps: int) -> tuple[Tensor, Tensor]:
-    """Each frame's best joints under each camera (cameras [C, 4, 4], from every start [S, J]): joints
-    [C, F, J] and the mean cost over the frames [C]."""
+def _joints_under(problems: list[_Reprojection], cameras: Tensor, starts: Tensor, steps: int, prior: Tensor,
+                  held: list[Tensor]) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Each frame's best joints under each camera (cameras [C, 4, 4], from every start [S, J]; each frame's held
+    joints [J] bool at the prior [J]): joints [C, F, J] and the mean cost over the frames [C]."""
     C, S = len(cameras), len(starts)
     views = cameras.repeat_interleave(S, dim=0)  # [C S, 4, 4]
     joints, costs = [], []
-    for problem in problems:
-        found, _, cost = levenberg_marquardt(problem, starts.repeat(C, 1), views, steps, fixed_camera=True)
+    for problem, frame_held in zip(problems, held):
+        frame_starts = torch.where(frame_held, prior, starts).repeat(C, 1)  # [C S, J]
+        found, _, cost = levenberg_marquardt(problem, frame_starts, views, steps, fixed_camera=True, held=frame_held)
         best = cost.reshape(C, S).argmin(dim=1)  # [C]
         joints.append(found.reshape(C, S, -1)[torch.arange(C), best])
         costs.append(cost.reshape(C, S).min(dim=1).values)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fit_helpers import toy_camera
 
-from drrobot.fit.from_keypoints import KeypointSolveConfig, poses_from_keypoints
+from drrobot.fit.from_keypoints import KeypointSolveConfig, poses_from_keypoints, unseen_joints
 from drrobot.fit.static_camera import static_camera_candidates
 from drrobot.fit.keypoint_points import keypoint_links, robot_keypoints
 from drrobot.fit.objectives import Keypoints, Observation
@@ -75,6 +75,30 @@ def test_joints_alone_when_the_camera_is_known(toy_model):
                                  viewmat=camera.viewmats.reshape(4, 4))  # fmt: skip
     assert wrapped_error_deg(found.joints[0], TOY_JOINTS) < 0.2
     assert torch.equal(found.viewmats[0, 0], camera.viewmats.reshape(4, 4))  # held
+
+
+def test_joints_no_detection_can_place_are_held_at_the_prior(toy_model):
+    camera = toy_camera(160, 120)
+    uv, ids, local = projected(toy_model, TOY_JOINTS, camera)
+    confidence = (ids < 3).float()  # link3's and the tool's keypoints undetected: the elbow moves none of the rest
+    found = poses_from_keypoints(toy_model, ids, local, uv, confidence, camera.Ks, 160)
+    assert found.held.tolist() == [False, False, True]
+    assert (found.joints[:, 2] == 0).all()  # every hypothesis at the prior (the middle of the limits), not a limit
+    assert wrapped_error_deg(found.joints[0, :2], TOY_JOINTS[:2]) < 0.2
+    free = poses_from_keypoints(toy_model, ids, local, uv, confidence, camera.Ks, 160,
+                                config=KeypointSolveConfig(hold_unseen=False))  # fmt: skip
+    assert not free.held.any() and free.joints[:, 2].abs().max() > 0.3  # the starts' random elbows stay
+
+
+def test_unseen_joints_are_those_whose_travel_moves_detections_less_than_the_threshold(toy_model):
+    camera = toy_camera(160, 120)
+    uv, ids, local = projected(toy_model, TOY_JOINTS, camera)
+    seen = torch.ones(len(ids))
+    args = (toy_model, ids, local, seen, TOY_JOINTS, camera.viewmats.reshape(4, 4), camera.Ks.reshape(3, 3))
+    assert unseen_joints(*args, 1.0).tolist() == [False, False, False]
+    assert unseen_joints(*args, 1e4).tolist() == [False, True, True]  # the continuous yaw: never held
+    behind = torch.diag(torch.tensor([-1.0, 1.0, -1.0, 1.0])) @ camera.viewmats.reshape(4, 4)  # turned half round
+    assert not unseen_joints(toy_model, ids, local, seen, TOY_JOINTS, behind, camera.Ks.reshape(3, 3), 1e4).any()
 
 
 def test_too_few_confident_keypoints_is_a_clear_error(toy_model):
