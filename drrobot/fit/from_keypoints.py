@@ -11,11 +11,11 @@ together by an iteratively reweighted Levenberg-Marquardt on the joints (kept in
 against the same robust error, pure kinematics with no rendering (~1 s for 256 starts on 2 CPU cores). The `keep`
 best with different joints are returned for the image-based refinement to choose from.
 
-Joints whose whole travel moves no detected keypoint by `robust_scale` or more (the Panda's fingers: 40 mm of
-travel, 8-13 px of 640 at 1-2 m, where the detector's finger keypoints are 15-18 px off) are held at the prior
-(`hold_unseen`): the least squares would send them to whichever limit the detections' noise favours, where the
-refinement's tanh parameterisation barely moves them (slope 0.04 at 0.98 of the way), and the image, which can see
-them, would never get the chance.
+Joints whose whole travel moves no detected keypoint by twice `robust_scale`, judged at the best solution, are
+then held at the prior and the rest solved again (`hold_unseen`; the Panda's fingers: 40 mm of travel, 0-17 px of
+640 at the look-alikes' 1-2 m, where the detector's finger keypoints are 15-18 px off): the least squares would
+send them to whichever limit the detections' noise favours, where the refinement's tanh parameterisation barely
+moves them (slope 0.04 at 0.98 of the way).
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ class KeypointSolveConfig:
     keep: int = 6
     """Hypotheses returned (best first), each differing from the better ones by > `distinct` rad in some joint."""
     distinct: float = 0.3
-    hold_unseen: bool = True
-    """Hold the joints that move no detected keypoint by `robust_scale` over their whole travel at the prior."""
+    hold_unseen: float = 2.0
+    """Hold at the prior the joints whose whole travel moves no detected keypoint by this many `robust_scale`s (0:
+    none): with the detections' noise about one scale, a travel of two locates such a joint no better than to a
+    quarter of it or so."""
     seed: int = 0
 
 
@@ -89,31 +91,29 @@ def poses_from_keypoints(
     uv, K = uv.to(device).float(), K.to(device).float()
     scale = config.robust_scale * width
     problem = _Reprojection(model, link_ids, local_points, uv, weight, K, scale)
-
-    def placed(joints: Tensor) -> tuple[Tensor, Tensor]:  # [S, J] -> world keypoints [S, K, 3], viewmats [S, 4, 4]
-        points = _keypoints_world(model, joints, link_ids, local_points)
-        if viewmat is not None:
-            return points, viewmat.to(device).float().expand(len(joints), 4, 4).clone()
-        return points, robust_dlt(points, uv, weight, K, scale)
-
-    held = torch.zeros(spec.dof, dtype=torch.bool, device=device)
     with torch.no_grad():
-        points, viewmats = placed(joints)
-        if config.hold_unseen and not known_joints:  # swept from the start the detections fit best as placed
-            best = int(problem.cost(problem.errors(joints, viewmats)).nan_to_num(float("inf")).argmin())
-            held = unseen_joints(model, link_ids, local_points, weight, joints[best], viewmats[best], K, scale)
-            if held.any():
-                joints = torch.where(held, first, joints)
-                points, viewmats = placed(joints)
+        points = _keypoints_world(model, joints, link_ids, local_points)  # [S, K, 3]
+        if viewmat is None:
+            viewmats = robust_dlt(points, uv, weight, K, scale)  # [S, 4, 4]
+        else:
+            viewmats = viewmat.to(device).float().expand(len(joints), 4, 4).clone()
     pivots = points.mean(1)  # [S, 3]
     depth = (viewmats[:, :3, :3] @ pivots[..., None])[:, 2, 0] + viewmats[:, 2, 3]
     usable = (depth > 0.05) & viewmats.flatten(1).isfinite().all(1)  # the DLT put the robot in front
     if not usable.any():
         raise ValueError("no start placed the robot in front of the camera; are the detections of this robot?")
+    held = torch.zeros(spec.dof, dtype=torch.bool, device=device)
     with torch.no_grad():
         joints, viewmats, costs = levenberg_marquardt(problem, joints[usable], viewmats[usable], config.steps,
-                                                      fixed_joints=known_joints, fixed_camera=viewmat is not None,
-                                                      held=held)  # fmt: skip
+                                                      fixed_joints=known_joints, fixed_camera=viewmat is not None)  # fmt: skip
+        if config.hold_unseen > 0 and not known_joints:  # swept from the best solution; the rest solved again
+            best = int(costs.argmin())
+            held = unseen_joints(model, link_ids, local_points, weight, joints[best], viewmats[best], K,
+                                 config.hold_unseen * scale)  # fmt: skip
+            if held.any():
+                joints, viewmats, costs = levenberg_marquardt(problem, torch.where(held, first, joints), viewmats,
+                                                              config.steps, fixed_camera=viewmat is not None,
+                                                              held=held)  # fmt: skip
     apart = torch.cdist(joints, joints, p=float("inf")) > config.distinct  # [M, M] some joint differs
     order = torch.tensor(distinct_best(costs, apart, config.keep), device=joints.device)
     return KeypointHypotheses(joints[order], viewmats[order][:, None], costs[order], held)

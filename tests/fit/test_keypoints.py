@@ -86,7 +86,7 @@ def test_joints_no_detection_can_place_are_held_at_the_prior(toy_model):
     assert (found.joints[:, 2] == 0).all()  # every hypothesis at the prior (the middle of the limits), not a limit
     assert wrapped_error_deg(found.joints[0, :2], TOY_JOINTS[:2]) < 0.2
     free = poses_from_keypoints(toy_model, ids, local, uv, confidence, camera.Ks, 160,
-                                config=KeypointSolveConfig(hold_unseen=False))  # fmt: skip
+                                config=KeypointSolveConfig(hold_unseen=0.0))  # fmt: skip
     assert not free.held.any() and free.joints[:, 2].abs().max() > 0.3  # the starts' random elbows stay
 
 
