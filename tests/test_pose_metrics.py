@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-
-from types import SimpleNamespace
 
 from drrobot.data.dream import load_dream, write_camera_settings, write_frame
 from drrobot.fit.dream_eval import dream_truth, logged_pose_vectors
