@@ -117,6 +117,10 @@ def run(config: PoseConfig) -> dict:
                                  dtype=torch.float32)  # fmt: skip
     detector = find_detector(config) if config.use_detector else None
     rec = reconstruct(model, frames, K, config.reconstruct, masks, viewmat, joints, detector, progress=config.progress)
+    if rec.unplaced:
+        print(f"drrobot pose: frame 0's keypoint detections cannot place {', '.join(rec.unplaced)} (a sweep over the "
+              "whole travel barely moves the detected points): the values rest on the image and the prior alone; "
+              "trajectory.json lists them under unplaced_joints", file=sys.stderr, flush=True)  # fmt: skip
     return write_outputs(config.out, model, frames, rec, truth, video=bool(config.video or config.dream),
                          fps=config.overlay_fps, width=config.reconstruct.working_width, title=str(config.dream))  # fmt: skip
 
@@ -205,12 +209,18 @@ def write_outputs(out: Path, model, frames, rec: Reconstruction, truth=None, vid
     if truth is not None and not rec.interrupted:  # interrupted: fewer frames than the ground truth
         scored = score_reconstruction(model, estimate, rec.viewmats.cpu().numpy(), rec.Ks.cpu().numpy(), truth, rec.fps)
         metrics = {**scored.to_dict(), "background": rec.background, "seconds_first_frame": rec.seconds_first,
-                   "seconds_tracking": rec.seconds_track, "seconds_per_stage": rec.seconds_per_stage}  # fmt: skip
+                   "seconds_tracking": rec.seconds_track, "seconds_per_stage": rec.seconds_per_stage,
+                   "unplaced_joints": rec.unplaced}  # fmt: skip
         write_json_atomic(out / "metrics.json", metrics)
         title = f"{title} ({len(rec.names)} frames, background {rec.background})"
-        write_atomic(out / "metrics.md", scored.to_markdown(title).encode())
+        report = scored.to_markdown(title)
+        if rec.unplaced:
+            report += ("\nNot placed by frame 0's keypoint detections (the values rest on the image and the prior): "
+                       f"{', '.join(rec.unplaced)}\n")  # fmt: skip
+        write_atomic(out / "metrics.md", report.encode())
     size = np.asarray(frames[0]).shape[1::-1]  # (W, H)
-    trajectory = trajectory_dict(model.joint_spec.names, rec.names, estimate, rec.viewmats, rec.Ks, rec.losses, size)
+    trajectory = trajectory_dict(model.joint_spec.names, rec.names, estimate, rec.viewmats, rec.Ks, rec.losses, size,
+                                 rec.unplaced)  # fmt: skip
     write_trajectory(out / TRAJECTORY, trajectory)
     return metrics
 

@@ -31,7 +31,8 @@ from drrobot.fit.keypoint_points import KeypointObserver
 from drrobot.fit.optimize import FitResult, cached_skinning_weights, render_state
 from drrobot.fit.static_camera import StaticCameraConfig, static_camera_candidates
 from drrobot.fit.solve import (ScratchConfig, Track, TrackConfig, has_keypoints, keypoint_hypotheses, keypoint_weights,
-                               prior_joints, refine_finalists, robot_extent, solve_from_scratch, track)
+                               prior_joints, refine_finalists, robot_extent, solve_from_scratch, track,
+                               unplaced_joints)
 from drrobot.model import RobotModel
 from drrobot.vision.keypoint_net import KeypointDetector
 
@@ -82,6 +83,8 @@ class Reconstruction:
     seconds_track: float  # tracking the rest (all passes)
     interrupted: bool = False  # Ctrl-C during tracking: the frames done so far (len(names) < the frames given)
     seconds_tracking_stages: dict[str, float] = dataclasses.field(default_factory=dict)  # `track`'s (Track.seconds)
+    unplaced: list[str] | None = None  # joints frame 0's detections cannot place at its estimate (`unplaced_joints`):
+    #   their values rest on the image and the prior (or the given joints) alone; None without a keypoint detector
 
     @property
     def seconds_per_stage(self) -> dict[str, float]:
@@ -260,6 +263,7 @@ def reconstruct(
         seconds_track=time.perf_counter() - first_done,
         interrupted=result.interrupted,
         seconds_tracking_stages=result.seconds,
+        unplaced=None if observer is None else _unplaced(model, data.with_keypoints(0), result, K_work, config),
     )
 
 
@@ -337,6 +341,12 @@ def _solve_joints(model: RobotModel, obs: Observation, K: Tensor, viewmat: Tenso
     B = min(scratch.finalists + (0 if starts is None else len(starts)), len(joints))
     pivot = robot_extent(model, joints[0], skin)[0] if refine_camera else None
     return refine_finalists(model, obs, joints[:B], viewmats.expand(B, 1, 4, 4), K, objective, scratch, skin, pivot)
+
+
+def _unplaced(model: RobotModel, obs: Observation, fitted: Track, K: Tensor, config: ReconstructConfig) -> list[str]:
+    """Names of the joints frame 0's detections cannot place at its estimate (`unplaced_joints`)."""
+    held = unplaced_joints(model, obs, fitted.joints[0], fitted.viewmats[0, 0], K, config.scratch.keypoints)
+    return [name for name, h in zip(model.joint_spec.names, held.tolist()) if h]
 
 
 def _fitted_alphas(model: RobotModel, fitted: Track, width: int, height: int) -> Callable[[int], Tensor]:

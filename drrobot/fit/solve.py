@@ -35,7 +35,7 @@ from tqdm import tqdm
 from drrobot.fit.background import interior
 from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.cameras import scale_intrinsics
-from drrobot.fit.from_keypoints import MIN_KEYPOINTS, KeypointSolveConfig, poses_from_keypoints
+from drrobot.fit.from_keypoints import MIN_KEYPOINTS, KeypointSolveConfig, poses_from_keypoints, unseen_joints
 from drrobot.fit.gauge import root_motions, turned_camera
 from drrobot.fit.objectives import Keypoints, Objective, ObjectiveWeights, Observation, stack_observations
 from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit
@@ -337,6 +337,18 @@ def keypoint_hypotheses(model: RobotModel, observation: Observation, K: Tensor, 
     found = poses_from_keypoints(model, kp.link_ids, kp.local_points, kp.uv[0, 0], kp.visible[0, 0].float(), K,
                                  observation.width, prior, config, known_joints, viewmat)  # fmt: skip
     return found.joints, found.viewmats
+
+
+def unplaced_joints(model: RobotModel, observation: Observation, joints: Tensor, viewmat: Tensor, K: Tensor,
+                    config: KeypointSolveConfig) -> Tensor:  # fmt: skip
+    """Joints [J] bool that the observation's keypoint detections cannot place at the estimate joints [J] seen by
+    viewmat [4, 4]: the keypoint solve's hold (`KeypointSolveConfig.hold_unseen`) judged there. None with too few
+    detections or the hold off."""
+    if config.hold_unseen <= 0 or not has_keypoints(observation):
+        return torch.zeros(model.joint_spec.dof, dtype=torch.bool, device=joints.device)
+    kp = observation.keypoints
+    threshold = config.hold_unseen * config.robust_scale * observation.width
+    return unseen_joints(model, kp.link_ids, kp.local_points, kp.visible[0, 0].float(), joints, viewmat, K, threshold)
 
 
 def keypoint_weights(weights: ObjectiveWeights | None, config: ScratchConfig) -> ObjectiveWeights:

@@ -4,7 +4,9 @@
      "frames": [{"frame": "000000", "joints": [radians...], "viewmat": [[4x4]], "K": [[3x3]], "loss": 0.01}, ...]}
 
 Joints follow the model's pose vector (`model.joint_spec.names`), viewmats are world->camera (OpenCV), K in
-pixels of the input frames. Written atomically.
+pixels of the input frames. Optional keys readers may ignore: `"image_size": [W, H]` of the input frames, and
+`"unplaced_joints": [names]`, the joints frame 0's keypoint detections could not place (`drrobot pose` with a
+detector): their values rest on the image and the prior alone. Written atomically.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ class TrajectoryError(DrRobotError, ValueError):
     """A trajectory file that cannot be read (the message names it)."""
 
 
-def trajectory_dict(joint_names, names, joints, viewmats, Ks, losses, image_size=None) -> dict:
+def trajectory_dict(joint_names, names, joints, viewmats, Ks, losses, image_size=None, unplaced=None) -> dict:
     """The layout above from frame names [T], joints [T, J], viewmats [T, 4, 4], Ks [T, 3, 3], losses [T]; with
-    `image_size` (width, height) of the input frames also `"image_size": [W, H]` (readers may ignore it)."""
+    `image_size` (width, height) of the input frames also `"image_size"`, with `unplaced` (joint names) also
+    `"unplaced_joints"`."""
     joints, viewmats, Ks, losses = (np.asarray(x, dtype=np.float64).tolist() for x in (joints, viewmats, Ks, losses))
     frames = [
         {"frame": str(n), "joints": j, "viewmat": v, "K": k, "loss": l if math.isfinite(l) else None}
@@ -34,6 +37,8 @@ def trajectory_dict(joint_names, names, joints, viewmats, Ks, losses, image_size
     out = {"joint_names": list(joint_names), "frames": frames}
     if image_size is not None:
         out["image_size"] = [int(image_size[0]), int(image_size[1])]
+    if unplaced is not None:
+        out["unplaced_joints"] = list(unplaced)
     return out
 
 

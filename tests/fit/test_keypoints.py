@@ -425,6 +425,42 @@ def test_a_static_camera_video_is_solved_from_its_keyframes_detections(toy_model
     assert torch.rad2deg((rec.joints - truth).abs()).mean() < 2.0
 
 
+def test_a_joint_the_detections_cannot_place_is_reported(toy_model):
+    """The keypoint solve holds such a joint at the prior; the reconstruction names it, so a reader of the
+    trajectory does not take its values for a measurement."""
+    from fit_helpers import checker, render_frames
+
+    from drrobot.fit.optimize import FitConfig
+    from drrobot.fit.reconstruct import ReconstructConfig, reconstruct
+    from drrobot.fit.solve import TrackConfig, unplaced_joints
+
+    camera = toy_camera(120, 90)
+    truth = TOY_JOINTS + torch.linspace(0, 1, 4)[:, None] * torch.tensor([[0.3, -0.2, 0.0]])  # [4, 3]
+    frames = render_frames(toy_model, truth, camera, checker(120, 90))
+    spec = robot_keypoints(toy_model, min_gaussians=20)
+    _, ids, _ = projected(toy_model, TOY_JOINTS, camera)
+
+    class Oracle:  # the true projections, but the points past the elbow never detected
+        def __init__(self):
+            self.spec = spec
+
+        def detect(self, image):
+            t = next(t for t, frame in enumerate(frames) if np.array_equal(frame, image))
+            return projected(toy_model, truth[t], camera)[0], (ids < 3).float()
+
+    track = TrackConfig(refine_camera=False, twins=False, reseeds=0,
+                        fit=FitConfig(steps=(5,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
+    config = ReconstructConfig(working_width=120, background="border", track=track)
+    rec = reconstruct(toy_model, list(frames), camera.Ks, config, detector=Oracle())
+    assert rec.unplaced == [toy_model.joint_spec.names[2]]
+
+    uv, ids, local = projected(toy_model, TOY_JOINTS, camera)
+    seen = Observation(torch.zeros(1, 1, 90, 120, 3), torch.zeros(1, 1, 90, 120, 3),
+                       keypoints=Keypoints(ids, local, uv[None, None], torch.ones(1, 1, len(ids), dtype=torch.bool)))
+    view, K = camera.viewmats.reshape(4, 4), camera.Ks.reshape(3, 3)
+    assert not unplaced_joints(toy_model, seen, TOY_JOINTS, view, K, KeypointSolveConfig()).any()  # all detected
+
+
 def test_static_camera_candidates_are_distinct_and_best_first(toy_model):
     from drrobot.fit.static_camera import StaticCameraConfig
 

@@ -53,6 +53,7 @@ def test_dream_sequence_end_to_end(toy_checkpoint, toy_dream, tmp_path, capsys):
     trajectory = json.loads((out / "trajectory.json").read_text())
     assert trajectory["joint_names"] == ["yaw", "shoulder", "elbow"]
     assert [f["frame"] for f in trajectory["frames"]] == ["000000", "000001", "000002"]
+    assert "unplaced_joints" not in trajectory  # no detector: nothing to say which joints it could not place
     frame = trajectory["frames"][0]
     assert set(frame) == {"frame", "joints", "viewmat", "K", "loss"}
     assert np.array(frame["viewmat"]).shape == (4, 4) and np.array(frame["K"]).shape == (3, 3)
@@ -172,7 +173,10 @@ def test_a_keypoint_detector_is_used_and_a_missing_one_named(toy_checkpoint, toy
     assert pose("--checkpoint", toy_checkpoint, "--dream", toy_dream, "--out", out, "--detector", tmp_path / "det",
                 *TINY) == 0  # fmt: skip
     assert "the camera is unknown" not in capsys.readouterr().err
-    assert len(json.loads((out / "trajectory.json").read_text())["frames"]) == 3
+    trajectory = json.loads((out / "trajectory.json").read_text())
+    assert len(trajectory["frames"]) == 3
+    assert set(trajectory["unplaced_joints"]) <= {"yaw", "shoulder", "elbow"}
+    assert json.loads((out / "metrics.json").read_text())["unplaced_joints"] == trajectory["unplaced_joints"]
     code, err = _bad(capsys, "--checkpoint", toy_checkpoint, "--dream", toy_dream, "--out", tmp_path / "o2",
                      "--detector", tmp_path / "nothing", *TINY)  # fmt: skip
     assert code == 1 and "nothing" in err and "drrobot keypoints" in err
