@@ -204,7 +204,8 @@ def write_outputs(out: Path, model, frames, rec: Reconstruction, truth=None, vid
         write_video(out / "overlay.mp4", shown, fps)
     else:
         write_grid(out / "overlay.png", shown)
-    plot_joints(out / "joints.png", model.joint_spec.names, estimate, None if truth is None else truth.joints)
+    plot_joints(out / "joints.png", model.joint_spec.names, estimate, None if truth is None else truth.joints,
+                unplaced=rec.unplaced or ())  # fmt: skip
     metrics = {}
     if truth is not None and not rec.interrupted:  # interrupted: fewer frames than the ground truth
         scored = score_reconstruction(model, estimate, rec.viewmats.cpu().numpy(), rec.Ks.cpu().numpy(), truth, rec.fps)

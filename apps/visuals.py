@@ -98,9 +98,10 @@ def _at_least_span(ax, span: float) -> None:
 
 def plot_joints(
     path: Path, joint_names: Sequence[str], estimate: np.ndarray, truth: np.ndarray | None = None,
-    frame_labels: Sequence[str] | None = None,
+    frame_labels: Sequence[str] | None = None, unplaced: Sequence[str] = (),
 ) -> Path:  # fmt: skip
-    """One small panel per joint over time: estimate [T, J] (and truth [T, J], NaN where unknown); PNG."""
+    """One small panel per joint over time: estimate [T, J] (and truth [T, J], NaN where unknown); PNG. The joints
+    named in `unplaced` (`Reconstruction.unplaced`) say so in their panel's title."""
     plt = _pyplot()
     J = len(joint_names)
     columns = min(4, J)
@@ -114,7 +115,8 @@ def plot_joints(
         ax.plot(t, estimate[:, j], label="estimate", lw=1.5)
         if truth is not None and not np.isnan(truth[:, j]).all():
             ax.plot(t, truth[:, j], "--", label="ground truth", lw=1.2)
-        ax.set_title(joint_names[j], fontsize=9)
+        title = f"{joint_names[j]} (not placed by keypoints)" if joint_names[j] in unplaced else joint_names[j]
+        ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
         _at_least_span(ax, MIN_PLOT_SPAN)
     axes.flat[0].legend(fontsize=7)

@@ -218,3 +218,17 @@ def test_a_joint_that_does_not_move_is_plotted_flat():
     low, high = ax.get_ylim()
     plt.close(fig)
     assert high - low >= MIN_PLOT_SPAN * 0.999 and low < 0.0396 < high
+
+
+def test_the_joint_plot_marks_the_joints_the_detections_cannot_place(tmp_path, monkeypatch):
+    from drrobot.apps import visuals
+
+    titles = []
+
+    def keep_titles(path, fig):
+        titles.extend(ax.get_title() for ax in fig.axes if ax.get_title())
+        return path
+
+    monkeypatch.setattr(visuals, "_save_figure", keep_titles)
+    visuals.plot_joints(tmp_path / "joints.png", ["a", "b"], np.zeros((3, 2)), unplaced=["b"])
+    assert titles == ["a", "b (not placed by keypoints)"]
