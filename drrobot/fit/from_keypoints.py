@@ -54,6 +54,10 @@ class KeypointSolveConfig:
     quarter of it or so."""
     seed: int = 0
 
+    def hold_threshold(self, width: int) -> float:
+        """Pixels (of an image `width` wide) a joint's sweep must move some detected keypoint by not to be held."""
+        return self.hold_unseen * self.robust_scale * width
+
 
 @dataclasses.dataclass
 class KeypointHypotheses:
@@ -109,7 +113,7 @@ def poses_from_keypoints(
         if config.hold_unseen > 0 and not known_joints:  # swept from the best solution; the rest solved again
             best = int(costs.argmin())
             held = unseen_joints(model, link_ids, local_points, weight, joints[best], viewmats[best], K,
-                                 config.hold_unseen * scale)  # fmt: skip
+                                 config.hold_threshold(width))  # fmt: skip
             if held.any():
                 joints, viewmats, costs = levenberg_marquardt(problem, torch.where(held, first, joints), viewmats,
                                                               config.steps, fixed_camera=viewmat is not None,

@@ -342,13 +342,13 @@ def keypoint_hypotheses(model: RobotModel, observation: Observation, K: Tensor, 
 def unplaced_joints(model: RobotModel, observation: Observation, joints: Tensor, viewmat: Tensor, K: Tensor,
                     config: KeypointSolveConfig) -> Tensor:  # fmt: skip
     """Joints [J] bool that the observation's keypoint detections cannot place at the estimate joints [J] seen by
-    viewmat [4, 4]: the keypoint solve's hold (`KeypointSolveConfig.hold_unseen`) judged there. None with too few
-    detections or the hold off."""
+    viewmat [4, 4]: the keypoint solve's hold (`KeypointSolveConfig.hold_unseen`) judged there. No joint with too
+    few detections or the hold off."""
     if config.hold_unseen <= 0 or not has_keypoints(observation):
         return torch.zeros(model.joint_spec.dof, dtype=torch.bool, device=joints.device)
     kp = observation.keypoints
-    threshold = config.hold_unseen * config.robust_scale * observation.width
-    return unseen_joints(model, kp.link_ids, kp.local_points, kp.visible[0, 0].float(), joints, viewmat, K, threshold)
+    return unseen_joints(model, kp.link_ids, kp.local_points, kp.visible[0, 0].float(), joints, viewmat, K,
+                         config.hold_threshold(observation.width))  # fmt: skip
 
 
 def keypoint_weights(weights: ObjectiveWeights | None, config: ScratchConfig) -> ObjectiveWeights:
