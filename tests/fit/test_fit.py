@@ -479,8 +479,9 @@ def test_the_backward_repair_goes_on_through_frames_that_barely_tell_the_solutio
 
 def test_the_last_pass_tracks_under_a_camera_refined_on_the_foregrounds_interior(toy_model, monkeypatch):
     """`TrackConfig.polish`: after the second pass the camera is refined once more and every frame tracked again,
-    the coverage term on each frame's foreground without its rim (whose pixels the robot covers only partly);
-    the track returned is that last pass, under that camera. Without it, the second pass is returned."""
+    the coverage term on each frame's foreground without its rim (whose pixels the robot covers only partly),
+    the background refitted from the second pass first; the track returned is that last pass, under that camera.
+    Without it, the second pass is returned."""
     import drrobot.fit.solve as solve
     from drrobot.fit.background import interior
     from drrobot.fit.optimize import FitResult
@@ -494,11 +495,13 @@ def test_the_last_pass_tracks_under_a_camera_refined_on_the_foregrounds_interior
     observations = [dataclasses.replace(observation(frame), moving=(alpha > 0.02).float()[None, None])
                     for frame, alpha in zip(frames, alphas)]  # fmt: skip
     refined = []  # (frame 0's foreground, the camera) of each camera refinement
+    events = []  # "refit" (the background, from the track so far) and "refine" (the camera), in order
     refine_camera = solve._refine_camera
 
     def spy(model, get, *args):
         out = refine_camera(model, get, *args)
         refined.append((get(0).moving, out[0]))
+        events.append("refine")
         return out
 
     monkeypatch.setattr(solve, "_refine_camera", spy)
@@ -509,8 +512,12 @@ def test_the_last_pass_tracks_under_a_camera_refined_on_the_foregrounds_interior
         config = TrackConfig(polish=polish, reseeds=0, twins=False, gauge=0.0, fit=fast,
                              camera_fit=FitConfig(steps=(5,), scales=(1.0,), optimizer="lbfgs"))  # fmt: skip
         refined.clear()
-        results[polish] = solve.track(toy_model, observations, 4, start, config)
+        events.clear()
+        results[polish] = solve.track(toy_model, observations, 4, start, config,
+                                      refit=lambda tracked: events.append("refit"))  # fmt: skip
         assert len(refined) == (2 if polish else 1)
+        # the polish judges its camera against the background refitted from the second pass
+        assert events == (["refit", "refine", "refit", "refine"] if polish else ["refit", "refine"])
     whole, _ = refined[0]
     polished, camera = refined[1]
     assert torch.equal(whole, observations[0].moving)  # the earlier stages keep the rim
