@@ -460,6 +460,12 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
     """`track`'s stages, each timed by `clock`."""
     skin = cached_skinning_weights(model)
     viewmats, Ks = start.viewmats[:1], start.Ks[:1]  # [1, C, 4, 4], [1, C, 3, 3]
+
+    def refitted(tracked: Track) -> None:  # `refit` from the track so far, timed
+        if refit is not None:
+            with clock("background refit"):
+                refit(tracked)
+
     with clock("first pass"):
         first = _track_pass(model, get, num_frames, start.joints[0], viewmats, Ks, config, weights, skin, progress,
                             on_frame, relocate)  # fmt: skip
@@ -471,9 +477,7 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
         if reseed is not None and config.static_camera:  # fresh solutions are solved with frame 0's camera
             with clock("frames solved afresh"):
                 merged = _reseeded(model, get, first, reseed, config, weights, skin, progress)
-        if refit is not None:  # first: a refitted background also judges the twins better
-            with clock("background refit"):
-                refit(merged)
+        refitted(merged)  # first: a refitted background also judges the twins better
         with clock("kinematic twins"):
             vote = config.twins and config.twin_vote > 0
             twin = _twin_to_track(model, get, merged, config, weights, skin, detect, vote and not refine)
@@ -495,9 +499,7 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
                 turned = _turned_gauge(model, get, _seen_by(earlier, viewmats, Ks), config, weights, skin)
             if turned is not None:
                 earlier, viewmats = turned, turned.viewmats[:1]
-                if refit is not None:
-                    with clock("background refit"):
-                        refit(turned)
+                refitted(turned)
     except KeyboardInterrupt:
         return dataclasses.replace(first, interrupted=True)
     with clock("second pass"):
@@ -509,9 +511,10 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
         repaired = _repaired_backward(model, get, second, config, weights, skin, progress)
     if not (refine and config.polish) or repaired.interrupted:
         return repaired
-    if refit is not None:  # the polish judges the camera against the background the second pass leaves
-        with clock("background refit"):
-            refit(repaired)
+    try:
+        refitted(repaired)  # the polish judges the camera against the background the second pass leaves
+    except KeyboardInterrupt:
+        return repaired
     with clock("polish"):
         return _polished(model, get, repaired, config, weights, skin, progress, on_frame, relocate)
 
