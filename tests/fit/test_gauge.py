@@ -12,7 +12,8 @@ from test_twins import ZYZ_ARM, zyz_camera
 
 from drrobot.fit import FitConfig, TrackConfig
 from drrobot.fit.cameras import look_at
-from drrobot.fit.gauge import root_motions, turned_camera
+from drrobot.fit.gauge import gauge_links, root_motions, turned_camera
+from drrobot.fit.keypoint_points import robot_keypoints
 from drrobot.fit.optimize import FitResult
 from drrobot.fit import solve
 from drrobot.fit.solve import Track, track
@@ -43,6 +44,29 @@ def test_the_camera_turned_about_joint_1_sees_every_link_but_the_base_in_place()
         assert kinematics.link_names[int(moved.nonzero()[0, 0])] == "link0"  # the base: seen turned
         assert int(moved.sum()) == 1
     assert root_motions(RobotKinematics.from_robot("toy_floating"), angles) is None  # the base pose is free
+
+
+def test_the_links_that_show_the_gauge_are_the_ones_joint_1_leaves_in_place():
+    panda = RobotKinematics.from_robot("panda")
+    assert [panda.link_names[i] for i in gauge_links(panda).nonzero()[:, 0].tolist()] == ["link0"]
+    assert gauge_links(RobotKinematics.from_robot("toy_floating")) is None
+
+
+def test_the_base_gets_keypoints_around_joint_1s_axis(tmp_path):
+    path = tmp_path / "arm.xml"
+    path.write_text(TABBED_ARM)
+    model = surface_model(str(path), points=1500)
+
+    def base_points(gauge_per_link: int) -> torch.Tensor:  # [n, 3] in the base's frame (joint a's axis: z)
+        spec = robot_keypoints(model, min_gaussians=20, gauge_per_link=gauge_per_link)
+        return torch.tensor([p for n, p in zip(spec.link_names, spec.local_points) if n == "base"])
+
+    def directions(points: torch.Tensor) -> set[int]:  # the quadrants about the axis of the points off it
+        off = points[points[:, :2].norm(dim=-1) > 0.03]
+        return set(torch.atan2(off[:, 1], off[:, 0]).div(torch.pi / 2).round().remainder(4).long().tolist())
+
+    assert len(directions(base_points(6))) >= 3  # around the axis: they tell the camera's azimuth about it
+    assert len(directions(base_points(6))) > len(directions(base_points(2)))
 
 
 def joint_a_error_after_tracking_from_a_turned_camera(tmp_path, config: TrackConfig, turn: float = 0.45,
