@@ -6,7 +6,9 @@ in the image: only the base shows the difference, a few pixels of a 320-pixel fr
 along that line, and where the robot-free background is computed from the track, the base the track got wrong
 stays in the background and defends it (look-alike kinect360: joint 1 20 deg off with the camera turned as much,
 ADD 13 mm; at keyframes the whole objective lowest where the track is, the appearance terms 25 deg towards the
-truth). `root_motions` finds the axis numerically on the kinematics; `turned_camera` applies a turn.
+truth). `root_motions` finds the axis numerically on the kinematics; `turned_camera` applies a turn;
+`keypoint_gauge_costs` judges turns by a detector's points on the base (`drrobot.fit.keypoint_points` puts several
+around the axis), with no rendering.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from drrobot.fit.objectives import Keypoints, link_points
 from drrobot.kinematics import RobotKinematics
+from drrobot.model import project_points
 
 _RIGID = 1e-4  # metres: the moved links must move as one body by this much
 
@@ -66,3 +70,36 @@ def _turned_root(kinematics: RobotKinematics, angles: Tensor) -> tuple[Tensor, T
 def turned_camera(viewmats: Tensor, motion: Tensor) -> Tensor:
     """viewmats [..., 4, 4] that see links moved by motion [4, 4] where viewmats saw them unmoved."""
     return viewmats @ torch.linalg.inv(motion)
+
+
+def keypoint_gauge_costs(
+    kinematics: RobotKinematics,
+    joints: Tensor,  # [F, J] a track's joints at F frames
+    viewmats: Tensor,  # [F, C, 4, 4] its cameras there
+    Ks: Tensor,  # [F, C, 3, 3]
+    detections: list[Keypoints | None],  # [F] each frame's detections (uv [1, C, K, 2]), None: not detected
+    motions: Tensor,  # [D, 4, 4] the turns (`root_motions`)
+    scale: float,  # Cauchy scale of a detection's distance, pixels
+    min_points: int = 2,
+) -> tuple[Tensor, Tensor]:
+    """The robust reprojection cost [F, D] of the confident detections on the links only the gauge shows (the
+    base), with each camera turned by each motion (joint 0 turned back leaves the other points in place), and
+    which frames [F] bool have `min_points` of them to compare (elsewhere the costs are 0)."""
+    shown = gauge_links(kinematics)
+    F, D = len(detections), len(motions)
+    costs, compared = torch.zeros(F, D), torch.zeros(F, dtype=torch.bool)
+    for f, found in enumerate(detections):
+        if found is None or shown is None:
+            continue
+        on_base = shown.to(found.link_ids.device)[found.link_ids]  # [K]
+        seen = found.visible[0] & on_base  # [C, K]
+        if int(seen.sum()) < min_points:
+            continue
+        points = link_points(kinematics.link_poses(joints[f][None]), found.link_ids, found.local_points)  # [1, K, 3]
+        turned = turned_camera(viewmats[f][None], motions[:, None].to(viewmats))  # [D, C, 4, 4]
+        C = turned.shape[1]
+        uv, _, _ = project_points(points.expand(D, -1, -1), turned, Ks[f].expand(D, C, 3, 3))  # [D, C, K, 2]
+        distance = torch.log1p(((uv - found.uv[0]).norm(dim=-1) / scale).square())  # [D, C, K]
+        costs[f] = (distance * seen).sum(dim=(1, 2)).cpu()
+        compared[f] = True
+    return costs, compared

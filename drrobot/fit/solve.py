@@ -17,7 +17,8 @@ detector's detections clearly prefer are tracked instead, those they clearly rej
 (`TrackConfig.twin_keypoints`); where the first pass presses on a joint limit, the remaining twins are compared with
 it there, and a clearly better one is tracked instead (`TrackConfig.twins`); else, under the refined camera, those
 rules again, then a twin the image prefers at most keyframes (`TrackConfig.twin_vote`). The refined camera is then
-turned about the first joint's axis, that joint back by as much, where the image prefers it (`TrackConfig.gauge`).
+turned about the first joint's axis, that joint back by as much, where the detections on the base (else the image)
+prefer it (`TrackConfig.gauge`).
 Last, the background is refitted from that track, the camera refined again and every frame tracked once more with
 the coverage term on the foreground's interior, which does not pull the render outward (`TrackConfig.polish`).
 """
@@ -36,7 +37,7 @@ from drrobot.fit.background import interior
 from drrobot.fit.chain import ChainConfig, chain_search
 from drrobot.fit.cameras import scale_intrinsics
 from drrobot.fit.from_keypoints import MIN_KEYPOINTS, KeypointSolveConfig, poses_from_keypoints, unseen_joints
-from drrobot.fit.gauge import root_motions, turned_camera
+from drrobot.fit.gauge import keypoint_gauge_costs, root_motions, turned_camera
 from drrobot.fit.objectives import Keypoints, Objective, ObjectiveWeights, Observation, stack_observations
 from drrobot.fit.optimize import FitConfig, FitResult, cached_skinning_weights, fit
 from drrobot.fit.params import PoseParameters
@@ -233,7 +234,10 @@ class TrackConfig:
     taken; on the base, unrefined, the turn of -30 deg lower at 8 of 8 keyframes and by 35% in sum, the truth
     21-31 deg that way). A sum lowest at an end falls on past it: no minimum located there (untuned look-alike
     realsense seed 47, joint 1 23 deg off: at 4 keyframes the appearance terms, nearly flat, fell towards -60 deg,
-    the end of the turns tried, while the truth lay at +23; taking -40 put it 63 off)."""
+    the end of the turns tried, while the truth lay at +23; taking -40 put it 63 off). With a keypoint detector
+    (`track`'s `detect`), its confident points on the base (`drrobot.fit.keypoint_points` puts several around the
+    axis) judge the turns first, by the same rules on their robust reprojection cost (`keypoint_gauge_costs`, no
+    rendering); the image is asked only where they take no turn or fewer than 3 keyframes have 2 such points."""
     gauge_step: float = 10.0
     """Degrees between the turns `gauge` tries."""
     gauge_margin: float = 0.05
@@ -496,7 +500,7 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
             earlier = earlier if voted is None else dataclasses.replace(merged, joints=voted)
         if refine and config.gauge > 0:
             with clock("gauge"):
-                turned = _turned_gauge(model, get, _seen_by(earlier, viewmats, Ks), config, weights, skin)
+                turned = _turned_gauge(model, get, _seen_by(earlier, viewmats, Ks), config, weights, skin, detect)
             if turned is not None:
                 earlier, viewmats = turned, turned.viewmats[:1]
                 refitted(turned)
@@ -869,10 +873,10 @@ def _keypoint_verdicts(model, tracked: Track, twins: list[Tensor], frames: Tenso
                              config.twin_keypoints)  # fmt: skip
 
 
-def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin) -> Track | None:
+def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin, detect) -> Track | None:
     """The track with its camera turned about the first joint's axis and that joint turned back by the angle the
-    image prefers on the pixels the turns change (`TrackConfig.gauge`); None when no turn is preferred or the robot
-    has no such gauge."""
+    keypoint detections on the base prefer (`detect`), else the image on the pixels the turns change
+    (`TrackConfig.gauge`); None when no turn is preferred or the robot has no such gauge."""
     steps = int(config.gauge // config.gauge_step)
     angles = torch.deg2rad(torch.arange(-steps, steps + 1, dtype=torch.float32) * config.gauge_step)  # [D], 0: middle
     motions = root_motions(model.kinematics, angles) if steps > 0 else None  # [D, 4, 4]
@@ -880,24 +884,42 @@ def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin
         return None
     D = len(angles)
     frames = _keyframes(len(tracked.joints), config.keyframes).tolist()
-    shadow = (weights or ObjectiveWeights()).shadow
-    losses = torch.stack([_gauge_errors(model, get(t), _root_turned(model, tracked.joints[t].expand(D, -1), angles),
-                                        turned_camera(tracked.viewmats[t], motions[:, None].to(tracked.viewmats)),
-                                        tracked.Ks[t], steps, config, shadow, skin)
-                          for t in frames])  # fmt: skip  # [F, D]
-    total = losses.sum(dim=0)  # [D]
-    best = int(total.argmin())
-    agree = float((losses[:, best] < losses[:, steps]).float().mean())  # share of the frames that prefer the turn
-    if best in (steps, 0, D - 1) or agree < config.twin_vote:  # at an end: falling on past it, no minimum found
+    angle = None
+    if detect is not None:
+        width = get(frames[0]).width
+        costs, compared = keypoint_gauge_costs(model.kinematics, tracked.joints[frames], tracked.viewmats[frames],
+                                               tracked.Ks[frames], [detect(t) for t in frames], motions,
+                                               config.twin_keypoints.robust_scale * width)  # fmt: skip
+        if int(compared.sum()) >= _MIN_COMPARED:
+            angle = _preferred_turn(costs[compared], angles, config)
+    if angle is None:
+        shadow = (weights or ObjectiveWeights()).shadow
+        losses = torch.stack([_gauge_errors(model, get(t), _root_turned(model, tracked.joints[t].expand(D, -1), angles),
+                                            turned_camera(tracked.viewmats[t], motions[:, None].to(tracked.viewmats)),
+                                            tracked.Ks[t], steps, config, shadow, skin)
+                              for t in frames])  # fmt: skip  # [F, D]
+        angle = _preferred_turn(losses, angles, config)
+    if angle is None:
         return None
-    if float(total[best]) > (1 - config.gauge_margin) * float(total[steps]):
-        return None
-    low, mid, high = total[best - 1 : best + 2].tolist()  # the parabola's vertex through the neighbours
-    shift = (low - high) / (2 * (low - 2 * mid + high))  # within half a step: mid is the lowest of the three
-    angle = angles[best] + float(angles[1] - angles[0]) * max(-0.5, min(0.5, shift))
     motion = root_motions(model.kinematics, angle.reshape(1))[0].to(tracked.viewmats)
     return dataclasses.replace(tracked, joints=_root_turned(model, tracked.joints, angle),
                                viewmats=turned_camera(tracked.viewmats, motion))  # fmt: skip
+
+
+def _preferred_turn(losses: Tensor, angles: Tensor, config: TrackConfig) -> Tensor | None:
+    """The turn (radians, refined between the angles [D] tried; the middle one 0) that frames' losses [F, D] prefer:
+    lower than the unturned at `twin_vote` of the frames or more, lowest in sum by `gauge_margin`, not at an end;
+    else None."""
+    middle, total = len(angles) // 2, losses.sum(dim=0)  # [D]
+    best = int(total.argmin())
+    agree = float((losses[:, best] < losses[:, middle]).float().mean())  # share of the frames that prefer the turn
+    if best in (middle, 0, len(angles) - 1) or agree < config.twin_vote:  # at an end: falling on past it
+        return None
+    if float(total[best]) > (1 - config.gauge_margin) * float(total[middle]):
+        return None
+    low, mid, high = total[best - 1 : best + 2].tolist()  # the parabola's vertex through the neighbours
+    shift = (low - high) / (2 * (low - 2 * mid + high))  # within half a step: mid is the lowest of the three
+    return angles[best] + float(angles[1] - angles[0]) * max(-0.5, min(0.5, shift))
 
 
 def _gauge_errors(model, obs: Observation, joints: Tensor, viewmats: Tensor, Ks: Tensor, middle: int,

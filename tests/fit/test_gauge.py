@@ -3,6 +3,7 @@ sees every moving link where it was; a track that settled along that line is tur
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,11 +14,13 @@ from test_twins import ZYZ_ARM, zyz_camera
 from drrobot.fit import FitConfig, TrackConfig
 from drrobot.fit.cameras import look_at
 from drrobot.fit.gauge import gauge_links, root_motions, turned_camera
-from drrobot.fit.keypoint_points import robot_keypoints
+from drrobot.fit.keypoint_points import keypoint_links, robot_keypoints
+from drrobot.fit.objectives import Keypoints, link_points
 from drrobot.fit.optimize import FitResult
 from drrobot.fit import solve
 from drrobot.fit.solve import Track, track
 from drrobot.kinematics import RobotKinematics
+from drrobot.model import project_points
 
 # The z-y-z arm on a base with an orange tab on one side: only the tab shows the camera's turn about joint a.
 TAB = '<geom type="box" size="0.07 0.03 0.03" pos="0.14 0 0.03" rgba="0.95 0.55 0.1 1"/>'
@@ -118,8 +121,43 @@ def test_a_turn_is_taken_only_where_the_image_has_a_minimum_inside_the_turns_tri
     turns = torch.arange(-40.0, 41.0, 10.0)  # [9]
     for curve, expected in (((turns - 40).abs(), None), ((turns + 22).square(), -22.0)):  # falling to +40 / a V
         monkeypatch.setattr(solve, "_gauge_errors", lambda *args, curve=curve: 1.0 + 0.01 * curve)
-        turned = solve._turned_gauge(model, lambda t: None, tracked, config, None, None)
+        turned = solve._turned_gauge(model, lambda t: None, tracked, config, None, None, None)
         if expected is None:
             assert turned is None
         else:
             assert math.degrees(float(turned.joints[0, 0] - tracked.joints[0, 0])) == pytest.approx(expected, abs=0.1)
+
+
+def test_the_detections_on_the_base_turn_a_track_back_without_asking_the_image(tmp_path, monkeypatch):
+    """A track 14 deg along the gauge, judged by exact detections of the base's points: turned back to the truth,
+    the image never rendered. Detections off the base, or too few on it, leave the turn to the image."""
+    path = tmp_path / "arm.xml"
+    path.write_text(TABBED_ARM)
+    model = surface_model(str(path), points=1500)
+    spec = robot_keypoints(model, min_gaussians=20)
+    ids, local = keypoint_links(model, spec)
+    camera, truth = zyz_camera(), torch.tensor([[0.6, 0.5, -0.8, 0.7]]).repeat(4, 1)
+    world = link_points(model.kinematics.link_poses(truth[:1]), ids, local)  # [1, K, 3]
+    uv, _, _ = project_points(world, camera.viewmats.reshape(1, 1, 4, 4), camera.Ks.reshape(1, 1, 3, 3))
+    detections = Keypoints(ids, local, uv, torch.ones(1, 1, len(ids), dtype=torch.bool))
+    off = 0.25  # radians along the gauge
+    motion = root_motions(model.kinematics, torch.tensor([off]))[0]
+    joints = truth.clone()
+    joints[:, 0] += off
+    tracked = Track(joints, turned_camera(camera.viewmats, motion).expand(4, 1, 4, 4), camera.Ks.expand(4, 1, 3, 3),
+                    torch.zeros(4))  # fmt: skip
+    config = TrackConfig(gauge=40.0, gauge_step=10.0, keyframes=4)
+    frame = SimpleNamespace(width=camera.width)
+
+    def image_asked(*args):
+        raise AssertionError("the image was asked")
+
+    monkeypatch.setattr(solve, "_gauge_errors", image_asked)
+    turned = solve._turned_gauge(model, lambda t: frame, tracked, config, None, None, lambda t: detections)
+    assert math.degrees(float((turned.joints[:, 0] - truth[:, 0]).abs().max())) < 2.0
+    assert (turned.joints[:, 1:] == truth[:, 1:]).all()
+    base = torch.tensor([name == "base" for name in spec.link_names])
+    for visible in (~base, base & (torch.cumsum(base.long(), 0) == 1)):  # the arm's points only; one on the base
+        seen = dataclasses.replace(detections, visible=visible.reshape(1, 1, -1))
+        with pytest.raises(AssertionError, match="the image was asked"):
+            solve._turned_gauge(model, lambda t: frame, tracked, config, None, None, lambda t: seen)
