@@ -6,7 +6,7 @@ rotation of the link about that axis (the Panda's wrist roll turns the hand abou
 in place). `robot_keypoints` therefore adds up to `per_link` cluster centres of each link's Gaussians (weighted
 k-means, as the coarse proxy) and drops any point closer than `min_separation` to one already kept (the Panda's
 link1 and link2 origins coincide). Links with fewer than `min_gaussians` Gaussians (virtual frames, tool centre
-points) contribute nothing. Panda (cpu-quick model): 24 such points over 11 links.
+points) contribute nothing. Panda (cpu-quick model): 24 such points over 11 links (27 with the base's below).
 
 None of those tells a pose from its kinematic twins (`drrobot.fit.twins`: a half turn of the Panda's hand, or of
 its shoulder's joints 1 and 3) unless it sits off the axes the twin turns about, and the links a twin turns are
