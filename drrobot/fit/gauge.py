@@ -7,8 +7,7 @@ along that line, and where the robot-free background is computed from the track,
 stays in the background and defends it (look-alike kinect360: joint 1 20 deg off with the camera turned as much,
 ADD 13 mm; at keyframes the whole objective lowest where the track is, the appearance terms 25 deg towards the
 truth). `root_motions` finds the axis numerically on the kinematics; `turned_camera` applies a turn;
-`keypoint_gauge_costs` judges turns by a detector's points on the base (`drrobot.fit.keypoint_points` puts several
-around the axis), with no rendering.
+`keypoint_gauge_costs` judges turns by a detector's points on the base, with no rendering.
 """
 
 from __future__ import annotations

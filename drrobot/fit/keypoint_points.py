@@ -6,7 +6,7 @@ rotation of the link about that axis (the Panda's wrist roll turns the hand abou
 in place). `robot_keypoints` therefore adds up to `per_link` cluster centres of each link's Gaussians (weighted
 k-means, as the coarse proxy) and drops any point closer than `min_separation` to one already kept (the Panda's
 link1 and link2 origins coincide). Links with fewer than `min_gaussians` Gaussians (virtual frames, tool centre
-points) contribute nothing. Panda (cpu-quick model): 24 such points over 11 links (27 with the base's below).
+points) contribute nothing. Panda (cpu-quick model): 24 such points over 11 links.
 
 None of those tells a pose from its kinematic twins (`drrobot.fit.twins`: a half turn of the Panda's hand, or of
 its shoulder's joints 1 and 3) unless it sits off the axes the twin turns about, and the links a twin turns are
@@ -15,12 +15,6 @@ the half turn (a bulge on one side). `robot_keypoints` adds, for each twin move 
 that link's Gaussians that land farther than `twin_gap` from every Gaussian under the move, when there are
 `min_gaussians` of them and their centre itself moves at least `min_separation`. Panda: 2 more points, on the sides
 of link1 and link2 (the shoulder's twin); one of link7's centres already sits on its side bulge (the hand's twin).
-
-Nor do they fix the root joint's gauge (`drrobot.fit.gauge`): a camera turned about a fixed-base arm's first axis,
-with that joint turned back, moves only the links the joint leaves in place (the Panda's base) in the image, so only
-their points off that axis tell the camera's azimuth (two points per link leave the Panda's base one, 8 cm behind
-the axis). Those links get `gauge_per_link` cluster centres instead (Panda: 6 on the base, 4 of them off the axis,
-behind and on both sides).
 """
 
 from __future__ import annotations
@@ -28,7 +22,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from drrobot.fit.gauge import gauge_links
 from drrobot.fit.objectives import Keypoints, link_points
 from drrobot.fit.proxy import silhouette_mass, weighted_kmeans
 from drrobot.fit.twins import twin_moves
@@ -39,8 +32,7 @@ from drrobot.vision.keypoint_net import DetectorError, KeypointDetector, Keypoin
 
 @torch.no_grad()
 def robot_keypoints(model: RobotModel, per_link: int = 2, min_separation: float = 0.04, min_gaussians: int = 50,
-                    twin_gap: float = 0.02, gauge_per_link: int = 6,
-                    skinning_weights: Tensor | None = None) -> KeypointSpec:  # fmt: skip
+                    twin_gap: float = 0.02, skinning_weights: Tensor | None = None) -> KeypointSpec:  # fmt: skip
     """The keypoints of `model` (see the module docstring), link by link in link order."""
     g = model.gaussians
     skin = model.skinning_weights() if skinning_weights is None else skinning_weights  # [N, L]
@@ -48,14 +40,12 @@ def robot_keypoints(model: RobotModel, per_link: int = 2, min_separation: float 
     mass = silhouette_mass(g)  # [N]
     canonical = model.canonical_link_poses  # [L, 4, 4]
     telling = twin_telling_points(model, link_of, mass, twin_gap, min_gaussians, min_separation)
-    gauge = gauge_links(model.kinematics)  # [L] bool or None
     names, points, kept = [], [], []  # kept: the points so far in the canonical world frame
     for link, name in enumerate(model.link_names):
         members = (link_of == link).nonzero()[:, 0]
         if len(members) < min_gaussians:
             continue
-        clusters = gauge_per_link if gauge is not None and bool(gauge[link]) else per_link
-        cluster = weighted_kmeans(g.means[members], mass[members], clusters)  # [n]
+        cluster = weighted_kmeans(g.means[members], mass[members], per_link)  # [n]
         inverse = torch.linalg.inv(canonical[link])
         centres = [_mass_centre(g.means, mass, members[cluster == c]) for c in cluster.unique().tolist()]
         candidates = [(canonical[link, :3, 3], torch.zeros(3))]  # (world, link frame): the origin, then the rest

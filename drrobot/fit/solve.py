@@ -235,9 +235,9 @@ class TrackConfig:
     21-31 deg that way). A sum lowest at an end falls on past it: no minimum located there (untuned look-alike
     realsense seed 47, joint 1 23 deg off: at 4 keyframes the appearance terms, nearly flat, fell towards -60 deg,
     the end of the turns tried, while the truth lay at +23; taking -40 put it 63 off). With a keypoint detector
-    (`track`'s `detect`), its confident points on the base (`drrobot.fit.keypoint_points` puts several around the
-    axis) judge the turns first, by the same rules on their robust reprojection cost (`keypoint_gauge_costs`, no
-    rendering); the image is asked only where they take no turn or fewer than 3 keyframes have 2 such points."""
+    (`track`'s `detect`), its confident points on the base judge the turns first, by the same rules on their robust
+    reprojection cost (`keypoint_gauge_costs`, no rendering); the image is asked only where they take no turn or
+    fewer than 3 keyframes have 2 such points."""
     gauge_step: float = 10.0
     """Degrees between the turns `gauge` tries."""
     gauge_margin: float = 0.05

@@ -55,23 +55,6 @@ def test_the_links_that_show_the_gauge_are_the_ones_joint_1_leaves_in_place():
     assert gauge_links(RobotKinematics.from_robot("toy_floating")) is None
 
 
-def test_the_base_gets_keypoints_around_joint_1s_axis(tmp_path):
-    path = tmp_path / "arm.xml"
-    path.write_text(TABBED_ARM)
-    model = surface_model(str(path), points=1500)
-
-    def base_points(gauge_per_link: int) -> torch.Tensor:  # [n, 3] in the base's frame (joint a's axis: z)
-        spec = robot_keypoints(model, min_gaussians=20, gauge_per_link=gauge_per_link)
-        return torch.tensor([p for n, p in zip(spec.link_names, spec.local_points) if n == "base"])
-
-    def directions(points: torch.Tensor) -> set[int]:  # the quadrants about the axis of the points off it
-        off = points[points[:, :2].norm(dim=-1) > 0.03]
-        return set(torch.atan2(off[:, 1], off[:, 0]).div(torch.pi / 2).round().remainder(4).long().tolist())
-
-    assert len(directions(base_points(6))) >= 3  # around the axis: they tell the camera's azimuth about it
-    assert len(directions(base_points(6))) > len(directions(base_points(2)))
-
-
 def joint_a_error_after_tracking_from_a_turned_camera(tmp_path, config: TrackConfig, turn: float = 0.45,
                                                       arm: str = TABBED_ARM):  # fmt: skip
     """Degrees [T] by which joint a is off when a video of the arm is tracked from its true frame-0 pose seen by
