@@ -144,3 +144,31 @@ def test_the_detections_on_the_base_turn_a_track_back_without_asking_the_image(t
         seen = dataclasses.replace(detections, visible=visible.reshape(1, 1, -1))
         with pytest.raises(AssertionError, match="the image was asked"):
             solve._turned_gauge(model, lambda t: frame, tracked, config, None, None, lambda t: seen)
+        assert solve._turned_gauge(model, lambda t: frame, tracked, config, None, None, lambda t: seen,
+                                   image=False) is None  # fmt: skip
+
+
+def test_after_the_polish_the_detections_on_the_base_judge_the_gauge_once_more(tmp_path, monkeypatch):
+    """The polish refines the camera again and can leave the gauge; with a detector, its points on the base (not
+    the image) judge the polished track's turns, and a turn they take is what `track` returns."""
+    path = tmp_path / "arm.xml"
+    path.write_text(TABBED_ARM)
+    model = surface_model(str(path), points=300)
+    truth = torch.tensor([0.6, 0.5, -0.8, 0.7]).repeat(4, 1)
+    camera = zyz_camera()
+    frames = [observation(f) for f in render_frames(model, truth, camera, DARK_BACKGROUND)]
+    start = FitResult(truth[:1], camera.viewmats[None, None], camera.Ks[None, None], None, torch.zeros(1), {}, [], 0)
+    asked = []  # `image` of each gauge judgement, in order
+
+    def judged(model, get, tracked, config, weights, skin, detect, image=True):
+        asked.append(image)
+        return None if image else dataclasses.replace(tracked, joints=tracked.joints + 0.1)
+
+    monkeypatch.setattr(solve, "_turned_gauge", judged)
+    fast = FitConfig(steps=(2,), scales=(1.0,), optimizer="lbfgs")
+    config = dataclasses.replace(CONFIG, fit=fast, camera_fit=fast, reseeds=0, polish=True)
+    result = track(model, frames, len(truth), start, config, detect=lambda t: None)
+    assert asked == [True, False]  # before the second pass (detections, else the image), after the polish
+    unturned = track(model, frames, len(truth), start, config)  # no detector: no judgement after the polish
+    assert asked == [True, False, True]
+    assert torch.allclose(result.joints, unturned.joints + 0.1)
