@@ -17,11 +17,10 @@ detector's detections clearly prefer are tracked instead, those they clearly rej
 (`TrackConfig.twin_keypoints`); where the first pass presses on a joint limit, the remaining twins are compared with
 it there, and a clearly better one is tracked instead (`TrackConfig.twins`); else, under the refined camera, those
 rules again, then a twin the image prefers at most keyframes (`TrackConfig.twin_vote`). The refined camera is then
-turned about the first joint's axis, that joint back by as much, where the detections on the base (else the image)
-prefer it (`TrackConfig.gauge`).
+turned about the first joint's axis, that joint back by as much, where the image prefers it (`TrackConfig.gauge`).
 Last, the background is refitted from that track, the camera refined again and every frame tracked once more with
-the coverage term on the foreground's interior, which does not pull the render outward (`TrackConfig.polish`), and
-the detections on the base judge the gauge once more.
+the coverage term on the foreground's interior, which does not pull the render outward (`TrackConfig.polish`); with
+a keypoint detector, its points on the base then judge that turn once more.
 """
 
 from __future__ import annotations
@@ -236,11 +235,11 @@ class TrackConfig:
     21-31 deg that way). A sum lowest at an end falls on past it: no minimum located there (untuned look-alike
     realsense seed 47, joint 1 23 deg off: at 4 keyframes the appearance terms, nearly flat, fell towards -60 deg,
     the end of the turns tried, while the truth lay at +23; taking -40 put it 63 off). With a keypoint detector
-    (`track`'s `detect`), its confident points on the base judge the turns first, by the same rules on their robust
-    reprojection cost (`keypoint_gauge_costs`, no rendering); the image is asked only where they take no turn or
-    fewer than 3 keyframes have 2 such points. They judge the track once more after the polish, whose camera
-    refinement can leave the gauge again (look-alike realsense, first 40 frames: joint 1 12.5 deg off after it,
-    4.3 with the turn they took)."""
+    (`track`'s `detect`) and `polish`, its confident points on the base judge the turns once more after the polish,
+    when the rest of the camera is settled, by the same rules on their robust reprojection cost
+    (`keypoint_gauge_costs`, no rendering; at least 3 keyframes with 2 such points). Look-alike realsense, first 40
+    frames: joint 1 12.5 deg off after the polish, 4.3 after the turn they took. Asked before the second pass
+    instead, under the first pass' track, they turned kinect360's joint 1 from 1.6 deg off to 7.5."""
     gauge_step: float = 10.0
     """Degrees between the turns `gauge` tries."""
     gauge_margin: float = 0.05
@@ -503,7 +502,7 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
             earlier = earlier if voted is None else dataclasses.replace(merged, joints=voted)
         if refine and config.gauge > 0:
             with clock("gauge"):
-                turned = _turned_gauge(model, get, _seen_by(earlier, viewmats, Ks), config, weights, skin, detect)
+                turned = _turned_gauge(model, get, _seen_by(earlier, viewmats, Ks), config, weights, skin)
             if turned is not None:
                 earlier, viewmats = turned, turned.viewmats[:1]
                 refitted(turned)
@@ -526,8 +525,8 @@ def _staged_track(model, get, num_frames, start: FitResult, config: TrackConfig,
         polished = _polished(model, get, repaired, config, weights, skin, progress, on_frame, relocate)
     if detect is None or config.gauge <= 0 or polished is repaired:
         return polished
-    with clock("gauge"):  # the polish' camera can leave the gauge again; only the base's detections judge it now
-        turned = _turned_gauge(model, get, polished, config, weights, skin, detect, image=False)
+    with clock("gauge"):  # judged last, when the rest of the camera is settled; only by the base's detections
+        turned = _keypoint_turned_gauge(model, get, polished, config, detect)
     return polished if turned is None else turned
 
 
@@ -881,33 +880,53 @@ def _keypoint_verdicts(model, tracked: Track, twins: list[Tensor], frames: Tenso
                              config.twin_keypoints)  # fmt: skip
 
 
-def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin, detect,
-                  image: bool = True) -> Track | None:  # fmt: skip
+def _turned_gauge(model, get, tracked: Track, config: TrackConfig, weights, skin) -> Track | None:
     """The track with its camera turned about the first joint's axis and that joint turned back by the angle the
-    keypoint detections on the base prefer (`detect`), else, with `image`, the image on the pixels the turns change
-    (`TrackConfig.gauge`); None when no turn is preferred or the robot has no such gauge."""
-    steps = int(config.gauge // config.gauge_step)
-    angles = torch.deg2rad(torch.arange(-steps, steps + 1, dtype=torch.float32) * config.gauge_step)  # [D], 0: middle
-    motions = root_motions(model.kinematics, angles) if steps > 0 else None  # [D, 4, 4]
-    if motions is None:
+    image prefers on the pixels the turns change (`TrackConfig.gauge`); None when no turn is preferred or the robot
+    has no such gauge."""
+    turns = _gauge_turns(model, config)
+    if turns is None:
         return None
+    angles, motions = turns
+    D, middle = len(angles), len(angles) // 2
     frames = _keyframes(len(tracked.joints), config.keyframes).tolist()
-    angle = None
-    if detect is not None:
-        width = get(frames[0]).width
-        costs, compared = keypoint_gauge_costs(model.kinematics, tracked.joints[frames], tracked.viewmats[frames],
-                                               tracked.Ks[frames], [detect(t) for t in frames], motions,
-                                               config.twin_keypoints.robust_scale * width)  # fmt: skip
-        if int(compared.sum()) >= _MIN_COMPARED:
-            angle = _preferred_turn(costs[compared], angles, config)
-    if angle is None and image:
-        shadow = (weights or ObjectiveWeights()).shadow
-        D = len(angles)
-        losses = torch.stack([_gauge_errors(model, get(t), _root_turned(model, tracked.joints[t].expand(D, -1), angles),
-                                            turned_camera(tracked.viewmats[t], motions[:, None].to(tracked.viewmats)),
-                                            tracked.Ks[t], steps, config, shadow, skin)
-                              for t in frames])  # fmt: skip  # [F, D]
-        angle = _preferred_turn(losses, angles, config)
+    shadow = (weights or ObjectiveWeights()).shadow
+    losses = torch.stack([_gauge_errors(model, get(t), _root_turned(model, tracked.joints[t].expand(D, -1), angles),
+                                        turned_camera(tracked.viewmats[t], motions[:, None].to(tracked.viewmats)),
+                                        tracked.Ks[t], middle, config, shadow, skin)
+                          for t in frames])  # fmt: skip  # [F, D]
+    return _turned_by(model, tracked, _preferred_turn(losses, angles, config))
+
+
+def _keypoint_turned_gauge(model, get, tracked: Track, config: TrackConfig, detect) -> Track | None:
+    """The track turned along the gauge (as `_turned_gauge`) by the angle the keypoint detections on the base
+    (`detect`) prefer at the keyframes (`keypoint_gauge_costs`, no rendering); None when they prefer none, or fewer
+    than `_MIN_COMPARED` keyframes have two such detections."""
+    turns = _gauge_turns(model, config)
+    if turns is None:
+        return None
+    angles, motions = turns
+    frames = _keyframes(len(tracked.joints), config.keyframes).tolist()
+    costs, compared = keypoint_gauge_costs(model.kinematics, tracked.joints[frames], tracked.viewmats[frames],
+                                           tracked.Ks[frames], [detect(t) for t in frames], motions,
+                                           config.twin_keypoints.robust_scale * get(frames[0]).width)  # fmt: skip
+    if int(compared.sum()) < _MIN_COMPARED:
+        return None
+    return _turned_by(model, tracked, _preferred_turn(costs[compared], angles, config))
+
+
+def _gauge_turns(model, config: TrackConfig) -> tuple[Tensor, Tensor] | None:
+    """The turns `TrackConfig.gauge` tries: angles [D] (radians; the middle one 0) and their world motions
+    [D, 4, 4]; None when there are none or the robot has no such gauge."""
+    steps = int(config.gauge // config.gauge_step)
+    angles = torch.deg2rad(torch.arange(-steps, steps + 1, dtype=torch.float32) * config.gauge_step)  # [D]
+    motions = root_motions(model.kinematics, angles) if steps > 0 else None  # [D, 4, 4]
+    return None if motions is None else (angles, motions)
+
+
+def _turned_by(model, tracked: Track, angle: Tensor | None) -> Track | None:
+    """The track's cameras turned about the first joint's axis by `angle` and that joint back by as much; None
+    for no angle."""
     if angle is None:
         return None
     motion = root_motions(model.kinematics, angle.reshape(1))[0].to(tracked.viewmats)

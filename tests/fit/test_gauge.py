@@ -104,16 +104,16 @@ def test_a_turn_is_taken_only_where_the_image_has_a_minimum_inside_the_turns_tri
     turns = torch.arange(-40.0, 41.0, 10.0)  # [9]
     for curve, expected in (((turns - 40).abs(), None), ((turns + 22).square(), -22.0)):  # falling to +40 / a V
         monkeypatch.setattr(solve, "_gauge_errors", lambda *args, curve=curve: 1.0 + 0.01 * curve)
-        turned = solve._turned_gauge(model, lambda t: None, tracked, config, None, None, None)
+        turned = solve._turned_gauge(model, lambda t: None, tracked, config, None, None)
         if expected is None:
             assert turned is None
         else:
             assert math.degrees(float(turned.joints[0, 0] - tracked.joints[0, 0])) == pytest.approx(expected, abs=0.1)
 
 
-def test_the_detections_on_the_base_turn_a_track_back_without_asking_the_image(tmp_path, monkeypatch):
+def test_the_detections_on_the_base_turn_a_track_back_without_rendering(tmp_path, monkeypatch):
     """A track 14 deg along the gauge, judged by exact detections of the base's points: turned back to the truth,
-    the image never rendered. Detections off the base, or too few on it, leave the turn to the image."""
+    nothing rendered. Detections off the base, or too few on it, take no turn."""
     path = tmp_path / "arm.xml"
     path.write_text(TABBED_ARM)
     model = surface_model(str(path), points=1500)
@@ -130,27 +130,26 @@ def test_the_detections_on_the_base_turn_a_track_back_without_asking_the_image(t
     tracked = Track(joints, turned_camera(camera.viewmats, motion).expand(4, 1, 4, 4), camera.Ks.expand(4, 1, 3, 3),
                     torch.zeros(4))  # fmt: skip
     config = TrackConfig(gauge=40.0, gauge_step=10.0, keyframes=4)
-    frame = SimpleNamespace(width=camera.width)
+    frame = SimpleNamespace(width=camera.width)  # all the judgement reads of a frame
 
-    def image_asked(*args):
-        raise AssertionError("the image was asked")
+    def rendered(*args, **kwargs):
+        raise AssertionError("rendered")
 
-    monkeypatch.setattr(solve, "_gauge_errors", image_asked)
-    turned = solve._turned_gauge(model, lambda t: frame, tracked, config, None, None, lambda t: detections)
+    monkeypatch.setattr(solve, "_gauge_errors", rendered)
+    monkeypatch.setattr(type(model), "render", rendered)
+    turned = solve._keypoint_turned_gauge(model, lambda t: frame, tracked, config, lambda t: detections)
     assert math.degrees(float((turned.joints[:, 0] - truth[:, 0]).abs().max())) < 2.0
     assert (turned.joints[:, 1:] == truth[:, 1:]).all()
+    assert torch.allclose(turned.viewmats, camera.viewmats.expand(4, 1, 4, 4), atol=0.03)  # the camera with it
     base = torch.tensor([name == "base" for name in spec.link_names])
     for visible in (~base, base & (torch.cumsum(base.long(), 0) == 1)):  # the arm's points only; one on the base
         seen = dataclasses.replace(detections, visible=visible.reshape(1, 1, -1))
-        with pytest.raises(AssertionError, match="the image was asked"):
-            solve._turned_gauge(model, lambda t: frame, tracked, config, None, None, lambda t: seen)
-        assert solve._turned_gauge(model, lambda t: frame, tracked, config, None, None, lambda t: seen,
-                                   image=False) is None  # fmt: skip
+        assert solve._keypoint_turned_gauge(model, lambda t: frame, tracked, config, lambda t: seen) is None
 
 
 def test_after_the_polish_the_detections_on_the_base_judge_the_gauge_once_more(tmp_path, monkeypatch):
-    """The polish refines the camera again and can leave the gauge; with a detector, its points on the base (not
-    the image) judge the polished track's turns, and a turn they take is what `track` returns."""
+    """The polish refines the camera again and can leave the gauge; with a detector, its points on the base judge
+    the polished track's turns, and a turn they take is what `track` returns."""
     path = tmp_path / "arm.xml"
     path.write_text(TABBED_ARM)
     model = surface_model(str(path), points=300)
@@ -160,15 +159,13 @@ def test_after_the_polish_the_detections_on_the_base_judge_the_gauge_once_more(t
     start = FitResult(truth[:1], camera.viewmats[None, None], camera.Ks[None, None], None, torch.zeros(1), {}, [], 0)
     asked = []  # `image` of each gauge judgement, in order
 
-    def judged(model, get, tracked, config, weights, skin, detect, image=True):
-        asked.append(image)
-        return None if image else dataclasses.replace(tracked, joints=tracked.joints + 0.1)
-
-    monkeypatch.setattr(solve, "_turned_gauge", judged)
+    monkeypatch.setattr(solve, "_turned_gauge", lambda *args: asked.append("image"))
+    monkeypatch.setattr(solve, "_keypoint_turned_gauge", lambda model, get, tracked, config, detect: asked.append(
+        "keypoints") or dataclasses.replace(tracked, joints=tracked.joints + 0.1))  # fmt: skip
     fast = FitConfig(steps=(2,), scales=(1.0,), optimizer="lbfgs")
     config = dataclasses.replace(CONFIG, fit=fast, camera_fit=fast, reseeds=0, polish=True)
     result = track(model, frames, len(truth), start, config, detect=lambda t: None)
-    assert asked == [True, False]  # before the second pass (detections, else the image), after the polish
+    assert asked == ["image", "keypoints"]  # before the second pass, after the polish
     unturned = track(model, frames, len(truth), start, config)  # no detector: no judgement after the polish
-    assert asked == [True, False, True]
+    assert asked == ["image", "keypoints", "image"]
     assert torch.allclose(result.joints, unturned.joints + 0.1)
