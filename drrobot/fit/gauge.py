@@ -26,44 +26,39 @@ def root_motions(kinematics: RobotKinematics, angles: Tensor) -> Tensor | None:
     """World motions [D, 4, 4] by which turning joint 0 by each of angles [D] (radians) moves every link it moves;
     None when the robot has a floating base, joint 0 is not a revolute joint or does not move the links it moves as
     one body (then it has no such gauge)."""
-    turned = _turned_root(kinematics, angles)
-    if turned is None:
-        return None
-    before, after, moved = turned  # after [D + 1, L, 4, 4]: the last turned by a probe's radian
-    motions = after[:, moved] @ torch.linalg.inv(before[moved])  # [D + 1, M, 4, 4] each moved link's world motion
-    if float((motions - motions[:, :1]).abs().amax()) > _RIGID:
-        return None
-    trace = motions[:, 0, 0, 0] + motions[:, 0, 1, 1] + motions[:, 0, 2, 2]  # [D + 1]
-    turn = torch.arccos(((trace - 1) / 2).clamp(-1, 1))  # [D + 1] the motion's rotation angle
-    probed = torch.cat([angles.reshape(-1).float(), torch.ones(1)]).abs().to(turn)  # [D + 1]
-    if float((turn - probed).abs().amax()) > 1e-3:  # a slide joint, or one geared against its angle
-        return None
-    return motions[:-1, 0]
+    found = _root_turns(kinematics, angles)
+    return None if found is None else found[0]
 
 
 def gauge_links(kinematics: RobotKinematics) -> Tensor | None:
     """[L] bool: the links that alone show the root gauge (those joint 0 leaves in place: the Panda's base), or None
     when the robot has no such gauge (`root_motions`)."""
-    if root_motions(kinematics, torch.zeros(0)) is None:
-        return None
-    return ~_turned_root(kinematics, torch.zeros(0))[2]
+    found = _root_turns(kinematics, torch.zeros(0))
+    return None if found is None else ~found[1]
 
 
-def _turned_root(kinematics: RobotKinematics, angles: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-    """Link poses [L, 4, 4] at the canonical joints, [D + 1, L, 4, 4] with joint 0 turned by each of angles [D] and
-    then by a radian, and the links [L] bool that a turn moves; None for a floating base, no joints or a joint 0
-    that moves nothing."""
+def _root_turns(kinematics: RobotKinematics, angles: Tensor) -> tuple[Tensor, Tensor] | None:
+    """`root_motions` [D, 4, 4] and the links [L] bool joint 0 moves; None where the robot has no such gauge."""
     spec = kinematics.joint_spec
     if spec.floating_base or spec.dof == 0:
         return None
-    probed = torch.cat([angles.reshape(-1).float(), torch.ones(1)])  # [D + 1]: the last a probe that moves links
-    joints = kinematics.canonical_joints()[None].expand(len(probed), -1).clone()  # [D + 1, J]
+    angles = torch.cat([angles.reshape(-1).float(), torch.ones(1)])  # [D + 1]: the last a probe that moves links
+    joints = kinematics.canonical_joints()[None].expand(len(angles), -1).clone()  # [D + 1, J]
     turned = joints.clone()
-    turned[:, 0] += probed.to(joints)
+    turned[:, 0] += angles.to(joints)
     before = kinematics.link_poses(joints[:1])[0]  # [L, 4, 4]
     after = kinematics.link_poses(turned)  # [D + 1, L, 4, 4]
     moved = (after[-1] - before).abs().amax(dim=(1, 2)) > _RIGID  # [L]
-    return (before, after, moved) if bool(moved.any()) else None
+    if not bool(moved.any()):
+        return None
+    motions = after[:, moved] @ torch.linalg.inv(before[moved])  # [D + 1, M, 4, 4] each moved link's world motion
+    if float((motions - motions[:, :1]).abs().amax()) > _RIGID:
+        return None
+    trace = motions[:, 0, 0, 0] + motions[:, 0, 1, 1] + motions[:, 0, 2, 2]  # [D + 1]
+    turn = torch.arccos(((trace - 1) / 2).clamp(-1, 1))  # [D + 1] the motion's rotation angle
+    if float((turn - angles.abs().to(turn)).abs().amax()) > 1e-3:  # a slide joint, or one geared against its angle
+        return None
+    return motions[:-1, 0], moved
 
 
 def turned_camera(viewmats: Tensor, motion: Tensor) -> Tensor:
