@@ -102,8 +102,10 @@ class ScratchConfig:
     twin_margin: float = 0.02
     """Twins whose losses lie within this fraction of the lowest are ones the image cannot tell apart (the Panda's
     shoulder twins: losses 0.4% apart on look-alike realsense frame 0; the hand's, whose fingers swap under a half
-    turn, barely differ at all); of those, the one nearest the prior pose wins (`prior`: "middle" of the limits by
-    default), rather than whichever the search happened to reach first. A twin lower by more wins outright."""
+    turn, barely differ at all); of those, the one the keypoint detections' telling points side with
+    (`single_frame_verdicts`), else, of those they do not reject, the one nearest the prior pose (`prior`: "middle"
+    of the limits by default), rather than whichever the search happened to reach first. A twin lower by more wins
+    outright."""
 
 
 @dataclasses.dataclass
@@ -386,7 +388,8 @@ def refine_finalists(
 ) -> FitResult:
     """`config.final` refinement of the hypotheses, then of the winner's kinematic twins (`config.twins`) from the
     winner's camera; the lowest loss of all, or, of the winner and twins within `config.twin_margin` of the lowest,
-    the one nearest the prior pose (B = 1)."""
+    the one the keypoint detections prefer (`single_frame_verdicts`), else of those they do not reject the one
+    nearest the prior pose (B = 1)."""
     refined = _refine(model, observation, joints, viewmats, K, objective, config, skin, pivot, progress)
     result = take_hypothesis(refined, refined.best)
     if not config.twins:
@@ -397,15 +400,30 @@ def refine_finalists(
     rivals = _refine(model, observation, twins, result.viewmats.expand(len(twins), -1, -1, -1), K, objective, config,
                      skin, pivot, progress)  # fmt: skip
     pool = torch.cat([result.joints, rivals.joints])  # [1 + M, J] the winner first
-    pick = nearest_to_prior_among_ties(model, pool, torch.cat([result.losses, rivals.losses]), config)
+    verdicts = single_frame_verdicts(model, observation, result, twins) if has_keypoints(observation) else None
+    pick = nearest_to_prior_among_ties(model, pool, torch.cat([result.losses, rivals.losses]), config, verdicts)
     return result if pick == 0 else take_hypothesis(rivals, pick - 1)
 
 
-def nearest_to_prior_among_ties(model: RobotModel, joints: Tensor, losses: Tensor, config: ScratchConfig) -> int:
+def single_frame_verdicts(model: RobotModel, observation: Observation, winner: FitResult, twins: Tensor) -> TwinVerdicts:
+    """The observation's keypoint detections on the winner (B = 1) against each of its exact twins [M, J] under its
+    camera (`drrobot.fit.twin_keypoints` at one frame: the side whose telling detections are twice nearer)."""
+    return keypoint_verdicts(model, winner.joints, twins[:, None], winner.viewmats, winner.Ks, [observation.keypoints],
+                             observation.width, config=TwinKeypointConfig(min_frames=1))  # fmt: skip
+
+
+def nearest_to_prior_among_ties(model: RobotModel, joints: Tensor, losses: Tensor, config: ScratchConfig,
+                                verdicts: TwinVerdicts | None = None) -> int:  # fmt: skip
     """Index of the hypothesis (joints [M, J], losses [M]) nearest `config.prior` (normalised joints) among those
-    within `config.twin_margin` of the lowest loss."""
+    within `config.twin_margin` of the lowest loss. With `verdicts` (the first hypothesis against each other: M - 1
+    verdicts), of the tied ones those preferred to the first if any, else those not rejected (the first never is)."""
     spec = model.joint_spec
     tied = losses <= float(losses.min()) / (1 - config.twin_margin)  # [M]
+    if verdicts is not None:
+        side = torch.cat([torch.zeros(1, dtype=torch.long), verdicts.verdicts]).to(tied.device)  # [M] the first: 0
+        preferred = tied & (side == 1)
+        kept = preferred if bool(preferred.any()) else tied & (side >= 0)
+        tied = kept if bool(kept.any()) else tied  # an image's clear winner stays, whatever the detections say
     distance = (spec.normalize(joints) - spec.normalize(prior_joints(model, config.prior))).square().sum(dim=-1)
     return int(distance.masked_fill(~tied, float("inf")).argmin())
 

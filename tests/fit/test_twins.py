@@ -13,6 +13,7 @@ from test_fit import observation
 from drrobot.fit import FitConfig, Objective, ScratchConfig, TrackConfig
 from drrobot.fit.cameras import Cameras, look_at
 from drrobot.fit.keypoint_points import robot_keypoints, twin_telling_points
+from drrobot.fit.objectives import Keypoints, ObjectiveWeights, link_points
 from drrobot.fit.optimize import FitResult, cached_skinning_weights
 from drrobot.fit.proxy import silhouette_mass
 from drrobot.fit import solve
@@ -20,6 +21,7 @@ from drrobot.fit.solve import Track, refine_finalists, track
 from drrobot.fit.twin_image import TwinImageConfig, image_verdicts
 from drrobot.fit.twins import TwinMove, kinematic_twins, same_placement, twin_moves
 from drrobot.kinematics import RobotKinematics
+from drrobot.model import project_points
 
 SHOULDER = TwinMove((0, 2), (1,))  # the Panda's joints 1 and 3 a half turn, joint 2 mirrored
 
@@ -209,6 +211,35 @@ def test_twins_the_image_cannot_tell_apart_go_to_the_one_nearest_the_prior(tmp_p
         found = refine_finalists(model, obs, start[None], camera.viewmats[None, None], camera.Ks, Objective(), config,
                                  cached_skinning_weights(model))  # fmt: skip
         assert torch.rad2deg((found.joints[0] - middle_most).abs()).max() < 5.0, (start, found.joints)
+
+
+def test_detections_decide_between_twins_the_image_cannot_tell_apart(tmp_path):
+    """The symmetric arm's shoulder twins look the same; detections of a point on link1's side (where the other
+    arm's box is) pick the twin they sit on, though the other is nearer the prior."""
+    path = tmp_path / "zyz_symmetric.xml"
+    path.write_text(ZYZ_ARM.replace('<geom type="box" size="0.05 0.04 0.05" pos="0.09 0 0.12" rgba="0.9 0.1 0.1 1"/>', ""))
+    model = surface_model(str(path), points=1200)
+    photo_model = surface_model(str(path), points=3000, seed=1)  # another sampling: fits neither twin exactly
+    middle_most = torch.tensor([0.6, 0.5, -0.8, 0.7])
+    twin = kinematic_twins(model.kinematics, middle_most, [SHOULDER])[0]
+    camera = zyz_camera()
+    names = ["link1", "link2", "link2", "link3", "link4", "link4"]
+    local = torch.tensor([[0.09, 0.0, 0.12], [0.0, 0.0, 0.0], [0.0, 0.0, 0.3], [0.0, 0.0, 0.1], [0.0, 0.0, 0.0],
+                          [0.2, 0.0, 0.0]])  # fmt: skip
+    link_ids = torch.tensor([model.link_names.index(n) for n in names])
+    points = link_points(model.kinematics.link_poses(twin[None]), link_ids, local)  # [1, K, 3]
+    uv = project_points(points, camera.viewmats[None, None], camera.Ks[None, None])[0]  # [1, 1, K, 2]
+    obs = dataclasses.replace(observation(render_frames(photo_model, twin[None], camera, DARK_BACKGROUND)[0]),
+                              keypoints=Keypoints(link_ids, local, uv, torch.ones(1, 1, len(names), dtype=torch.bool)))
+    blind = Objective(ObjectiveWeights(keypoints=0.0))  # the image alone, which ties the twins (within 10%)
+    config = ScratchConfig(final=FitConfig(steps=(10,), scales=(1.0,), optimizer="lbfgs"), twin_margin=0.1)
+    skin = cached_skinning_weights(model)
+    for start in (middle_most, twin):
+        found = refine_finalists(model, obs, start[None], camera.viewmats[None, None], camera.Ks, blind, config, skin)
+        assert torch.rad2deg((found.joints[0] - twin).abs()).max() < 5.0, (start, found.joints)
+    unseen = dataclasses.replace(obs, keypoints=None)  # without them the prior decides (the test above)
+    found = refine_finalists(model, unseen, twin[None], camera.viewmats[None, None], camera.Ks, blind, config, skin)
+    assert torch.rad2deg((found.joints[0] - middle_most).abs()).max() < 5.0, found.joints
 
 
 def test_the_image_beats_the_prior_where_it_tells_the_twins_apart(zyz_model):
